@@ -1,0 +1,40 @@
+# fiscus — the commands a developer and CI use. `make help` lists them.
+
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+REDIS_URL ?= redis://127.0.0.1:6379
+export DATABASE_URL REDIS_URL
+
+CARGO ?= cargo
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: help run test services cluster lint fmt build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run: ## the whole cluster in one process on embedded defaults (SQLite + in-process cache)
+	$(CARGO) run -p fiscus -- dev
+
+test: services ## every test, against the local Postgres and Redis (started if needed)
+	$(CARGO) build --workspace --bins
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --no-fail-fast
+else
+	$(CARGO) test --workspace --no-fail-fast
+endif
+
+services: ## make sure Postgres and Redis answer (starts or installs them when it can)
+	@deploy/local/ensure-services.sh
+
+cluster: services build ## the four services as separate processes against Postgres + Redis
+	deploy/local/cluster.sh
+
+build:
+	$(CARGO) build --workspace --bins
+
+lint: ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,153 @@
+//! `fiscus dev`: the four services in one process, on one port, on embedded storage.
+//!
+//! Each service still gets its own SQLite file and still calls the others over gRPC (through
+//! this same port), so what works here works the same way as separate processes.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use fiscus_kit::app::ServiceContext;
+use fiscus_kit::cache::{MemoryCache, SharedCache};
+use fiscus_kit::config::{Config, LogFormat, MasterKey, PeersConfig};
+use fiscus_kit::db::{ConnectSettings, Database};
+use fiscus_kit::peers::Peers;
+use fiscus_kit::telemetry::{self, LogTarget};
+use fiscus_kit::{ServiceModule, server};
+use secrecy::SecretString;
+use tonic::service::RoutesBuilder;
+
+const MODULES: [&ServiceModule; 4] = [
+    &fiscus_receipts::MODULE,
+    &fiscus_payments::MODULE,
+    &fiscus_shifts::MODULE,
+    &fiscus_tokens::MODULE,
+];
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Address of the one gRPC port that serves all four services.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Directory for the SQLite journals and the generated master key.
+    #[arg(long, default_value = "./.fiscus")]
+    data_dir: PathBuf,
+    /// Optional TOML configuration; database and cache settings are ignored in dev mode.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if std::env::var_os("FISCUS_TELEMETRY__LOG_FORMAT").is_none() {
+        config.telemetry.log_format = LogFormat::Text;
+    }
+    let _telemetry = telemetry::init("fiscus-dev", &config.telemetry, LogTarget::Stderr)?;
+
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    if config.keys.master_key.is_none() {
+        let key = dev_master_key(&args.data_dir.join("master.key"))?;
+        config.keys.master_key = Some(SecretString::from(key.to_hex()));
+    }
+
+    let listener = server::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let reachable = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    config.peers = PeersConfig::all_at(&format!("http://{reachable}"));
+    let peers = Peers::connect_lazy(&config.peers)?;
+    let cache: SharedCache = Arc::new(MemoryCache::new(&config.cache.key_prefix));
+    let config = Arc::new(config);
+
+    let mut routes = RoutesBuilder::default();
+    let mut names = Vec::new();
+    let mut databases = Vec::new();
+    for module in MODULES {
+        let service = module.kind.name();
+        let db = Database::open_sqlite_file(
+            &args.data_dir.join(format!("{service}.db")),
+            &ConnectSettings::default(),
+        )
+        .await?;
+        db.migrate(service, module.migrations).await?;
+        let context = ServiceContext {
+            config: config.clone(),
+            db: db.clone(),
+            cache: cache.clone(),
+            peers: peers.clone(),
+        };
+        names.push((module.mount)(context, &mut routes)?);
+        databases.push(db);
+    }
+
+    print_banner(reachable, &args.data_dir, &names);
+    tracing::info!(%addr, services = names.len(), "listening");
+    server::serve(
+        &config.server,
+        listener,
+        routes,
+        &names,
+        server::termination_signal(),
+    )
+    .await?;
+    for db in databases {
+        db.close().await;
+    }
+    Ok(())
+}
+
+/// The dev master key: made once, kept in the data dir so the journals stay readable across runs.
+fn dev_master_key(path: &Path) -> anyhow::Result<MasterKey> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return MasterKey::from_hex(&text).with_context(|| format!("in {}", path.display()));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the dev master key: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = create_private(path)?;
+    file.write_all(hex.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    MasterKey::from_hex(&hex).map_err(Into::into)
+}
+
+fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+fn print_banner(addr: SocketAddr, data_dir: &Path, names: &[&str]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "fiscus dev: {} services listening on {addr} (data in {})",
+        names.len(),
+        data_dir.display()
+    );
+    for name in names {
+        let _ = writeln!(out, "  {name}");
+    }
+    let _ = writeln!(out, "try:");
+    let _ = writeln!(out, "  grpcurl -plaintext {addr} list");
+    let _ = writeln!(
+        out,
+        "  grpcurl -plaintext -d '{{\"service\":\"fiscus.v1.ReceiptService\"}}' {addr} grpc.health.v1.Health/Check"
+    );
+    let _ = out.flush();
+}

@@ -1,0 +1,46 @@
+//! The `fiscus` command: the whole cluster in one process for development (`fiscus dev`).
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod dev;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "fiscus: gRPC fiscal middleware")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all four services in one process on embedded storage (SQLite + in-process cache).
+    Dev(dev::DevArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fiscus: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Dev(args) => runtime.block_on(dev::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fiscus: {}", fiscus_kit::app::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The shared cache: Redis in a cluster, an in-process map for a single process.
+//!
+//! The cache is only ever a fast path: every caller treats an error or a miss as "look in the
+//! database", never as "not done". Every entry has a time to live; nothing is cached forever.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::redact_url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    #[error("cache: {0} is not a usable URL (expected redis://…, rediss://… or memory)")]
+    BadUrl(String),
+}
+
+/// Key-value operations with expiry, shared by every service.
+pub trait Cache: Send + Sync + 'static {
+    /// The value under `key`, if present and not expired.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, CacheError>>;
+
+    /// Stores `value` under `key` for `ttl`, replacing what was there.
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CacheError>>;
+
+    /// Stores `value` only if `key` is absent; `true` when this call stored it (a lease was won).
+    fn set_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, CacheError>>;
+
+    /// Removes `key`; `true` when something was removed.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CacheError>>;
+
+    /// Removes `key` only while it still holds `expected` (releasing one's own lease, atomically).
+    fn delete_if_equals<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, CacheError>>;
+}
+
+/// The cache as services hold it.
+pub type SharedCache = Arc<dyn Cache>;
+
+/// Settings for opening a cache.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            key_prefix: "fiscus".to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Opens the cache named by `url`: `memory`, or a Redis URL. Redis connects lazily, so a Redis
+/// that is down at start costs speed, not availability.
+pub fn open(url: &str, settings: &CacheSettings) -> Result<SharedCache, CacheError> {
+    if url == "memory" || url == "memory://" {
+        Ok(Arc::new(MemoryCache::new(&settings.key_prefix)))
+    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+        Ok(Arc::new(RedisCache::open(url, settings)?))
+    } else {
+        Err(CacheError::BadUrl(redact_url(url)))
+    }
+}
+
+/// Nothing may be cached without an expiry; a zero TTL still expires (after a millisecond).
+fn positive(ttl: Duration) -> Duration {
+    ttl.max(Duration::from_millis(1))
+}
+
+/// Redis through a reconnecting multiplexed connection.
+#[derive(Clone)]
+pub struct RedisCache {
+    connection: ConnectionManager,
+    prefix: String,
+    response_timeout: Duration,
+}
+
+impl RedisCache {
+    pub fn open(url: &str, settings: &CacheSettings) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(|_| CacheError::BadUrl(redact_url(url)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.response_timeout))
+            // Fail fast and let the caller fall back to the database; reconnect on the next call.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            connection,
+            prefix: format!("{}:", settings.key_prefix),
+            response_timeout: settings.response_timeout,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    /// Runs one command with the response deadline; any failure is "unavailable".
+    async fn run<T>(
+        &self,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, CacheError> {
+        // The connect phase of a lazy connection is not covered by the response timeout.
+        match tokio::time::timeout(self.response_timeout * 2, command).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(CacheError::Unavailable(e.to_string())),
+            Err(_) => Err(CacheError::Unavailable(
+                "redis did not answer in time".into(),
+            )),
+        }
+    }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(positive(ttl).as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Cache for RedisCache {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, CacheError>> {
+        Box::pin(async move {
+            let mut conn = self.connection.clone();
+            self.run(conn.get::<_, Option<Vec<u8>>>(self.key(key)))
+                .await
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            let mut conn = self.connection.clone();
+            self.run(conn.pset_ex::<_, _, ()>(self.key(key), value, millis(ttl)))
+                .await
+        })
+    }
+
+    fn set_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, CacheError>> {
+        Box::pin(async move {
+            let mut conn = self.connection.clone();
+            let mut command = redis::cmd("SET");
+            command
+                .arg(self.key(key))
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl));
+            let stored: Option<String> = self.run(command.query_async(&mut conn)).await?;
+            Ok(stored.is_some())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CacheError>> {
+        Box::pin(async move {
+            let mut conn = self.connection.clone();
+            let removed: u64 = self.run(conn.del(self.key(key))).await?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn delete_if_equals<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, CacheError>> {
+        Box::pin(async move {
+            let script = redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end",
+            );
+            let mut conn = self.connection.clone();
+            let mut invocation = script.key(self.key(key));
+            invocation.arg(expected);
+            let removed: u64 = self.run(invocation.invoke_async(&mut conn)).await?;
+            Ok(removed > 0)
+        })
+    }
+}
+
+/// An in-process cache for a single process (`fiscus dev`): the same contract as Redis.
+#[derive(Default)]
+pub struct MemoryCache {
+    prefix: String,
+    entries: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+}
+
+impl MemoryCache {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: format!("{prefix}:"),
+            entries: Mutex::default(),
+        }
+    }
+
+    fn with_entries<T>(&self, f: impl FnOnce(&mut HashMap<String, (Vec<u8>, Instant)>) -> T) -> T {
+        // A panic while holding the lock cannot leave a half-written entry behind, so a
+        // poisoned map is still consistent.
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        entries.retain(|_, (_, expires)| *expires > now);
+        f(&mut entries)
+    }
+}
+
+impl Cache for MemoryCache {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, CacheError>> {
+        let key = format!("{}{}", self.prefix, key);
+        Box::pin(async move { Ok(self.with_entries(|e| e.get(&key).map(|(v, _)| v.clone()))) })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        let key = format!("{}{}", self.prefix, key);
+        Box::pin(async move {
+            let expires = Instant::now() + positive(ttl);
+            self.with_entries(|e| e.insert(key, (value.to_vec(), expires)));
+            Ok(())
+        })
+    }
+
+    fn set_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, CacheError>> {
+        let key = format!("{}{}", self.prefix, key);
+        Box::pin(async move {
+            let expires = Instant::now() + positive(ttl);
+            Ok(self.with_entries(|e| match e.entry(key) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert((value.to_vec(), expires));
+                    true
+                }
+            }))
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CacheError>> {
+        let key = format!("{}{}", self.prefix, key);
+        Box::pin(async move { Ok(self.with_entries(|e| e.remove(&key).is_some())) })
+    }
+
+    fn delete_if_equals<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, CacheError>> {
+        let key = format!("{}{}", self.prefix, key);
+        Box::pin(async move {
+            Ok(self.with_entries(|e| match e.get(&key) {
+                Some((value, _)) if value == expected => e.remove(&key).is_some(),
+                _ => false,
+            }))
+        })
+    }
+}

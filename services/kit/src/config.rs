@@ -1,0 +1,473 @@
+//! Layered configuration: built-in defaults, then a TOML file, then `FISCUS_*` environment variables.
+//!
+//! Every key has a default that works on a developer machine; every section refuses unknown keys so
+//! that a typo stops the process with a line naming the key instead of being silently ignored.
+//! Secrets are [`SecretString`]s: they never reach `Debug` output or a log line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The prefix of every environment variable that overrides a configuration key.
+/// `FISCUS_SERVER__LISTEN` sets `server.listen`: sections are separated by a double underscore.
+pub const ENV_PREFIX: &str = "FISCUS_";
+
+/// Configuration shared by every fiscus service; one file can configure the whole cluster.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub telemetry: TelemetryConfig,
+    pub peers: PeersConfig,
+    pub keys: KeysConfig,
+}
+
+/// The gRPC listener and its protection against overload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the gRPC server listens; each service has its own default port.
+    pub listen: Option<SocketAddr>,
+    /// Longest time one RPC may run before it is answered with `DEADLINE_EXCEEDED`.
+    pub request_timeout_ms: u64,
+    /// Requests served at once on one HTTP/2 connection; further ones wait.
+    pub concurrency_limit_per_connection: usize,
+    /// After SIGTERM: how long health reports NOT_SERVING before the listener closes,
+    /// so that load balancers stop routing here first.
+    pub drain_delay_ms: u64,
+    /// After SIGTERM: how long in-flight RPCs may take to finish before the process exits anyway.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            request_timeout_ms: 10_000,
+            concurrency_limit_per_connection: 256,
+            drain_delay_ms: 0,
+            shutdown_grace_ms: 20_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_millis(self.drain_delay_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// The journal database: Postgres in a cluster, SQLite for a single process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db` or `sqlite:///path/to/file.db`.
+    /// Defaults to `DATABASE_URL`, else the local Postgres.
+    pub url: SecretString,
+    /// The Postgres schema this service owns; defaults to `fiscus_<service>`.
+    pub schema: Option<String>,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from(
+                std::env::var("DATABASE_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+            ),
+            schema: None,
+            max_connections: 16,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The shared cache (upstream tokens, idempotency fast path, leases).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `redis://host:port/db`, `rediss://…`, or `memory` for an in-process cache (single process only).
+    /// Defaults to `REDIS_URL`, else the local Redis.
+    pub url: SecretString,
+    /// Prefix of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    pub connect_timeout_ms: u64,
+    /// A Redis answer slower than this counts as a miss: Redis is only ever a fast path.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from(
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            ),
+            key_prefix: "fiscus".to_owned(),
+            connect_timeout_ms: 1_000,
+            response_timeout_ms: 500,
+        }
+    }
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `json` (one object a line, for collectors) or `text` (for people).
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `info,fiscus_receipts=debug`.
+    pub log_filter: String,
+    /// OTLP/gRPC collector endpoint; defaults to `OTEL_EXPORTER_OTLP_ENDPOINT`. No export when unset.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Json,
+            log_filter: "info".to_owned(),
+            otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Where the other services answer; services call each other only over gRPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeersConfig {
+    pub receipts: String,
+    pub payments: String,
+    pub shifts: String,
+    pub tokens: String,
+    /// Longest time to open a connection to a peer.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        let url = |kind: ServiceKind| format!("http://127.0.0.1:{}", kind.default_port());
+        Self {
+            receipts: url(ServiceKind::Receipts),
+            payments: url(ServiceKind::Payments),
+            shifts: url(ServiceKind::Shifts),
+            tokens: url(ServiceKind::Tokens),
+            connect_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl PeersConfig {
+    /// Every peer at one address: the all-in-one `fiscus dev` process.
+    pub fn all_at(url: &str) -> Self {
+        Self {
+            receipts: url.to_owned(),
+            payments: url.to_owned(),
+            shifts: url.to_owned(),
+            tokens: url.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Key material.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The key-encryption key that protects signing keys and tokens at rest:
+    /// 32 bytes, as 64 hex digits. Required by the services that keep secrets (receipts, tokens).
+    pub master_key: Option<SecretString>,
+}
+
+/// The four services, with what differs between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceKind {
+    Receipts,
+    Payments,
+    Shifts,
+    Tokens,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 4] = [Self::Receipts, Self::Payments, Self::Shifts, Self::Tokens];
+
+    /// Short name: used in logs, the default schema and the default SQLite file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Receipts => "receipts",
+            Self::Payments => "payments",
+            Self::Shifts => "shifts",
+            Self::Tokens => "tokens",
+        }
+    }
+
+    /// The port a service listens on when run as its own process.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Receipts => 50061,
+            Self::Payments => 50062,
+            Self::Shifts => 50063,
+            Self::Tokens => 50064,
+        }
+    }
+
+    /// Whether the service keeps secrets at rest and so needs `keys.master_key`.
+    pub fn needs_master_key(self) -> bool {
+        matches!(self, Self::Receipts | Self::Tokens)
+    }
+}
+
+/// A configuration that cannot be used; its `Display` is one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file (which must exist when named), then `FISCUS_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::new(format!(
+                    "file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+    }
+
+    /// Loads from TOML text and explicit `(key, value)` overrides: the same rules as [`Config::load`]
+    /// without touching the process environment (for tests and the dev launcher).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::extract(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        figment
+            .extract::<Self>()
+            .map_err(|e| ConfigError::new(one_line(&figment_message(e))))
+    }
+
+    /// Checks what the chosen service needs beyond well-formed keys.
+    pub fn validate_for(&self, kind: ServiceKind) -> Result<(), ConfigError> {
+        if kind.needs_master_key() {
+            self.master_key()?;
+        }
+        if self.server.request_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "server.request_timeout_ms must be greater than 0",
+            ));
+        }
+        if self.server.concurrency_limit_per_connection == 0 {
+            return Err(ConfigError::new(
+                "server.concurrency_limit_per_connection must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The key-encryption key, decoded; a missing or malformed key is a configuration error.
+    pub fn master_key(&self) -> Result<MasterKey, ConfigError> {
+        let secret = self.keys.master_key.as_ref().ok_or_else(|| {
+            ConfigError::new(format!(
+                "missing secret keys.master_key (set {ENV_PREFIX}KEYS__MASTER_KEY to 64 hex digits)"
+            ))
+        })?;
+        MasterKey::from_hex(secret.expose_secret())
+    }
+
+    pub fn listen_for(&self, kind: ServiceKind) -> SocketAddr {
+        self.server
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], kind.default_port())))
+    }
+
+    pub fn schema_for(&self, kind: ServiceKind) -> String {
+        self.database
+            .schema
+            .clone()
+            .unwrap_or_else(|| format!("fiscus_{}", kind.name()))
+    }
+}
+
+/// 32 bytes that encrypt other keys at rest. Never printed.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    pub fn from_hex(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        let malformed =
+            || ConfigError::new("keys.master_key must be exactly 64 hex digits (32 bytes)");
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(malformed());
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| malformed())?;
+        }
+        Ok(Self(key))
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey([REDACTED])")
+    }
+}
+
+/// figment's errors as `key: problem (source)`, keys written as in the file (`server.listen`).
+fn figment_message(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(source) => format!(" (in {source})"),
+                    None => format!(" (in {})", m.name),
+                })
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Hides the password of a connection URL, so the URL can be shown in an error.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::from_toml("").expect("defaults");
+        assert_eq!(config.server.request_timeout_ms, 10_000);
+        assert_eq!(
+            config.listen_for(ServiceKind::Shifts).port(),
+            ServiceKind::Shifts.default_port()
+        );
+        assert_eq!(config.schema_for(ServiceKind::Receipts), "fiscus_receipts");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[server]\nlisten_adress = \"127.0.0.1:1\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("listen_adress"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::from_toml("[server]\nrequest_timeout_ms = \"soon\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("server.request_timeout_ms"), "{text}");
+    }
+
+    #[test]
+    fn missing_master_key_names_the_variable() {
+        let config = Config::from_toml("").expect("defaults");
+        let err = config.validate_for(ServiceKind::Receipts).unwrap_err();
+        assert!(err.to_string().contains("FISCUS_KEYS__MASTER_KEY"), "{err}");
+        assert!(config.validate_for(ServiceKind::Shifts).is_ok());
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes_of_hex() {
+        assert!(MasterKey::from_hex("abcd").is_err());
+        assert!(MasterKey::from_hex(&"zz".repeat(32)).is_err());
+        let key = MasterKey::from_hex(&"0f".repeat(32)).expect("valid");
+        assert_eq!(key.to_hex(), "0f".repeat(32));
+        assert_eq!(format!("{key:?}"), "MasterKey([REDACTED])");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config::from_toml(
+            "[database]\nurl = \"postgres://u:hunter2@db/x\"\n[keys]\nmaster_key = \"00\"\n",
+        )
+        .expect("parses");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn redacts_url_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}

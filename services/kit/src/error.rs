@@ -1,0 +1,155 @@
+//! One mapping from what went wrong to the gRPC status a client sees.
+//!
+//! Bad input becomes `INVALID_ARGUMENT` carrying a `google.rpc.BadRequest` with one field
+//! violation per problem, named by field path; unexpected failures are logged in full and
+//! answered with a message that leaks nothing.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// One problem with one field of a request, e.g. `items[2].quantity`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Every error a fiscus RPC can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request: {}", summary(.0))]
+    InvalidArgument(Vec<Violation>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn summary(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    /// A single bad field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![Violation::new(field, description)])
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Aborted(_) => Code::Aborted,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidArgument(violations) => {
+                let message = format!("invalid request: {}", summary(&violations));
+                let details = ErrorDetails::with_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                );
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ApiError::Internal(source) => {
+                // The chain may name tables, hosts or values: it goes to the log, not the caller.
+                tracing::error!(error = format!("{source:#}"), "internal error");
+                Status::internal(
+                    "internal error; the request was not completed, see the server log",
+                )
+            }
+            other => Status::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+/// Reads the field violations back from a status (clients and tests).
+pub fn field_violations(status: &Status) -> Vec<Violation> {
+    status
+        .get_details_bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|v| Violation::new(v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_every_field_violation() {
+        let status: Status = ApiError::InvalidArgument(vec![
+            Violation::new("terminal.merchant_tin", "is required"),
+            Violation::new("items[2].quantity", "must be positive"),
+        ])
+        .into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("items[2].quantity"));
+        let fields: Vec<_> = field_violations(&status)
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["terminal.merchant_tin", "items[2].quantity"]);
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let status: Status = ApiError::Internal(anyhow::anyhow!(
+            "password authentication failed for hunter2"
+        ))
+        .into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn known_cases_keep_their_code() {
+        let status: Status = ApiError::FailedPrecondition("shift is closed".into()).into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "shift is closed");
+    }
+}

@@ -1,0 +1,6 @@
+//! The `fiscus-tokens` process: TokenService on its own port, against Postgres and Redis.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    fiscus_kit::app::main(&fiscus_tokens::MODULE)
+}

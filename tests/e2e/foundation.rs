@@ -1,0 +1,192 @@
+//! The cluster's skeleton: every process serves its services with health and reflection,
+//! refuses bad configuration with one clear line, and stops gracefully.
+
+use fiscus_e2e::{Process, TEST_MASTER_KEY, health, list_services, run_to_exit};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const SERVICES: [(&str, &str); 4] = [
+    ("receipts", "fiscus.v1.ReceiptService"),
+    ("payments", "fiscus.v1.PaymentService"),
+    ("shifts", "fiscus.v1.ShiftService"),
+    ("tokens", "fiscus.v1.TokenService"),
+];
+
+#[tokio::test]
+async fn each_service_binary_serves_its_service_with_health_and_reflection() {
+    for (kind, service) in SERVICES {
+        let process = Process::service(kind, &[]).await.expect("starts");
+        let listed = list_services(process.channel().await)
+            .await
+            .expect("reflection");
+        assert!(listed.iter().any(|s| s == service), "{kind}: {listed:?}");
+        assert!(
+            listed.iter().any(|s| s == "grpc.health.v1.Health"),
+            "{listed:?}"
+        );
+        for name in [service, ""] {
+            let status = health(process.channel().await, name).await.expect("health");
+            assert_eq!(status, ServingStatus::Serving, "{kind}: health of {name:?}");
+        }
+        let (exit, _) = process.terminate().await.expect("stops");
+        assert!(exit.success(), "{kind} exited with {exit}");
+    }
+}
+
+#[tokio::test]
+async fn dev_serves_all_four_services_on_one_port() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let process = Process::dev(data.path()).await.expect("starts");
+    let listed = list_services(process.channel().await)
+        .await
+        .expect("reflection");
+    for (_, service) in SERVICES {
+        assert!(
+            listed.iter().any(|s| s == service),
+            "{service} in {listed:?}"
+        );
+        let status = health(process.channel().await, service)
+            .await
+            .expect("health");
+        assert_eq!(status, ServingStatus::Serving, "{service}");
+    }
+    for file in [
+        "receipts.db",
+        "payments.db",
+        "shifts.db",
+        "tokens.db",
+        "master.key",
+    ] {
+        assert!(data.path().join(file).exists(), "{file} in the data dir");
+    }
+    let (exit, _) = process.terminate().await.expect("stops");
+    assert!(exit.success(), "fiscus dev exited with {exit}");
+}
+
+#[tokio::test]
+async fn dev_restarts_on_its_existing_data_dir() {
+    let data = tempfile::tempdir().expect("tempdir");
+    for _ in 0..2 {
+        let process = Process::dev(data.path()).await.expect("starts");
+        let status = health(process.channel().await, "").await.expect("health");
+        assert_eq!(status, ServingStatus::Serving);
+        let (exit, _) = process.terminate().await.expect("stops");
+        assert!(exit.success());
+    }
+}
+
+#[tokio::test]
+async fn an_rpc_that_has_not_landed_answers_unimplemented_naming_what_is_missing() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let process = Process::dev(data.path()).await.expect("starts");
+    let mut client = fiscus_proto::v1::payment_service_client::PaymentServiceClient::new(
+        process.channel().await,
+    );
+    let status = client
+        .create_qr(fiscus_proto::v1::CreateQrRequest::default())
+        .await
+        .expect_err("not landed yet");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(
+        status
+            .message()
+            .contains("fiscus.v1.PaymentService/CreateQr")
+            && status.message().contains("not built yet"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_with_one_clear_line() {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let broken_toml = config_dir.path().join("broken.toml");
+    std::fs::write(&broken_toml, "[server\nlisten = 1").expect("write");
+    let broken = broken_toml.to_str().expect("utf-8 path");
+    let missing = config_dir.path().join("missing.toml");
+    let missing = missing.to_str().expect("utf-8 path");
+
+    let key = ("FISCUS_KEYS__MASTER_KEY", TEST_MASTER_KEY);
+    type Env<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Vec<&str>, Env<'_>, &str)> = vec![
+        (
+            "unknown key",
+            vec![],
+            vec![key, ("FISCUS_SERVER__LISTEN_ADRESS", "127.0.0.1:1")],
+            "listen_adress",
+        ),
+        (
+            "wrong type",
+            vec![],
+            vec![key, ("FISCUS_SERVER__REQUEST_TIMEOUT_MS", "soon")],
+            "server.request_timeout_ms",
+        ),
+        ("missing secret", vec![], vec![], "FISCUS_KEYS__MASTER_KEY"),
+        (
+            "malformed secret",
+            vec![],
+            vec![("FISCUS_KEYS__MASTER_KEY", "not-hex")],
+            "keys.master_key",
+        ),
+        (
+            "unreachable postgres",
+            vec![],
+            vec![
+                key,
+                ("FISCUS_SERVER__LISTEN", "127.0.0.1:0"),
+                (
+                    "FISCUS_DATABASE__URL",
+                    "postgres://postgres:hunter2@127.0.0.1:1/test",
+                ),
+            ],
+            "cannot connect to postgres://postgres:***@127.0.0.1:1/test",
+        ),
+        (
+            "missing config file",
+            vec!["--config", missing],
+            vec![key],
+            "does not exist",
+        ),
+        (
+            "broken config file",
+            vec!["--config", broken],
+            vec![key],
+            "broken.toml",
+        ),
+    ];
+    for (case, args, env, expected) in cases {
+        let (status, _stdout, stderr) = run_to_exit("fiscus-receipts", &args, &env)
+            .await
+            .expect("runs");
+        assert!(!status.success(), "{case}: exited with {status}");
+        assert_eq!(status.code(), Some(1), "{case}: {stderr}");
+        let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{case}: one line on stderr, got {stderr:?}");
+        assert!(
+            lines[0].contains(expected),
+            "{case}: {:?} lacks {expected:?}",
+            lines[0]
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{case}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "{case}: a password reached stderr"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_service_gracefully_with_exit_0() {
+    let process = Process::service("shifts", &[]).await.expect("starts");
+    let (exit, output) = process.terminate().await.expect("stops");
+    assert!(exit.success(), "exited with {exit}");
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("shutdown completed gracefully")),
+        "{output:?}"
+    );
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests: the real binaries, real Postgres, real Redis, over gRPC.
+
+mod foundation;

@@ -1,0 +1,234 @@
+//! Helpers for the end-to-end tests: start the real binaries against the real Postgres and
+//! Redis, find where they listen, and talk to them over gRPC.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+/// A master key for test processes (never used outside tests).
+pub const TEST_MASTER_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// How long a process may take to start before the test gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A binary of this workspace, built by `cargo build --workspace --bins` (as `make test` does).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A unique, valid Postgres schema name for one test.
+pub fn fresh_schema(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A running fiscus process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+    output: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Process {
+    /// Starts a service binary (`receipts`, `payments`, `shifts`, `tokens`) on a free port
+    /// against the test Postgres (its own fresh schema) and Redis.
+    pub async fn service(kind: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary(&format!("fiscus-{kind}")));
+        command
+            .env("FISCUS_SERVER__LISTEN", "127.0.0.1:0")
+            .env("FISCUS_DATABASE__URL", database_url())
+            .env(
+                "FISCUS_DATABASE__SCHEMA",
+                fresh_schema(&format!("e2e_{kind}")),
+            )
+            .env("FISCUS_CACHE__URL", redis_url())
+            .env("FISCUS_KEYS__MASTER_KEY", TEST_MASTER_KEY)
+            .env("FISCUS_TELEMETRY__LOG_FORMAT", "json");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self::start(command, |line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            (event.get("message")?.as_str()? == "listening")
+                .then(|| event.get("addr")?.as_str()?.parse().ok())
+                .flatten()
+        })
+        .await
+    }
+
+    /// Starts `fiscus dev` on a free port with its data in `data_dir`.
+    pub async fn dev(data_dir: &Path) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary("fiscus"));
+        command
+            .arg("dev")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir);
+        Self::start(command, |line| {
+            let rest = line.split(" listening on ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .await
+    }
+
+    async fn start(
+        mut command: Command,
+        listening: impl Fn(&str) -> Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning the binary")?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        let addr = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = listening(&line) {
+                    seen.push(line);
+                    return Ok(addr);
+                }
+                seen.push(line);
+            }
+            bail!(
+                "the process exited before listening; it printed:\n{}",
+                seen.join("\n")
+            )
+        })
+        .await
+        .context("the process did not report where it listens in time")??;
+        // Keep draining stdout so a chatty process never blocks on a full pipe.
+        let output = tokio::spawn(async move {
+            let mut seen = seen;
+            while let Ok(Some(line)) = lines.next_line().await {
+                seen.push(line);
+            }
+            seen
+        });
+        Ok(Self {
+            child,
+            addr,
+            output,
+        })
+    }
+
+    pub async fn channel(&self) -> Channel {
+        connect(self.addr).await
+    }
+
+    /// Sends SIGTERM and waits for the exit; answers the status and everything printed on stdout.
+    pub async fn terminate(mut self) -> anyhow::Result<(ExitStatus, Vec<String>)> {
+        let pid = self.child.id().context("process already reaped")?;
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(killed.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("the process did not exit after SIGTERM")??;
+        let output = (&mut self.output).await.unwrap_or_default();
+        Ok((status, output))
+    }
+}
+
+/// A plaintext gRPC channel to `addr`.
+pub async fn connect(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connects to the test server")
+}
+
+/// The services a server lists through reflection (grpc.reflection.v1).
+pub async fn list_services(channel: Channel) -> anyhow::Result<Vec<String>> {
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::once(request))
+        .await?
+        .into_inner();
+    let response = responses.next().await.context("no reflection answer")??;
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            Ok(list.service.into_iter().map(|s| s.name).collect())
+        }
+        other => bail!("unexpected reflection answer: {other:?}"),
+    }
+}
+
+/// What grpc.health.v1 says of `service` (`""` for the whole server).
+pub async fn health(channel: Channel, service: &str) -> anyhow::Result<ServingStatus> {
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?
+        .into_inner();
+    Ok(response.status())
+}
+
+/// Runs a binary to completion (for start-up failures): exit status, stdout, stderr.
+pub async fn run_to_exit(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(ExitStatus, String, String)> {
+    let mut command = Command::new(binary(name));
+    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .context("the process did not exit")??;
+    Ok((
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
