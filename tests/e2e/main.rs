@@ -1,3 +1,4 @@
 //! End-to-end tests: the real binaries, real Postgres, real Redis, over gRPC.
 
 mod foundation;
+mod receipts;

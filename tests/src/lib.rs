@@ -69,14 +69,22 @@ impl Process {
     /// Starts a service binary (`receipts`, `payments`, `shifts`, `tokens`) on a free port
     /// against the test Postgres (its own fresh schema) and Redis.
     pub async fn service(kind: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::service_in(kind, &fresh_schema(&format!("e2e_{kind}")), &[], env).await
+    }
+
+    /// Like [`Process::service`], in the given schema and with extra arguments.
+    pub async fn service_in(
+        kind: &str,
+        schema: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary(&format!("fiscus-{kind}")));
         command
+            .args(args)
             .env("FISCUS_SERVER__LISTEN", "127.0.0.1:0")
             .env("FISCUS_DATABASE__URL", database_url())
-            .env(
-                "FISCUS_DATABASE__SCHEMA",
-                fresh_schema(&format!("e2e_{kind}")),
-            )
+            .env("FISCUS_DATABASE__SCHEMA", schema)
             .env("FISCUS_CACHE__URL", redis_url())
             .env("FISCUS_KEYS__MASTER_KEY", TEST_MASTER_KEY)
             .env("FISCUS_TELEMETRY__LOG_FORMAT", "json");
@@ -94,9 +102,15 @@ impl Process {
 
     /// Starts `fiscus dev` on a free port with its data in `data_dir`.
     pub async fn dev(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::dev_with(data_dir, &[]).await
+    }
+
+    /// Like [`Process::dev`], with extra arguments.
+    pub async fn dev_with(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
         let mut command = Command::new(binary("fiscus"));
         command
             .arg("dev")
+            .args(args)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -154,6 +168,11 @@ impl Process {
 
     pub async fn channel(&self) -> Channel {
         connect(self.addr).await
+    }
+
+    /// The process id, for reading its memory use.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits for the exit; answers the status and everything printed on stdout.

@@ -27,6 +27,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub peers: PeersConfig,
     pub keys: KeysConfig,
+    pub receipts: ReceiptsConfig,
 }
 
 /// The gRPC listener and its protection against overload.
@@ -200,6 +201,61 @@ pub struct KeysConfig {
     /// The key-encryption key that protects signing keys and tokens at rest:
     /// 32 bytes, as 64 hex digits. Required by the services that keep secrets (receipts, tokens).
     pub master_key: Option<SecretString>,
+}
+
+/// The receipt journal: limits, tax rates and the merchants served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsConfig {
+    /// Most items one receipt may carry.
+    pub item_limit: usize,
+    /// Largest encoded request the receipt service accepts, in bytes.
+    pub max_request_bytes: usize,
+    /// ISO 4217 currency of merchants without their own.
+    pub currency: String,
+    /// Standard VAT rate in percent, applied to VAT_ABLE items without an explicit rate.
+    pub vat_rate: String,
+    /// City tax rate in percent for items that bear city tax without an explicit rate.
+    pub city_tax_rate: String,
+    /// The business day (for same-day cancellation) in this UTC offset; Ulaanbaatar is +480.
+    pub business_day_utc_offset_minutes: i32,
+    /// Merchants with settings of their own; any other TIN is served with the defaults.
+    pub merchants: Vec<MerchantConfig>,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        Self {
+            item_limit: 1000,
+            max_request_bytes: 4 * 1024 * 1024,
+            currency: "MNT".to_owned(),
+            vat_rate: "10.00".to_owned(),
+            city_tax_rate: "2.00".to_owned(),
+            business_day_utc_offset_minutes: 8 * 60,
+            merchants: Vec::new(),
+        }
+    }
+}
+
+impl ReceiptsConfig {
+    pub fn merchant(&self, tin: &str) -> Option<&MerchantConfig> {
+        self.merchants.iter().find(|m| m.tin == tin)
+    }
+}
+
+/// One merchant's settings (`[[receipts.merchants]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantConfig {
+    pub tin: String,
+    /// Printed at the top of the merchant's receipts.
+    pub name: String,
+    /// Registered as a city-tax (НХАТ) payer: its items may bear city tax.
+    #[serde(default)]
+    pub city_tax_payer: bool,
+    /// ISO 4217 currency; defaults to `receipts.currency`.
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// The four services, with what differs between them.

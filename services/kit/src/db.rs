@@ -150,7 +150,9 @@ impl Database {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)
-            .connect_with(options.options([("search_path", schema)]))
+            // A request waiting on a row lock (a busy chain, a duplicate operation) gives up
+            // after a bound and answers ABORTED instead of holding a connection forever.
+            .connect_with(options.options([("search_path", schema), ("lock_timeout", "5s")]))
             .await
             .map_err(connect_error)?;
         Ok(Self::Postgres(pool))
@@ -170,7 +172,7 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             // Writers queue on the file lock instead of failing with SQLITE_BUSY.
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(Duration::from_secs(5))
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))

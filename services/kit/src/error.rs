@@ -103,6 +103,30 @@ impl From<ApiError> for Status {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    /// Contention and overload are the caller's to retry; anything else is internal.
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut => {
+                Self::Unavailable("the journal database is busy or unreachable; retry".into())
+            }
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // lock_not_available, serialization_failure, deadlock_detected
+                Some("55P03" | "40001" | "40P01") => Self::Aborted(
+                    "the operation is still in progress or contended; retry with the same operation_id".into(),
+                ),
+                // SQLITE_BUSY, SQLITE_LOCKED
+                Some("5" | "6" | "517" | "262") => Self::Aborted(
+                    "the journal is busy; retry with the same operation_id".into(),
+                ),
+                _ => Self::Internal(error.into()),
+            },
+            sqlx::Error::Io(_) => Self::Unavailable("the journal database is unreachable; retry".into()),
+            _ => Self::Internal(error.into()),
+        }
+    }
+}
+
 /// Reads the field violations back from a status (clients and tests).
 pub fn field_violations(status: &Status) -> Vec<Violation> {
     status

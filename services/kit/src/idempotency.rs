@@ -7,7 +7,9 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::cache::Cache;
 use crate::db::{Database, Tx};
+use crate::error::ApiError;
 use crate::{with_db, with_tx};
 
 /// SHA-256 of the RPC name and the request's encoded bytes (as the client sent them).
@@ -34,7 +36,7 @@ pub enum Claim {
 
 /// One row of the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operation {
+pub struct StoredOperation {
     pub rpc: String,
     pub fingerprint: Vec<u8>,
     pub response: Option<Vec<u8>>,
@@ -48,9 +50,8 @@ pub async fn claim(
     rpc: &str,
     fingerprint: &Fingerprint,
 ) -> Result<Claim, sqlx::Error> {
-    let inserted =
-        with_tx!(tx, |conn| {
-            sqlx::query(
+    let inserted = with_tx!(tx, |conn| {
+        sqlx::query(
         "INSERT INTO operations (tenant, operation_id, rpc, fingerprint) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (tenant, operation_id) DO NOTHING"
     )
@@ -61,20 +62,19 @@ pub async fn claim(
     .execute(conn)
     .await?
     .rows_affected()
-        });
+    });
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let existing: (String, Vec<u8>, Option<Vec<u8>>) =
-        with_tx!(tx, |conn| {
-            sqlx::query_as(
+    let existing: (String, Vec<u8>, Option<Vec<u8>>) = with_tx!(tx, |conn| {
+        sqlx::query_as(
         "SELECT rpc, fingerprint, response FROM operations WHERE tenant = $1 AND operation_id = $2"
     )
     .bind(tenant)
     .bind(operation_id)
     .fetch_one(conn)
     .await?
-        });
+    });
     Ok(match existing {
         (stored_rpc, stored, Some(response)) if stored_rpc == rpc && stored == fingerprint => {
             Claim::Replay(response)
@@ -108,20 +108,115 @@ pub async fn find(
     db: &Database,
     tenant: &str,
     operation_id: &str,
-) -> Result<Option<Operation>, sqlx::Error> {
-    let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> =
-        with_db!(db, |pool| {
-            sqlx::query_as(
+) -> Result<Option<StoredOperation>, sqlx::Error> {
+    let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> = with_db!(db, |pool| {
+        sqlx::query_as(
         "SELECT rpc, fingerprint, response FROM operations WHERE tenant = $1 AND operation_id = $2"
     )
     .bind(tenant)
     .bind(operation_id)
     .fetch_optional(pool)
     .await?
-        });
-    Ok(row.map(|(rpc, fingerprint, response)| Operation {
+    });
+    Ok(row.map(|(rpc, fingerprint, response)| StoredOperation {
         rpc,
         fingerprint,
         response,
     }))
+}
+
+/// One mutating request, identified for idempotency: the database is the truth, the cache
+/// the fast path.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub tenant: String,
+    pub id: String,
+    pub rpc: &'static str,
+    pub fingerprint: Fingerprint,
+}
+
+/// How a mutating request starts.
+#[derive(Debug)]
+pub enum Start {
+    /// First time: do the work in this transaction, then [`Operation::finish`].
+    Fresh(Tx),
+    /// Done before: the stored response, encoded.
+    Replay(Vec<u8>),
+}
+
+/// How long the cache remembers a finished operation; the database remembers it for good.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl Operation {
+    pub fn new(tenant: &str, id: &str, rpc: &'static str, request: &[u8]) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+            rpc,
+            fingerprint: fingerprint(rpc, request),
+        }
+    }
+
+    fn cache_key(&self) -> String {
+        format!("op:{}:{}", self.tenant, self.id)
+    }
+
+    fn conflict(&self, rpc: &str) -> ApiError {
+        ApiError::AlreadyExists(format!(
+            "operation_id {} was already used by a different {rpc} request; use a new id for a new operation",
+            self.id
+        ))
+    }
+
+    /// Replays a finished operation from the cache, else claims it in a new transaction
+    /// (waiting for a concurrent duplicate to finish, then replaying its answer).
+    pub async fn start(&self, db: &Database, cache: &dyn Cache) -> Result<Start, ApiError> {
+        match cache.get(&self.cache_key()).await {
+            Ok(Some(stored)) if stored.len() >= 32 => {
+                let (fingerprint, response) = stored.split_at(32);
+                if fingerprint == self.fingerprint {
+                    return Ok(Start::Replay(response.to_vec()));
+                }
+                // The cache may be stale or foreign: only the database may refuse.
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "idempotency cache unavailable; using the database")
+            }
+        }
+        let mut tx = db.begin().await?;
+        match claim(&mut tx, &self.tenant, &self.id, self.rpc, &self.fingerprint).await? {
+            Claim::Fresh => Ok(Start::Fresh(tx)),
+            Claim::Replay(response) => {
+                tx.rollback().await?;
+                self.remember(cache, &response).await;
+                Ok(Start::Replay(response))
+            }
+            Claim::Conflict { rpc } => {
+                tx.rollback().await?;
+                Err(self.conflict(&rpc))
+            }
+        }
+    }
+
+    /// Records the response and commits the work with it.
+    pub async fn finish(
+        &self,
+        mut tx: Tx,
+        cache: &dyn Cache,
+        response: &[u8],
+    ) -> Result<(), ApiError> {
+        complete(&mut tx, &self.tenant, &self.id, response).await?;
+        tx.commit().await?;
+        self.remember(cache, response).await;
+        Ok(())
+    }
+
+    async fn remember(&self, cache: &dyn Cache, response: &[u8]) {
+        let mut value = self.fingerprint.to_vec();
+        value.extend_from_slice(response);
+        if let Err(e) = cache.set(&self.cache_key(), &value, CACHE_TTL).await {
+            tracing::debug!(error = %e, "idempotency cache unavailable; the database keeps the answer");
+        }
+    }
 }

@@ -1,105 +1,98 @@
-//! ReceiptService: fiscalization and the journal.
+//! ReceiptService: validated, taxed, numbered, hash-chained and signed receipts in an
+//! idempotent journal, with verification, export and printable receipts.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod document;
+mod export;
+mod journal;
+mod render;
+mod service;
+mod signers;
+mod store;
+mod validate;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
-use fiscus_proto::v1::receipt_service_server::{ReceiptService, ReceiptServiceServer};
+use fiscus_proto::v1::receipt_service_server::ReceiptServiceServer;
+use sqlx::migrate::Migrator;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
+
+pub use service::Receipts;
 
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Receipts,
-    migrations: &Migrations::NONE,
+    migrations: &MIGRATIONS,
     mount,
 };
 
-fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
-    routes.add_service(WithUnlanded::new(
-        ReceiptServiceServer::new(Receipts),
-        UNLANDED,
+static MIGRATIONS: Migrations = Migrations {
+    postgres: Migrator {
+        table_name: Cow::Borrowed("_receipts_migrations"),
+        ..sqlx::migrate!("./migrations/postgres")
+    },
+    sqlite: Migrator {
+        table_name: Cow::Borrowed("_receipts_migrations"),
+        ..sqlx::migrate!("./migrations/sqlite")
+    },
+};
+
+fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
+    let policy = validate::Policy::from_config(&ctx.config.receipts)?;
+    let master = ctx.config.master_key()?;
+    let journal = Arc::new(journal::Journal::new(
+        ctx.db.clone(),
+        ctx.cache.clone(),
+        policy,
+        master,
     ));
+    let limit = ctx.config.receipts.max_request_bytes;
+    let server = ReceiptServiceServer::new(Receipts { journal })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    routes.add_service(WithUnlanded::new(server, UNLANDED));
     Ok(ReceiptServiceServer::<Receipts>::NAME)
 }
 
-/// The `fiscus.v1.ReceiptService` implementation.
-#[derive(Debug, Clone, Copy)]
-pub struct Receipts;
-
-#[tonic::async_trait]
-impl ReceiptService for Receipts {}
-
-const MISSING: &str = "the receipt journal (validation, tax, numbering, hash chain, signatures) lands with issue #3; upstream connectors later";
+const UPSTREAM: &str = "it needs the e-barimt and fiskaltrust connectors, which are not built yet";
 
 /// RPCs of the contract that answer UNIMPLEMENTED, naming what is missing, until they land.
 static UNLANDED: &[Unlanded] = &[
     Unlanded {
-        method: "SignReceipt",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "CancelReceipt",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetReceipt",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "ListReceipts",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "WatchReceipt",
-        missing: MISSING,
-    },
-    Unlanded {
         method: "SignTransaction",
-        missing: MISSING,
+        missing: "the transactionForms.json mapping is not built yet",
     },
     Unlanded {
         method: "ListPending",
-        missing: MISSING,
+        missing: UPSTREAM,
     },
     Unlanded {
         method: "ResendPending",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "VerifyJournal",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "ExportJournal",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "RenderReceipt",
-        missing: MISSING,
+        missing: UPSTREAM,
     },
     Unlanded {
         method: "GetServiceInfo",
-        missing: MISSING,
+        missing: UPSTREAM,
     },
     Unlanded {
         method: "ListBankAccounts",
-        missing: MISSING,
+        missing: UPSTREAM,
     },
     Unlanded {
         method: "GetTaxpayerInfo",
-        missing: MISSING,
+        missing: UPSTREAM,
     },
     Unlanded {
         method: "GetBranchInfo",
-        missing: MISSING,
+        missing: UPSTREAM,
     },
     Unlanded {
         method: "ListTaxTypes",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetSigningKeys",
-        missing: MISSING,
+        missing: UPSTREAM,
     },
 ];

@@ -1,0 +1,173 @@
+//! Printable receipts: the stored receipt as TXT (thermal printer), PDF or PNG, with its QR code.
+
+use fiscus_domain::chain::hex;
+use fiscus_kit::ApiError;
+use fiscus_proto::v1 as pb;
+use fiscus_render::{ItemLine, PaymentLine, ReceiptView};
+
+use crate::document::{self, Named};
+use crate::validate::Policy;
+
+/// What the QR code of a built-in-signer receipt encodes: enough for an auditor to find the
+/// receipt and check its hash against the journal and the merchant's public key.
+pub fn qr_payload(receipt: &pb::Receipt) -> String {
+    let terminal = receipt.terminal.clone().unwrap_or_default();
+    format!(
+        "fiscus:1:{}:{}:{}:{}:{}:{}",
+        terminal.merchant_tin,
+        terminal.branch_no,
+        terminal.pos_no,
+        receipt.receipt_number,
+        receipt.total_amount,
+        hex(&receipt.hash)
+    )
+}
+
+fn title(receipt: &pb::Receipt) -> String {
+    match receipt.kind() {
+        pb::ReceiptKind::Sale => match receipt.r#type() {
+            pb::ReceiptType::B2cInvoice | pb::ReceiptType::B2bInvoice => "INVOICE",
+            _ => "SALE RECEIPT",
+        },
+        pb::ReceiptKind::Refund => "REFUND",
+        pb::ReceiptKind::Zero => "ZERO RECEIPT",
+        pb::ReceiptKind::Cancellation => "CANCELLATION",
+        pb::ReceiptKind::Unspecified => "RECEIPT",
+    }
+    .to_owned()
+}
+
+pub fn view(receipt: &pb::Receipt, policy: &Policy, copy: bool) -> ReceiptView {
+    let terminal = receipt.terminal.clone().unwrap_or_default();
+    let moment = receipt
+        .signed_at
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| {
+            t.with_timezone(&policy.business_day_offset())
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let mut footer = Vec::new();
+    if receipt.fiscal_state() == pb::FiscalState::Cancelled {
+        footer.push(format!("CANCELLED by {}", receipt.cancelled_by_receipt_id));
+    }
+    if !receipt.original_receipt_id.is_empty() {
+        footer.push(format!("Original receipt {}", receipt.original_receipt_id));
+    }
+    if !receipt.lottery.is_empty() {
+        footer.push(format!("Lottery: {}", receipt.lottery));
+    }
+    if copy {
+        footer.push("COPY".to_owned());
+    }
+    let customer = if !receipt.customer_tin.is_empty() {
+        Some(format!("Buyer TIN {}", receipt.customer_tin))
+    } else if !receipt.consumer_no.is_empty() {
+        Some(format!("Consumer {}", receipt.consumer_no))
+    } else {
+        None
+    };
+    ReceiptView {
+        title: title(receipt),
+        merchant_name: policy.merchant_name(&terminal.merchant_tin),
+        merchant_tin: terminal.merchant_tin.clone(),
+        branch_no: terminal.branch_no.clone(),
+        pos_no: terminal.pos_no.clone(),
+        receipt_number: receipt.receipt_number,
+        receipt_id: receipt.id.clone(),
+        moment,
+        cashier: (!receipt.cashier.is_empty()).then(|| receipt.cashier.clone()),
+        customer,
+        items: receipt
+            .items
+            .iter()
+            .map(|i| ItemLine {
+                name: i.name.clone(),
+                quantity: i.quantity.clone(),
+                measure_unit: i.measure_unit.clone(),
+                unit_price: i.unit_price.clone(),
+                total_amount: i.total_amount.clone(),
+                vat: i.total_vat.clone(),
+                city_tax: i.total_city_tax.clone(),
+            })
+            .collect(),
+        total_amount: receipt.total_amount.clone(),
+        total_vat: receipt.total_vat.clone(),
+        total_city_tax: receipt.total_city_tax.clone(),
+        currency: receipt.currency.clone(),
+        payments: receipt
+            .payments
+            .iter()
+            .map(|p| PaymentLine {
+                label: if p.description.is_empty() {
+                    p.method().name().replace('_', " ")
+                } else {
+                    p.description.clone()
+                },
+                amount: p.amount.clone(),
+            })
+            .collect(),
+        signature_reference: format!(
+            "key {} · hash {}",
+            receipt.key_id,
+            hex(receipt.hash.get(..16).unwrap_or_default())
+        ),
+        qr_payload: if receipt.qr_data.is_empty() {
+            qr_payload(receipt)
+        } else {
+            receipt.qr_data.clone()
+        },
+        footer,
+    }
+}
+
+/// Renders `receipt` in `format`.
+pub fn render(
+    receipt: &pb::Receipt,
+    policy: &Policy,
+    format: pb::DocumentFormat,
+    line_width: u32,
+    copy: bool,
+) -> Result<pb::RenderedDocument, ApiError> {
+    let view = view(receipt, policy, copy);
+    let width = match line_width {
+        0 => fiscus_render::DEFAULT_TEXT_WIDTH,
+        n => usize::try_from(n).unwrap_or(fiscus_render::DEFAULT_TEXT_WIDTH),
+    };
+    let text_lines = fiscus_render::render_text(&view, width);
+    let failed = |e: fiscus_render::RenderError| {
+        ApiError::Internal(anyhow::anyhow!("rendering receipt {}: {e}", receipt.id))
+    };
+    let (content_type, content) = match format {
+        pb::DocumentFormat::Txt => (
+            "text/plain; charset=utf-8",
+            text_lines.join("\n").into_bytes(),
+        ),
+        pb::DocumentFormat::Pdf => (
+            "application/pdf",
+            fiscus_render::render_pdf(&view).map_err(failed)?,
+        ),
+        pb::DocumentFormat::Png => (
+            "image/png",
+            fiscus_render::render_png(&view).map_err(failed)?,
+        ),
+        pb::DocumentFormat::Json => (
+            "application/json",
+            serde_json::to_vec(&document::receipt_json(receipt)).unwrap_or_default(),
+        ),
+        pb::DocumentFormat::Unspecified => {
+            return Err(ApiError::invalid(
+                "format",
+                "is required: TXT, PDF, PNG or JSON",
+            ));
+        }
+    };
+    Ok(pb::RenderedDocument {
+        format: format.into(),
+        content_type: content_type.to_owned(),
+        content,
+        text_lines,
+    })
+}

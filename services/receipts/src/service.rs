@@ -1,0 +1,411 @@
+//! `fiscus.v1.ReceiptService` over the journal.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fiscus_kit::ApiError;
+use fiscus_kit::idempotency::Operation;
+use fiscus_proto::v1 as pb;
+use fiscus_proto::v1::receipt_service_server::ReceiptService;
+use futures::Stream;
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::document::{self, Document, Named};
+use crate::export;
+use crate::journal::Journal;
+use crate::store::{self, ListFilter, Lookup};
+use crate::validate::{self, TerminalId, Violations};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `fiscus.v1.ReceiptService` implementation.
+#[derive(Clone)]
+pub struct Receipts {
+    pub(crate) journal: Arc<Journal>,
+}
+
+fn metadata_operation_id<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("x-operation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn invalid(v: Violations) -> Status {
+    ApiError::InvalidArgument(v.into_vec()).into()
+}
+
+/// The terminal of a request that needs nothing else validated.
+fn terminal_only(terminal: Option<&pb::Terminal>) -> Result<TerminalId, Status> {
+    let mut v = Violations::default();
+    match validate::terminal(terminal, "terminal", &mut v) {
+        Some(t) if v.is_empty() => Ok(t),
+        _ => Err(invalid(v)),
+    }
+}
+
+fn micros(ts: &prost_types::Timestamp) -> Option<i64> {
+    DateTime::<Utc>::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+        .map(|t| t.timestamp_micros())
+}
+
+fn page_size(requested: i32) -> i64 {
+    match requested {
+        n if n <= 0 => 50,
+        n => i64::from(n.min(500)),
+    }
+}
+
+fn to_proto(row: &store::StoredReceipt) -> Result<pb::Receipt, Status> {
+    let document = Document::parse(row.document.as_bytes()).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!(
+            "receipt {} has a corrupt document: {e}",
+            row.id
+        ))
+    })?;
+    Ok(document.to_proto(&row.standing()))
+}
+
+#[tonic::async_trait]
+impl ReceiptService for Receipts {
+    #[tracing::instrument(skip_all)]
+    async fn sign_receipt(
+        &self,
+        request: Request<pb::SignReceiptRequest>,
+    ) -> Result<Response<pb::SignReceiptResponse>, Status> {
+        let metadata_id = metadata_operation_id(&request);
+        let request = request.into_inner();
+        let now = Utc::now();
+        let mut v = Violations::default();
+        let operation_id =
+            validate::operation_id(&request.operation_id, metadata_id.as_deref(), &mut v);
+        let draft = validate::sign_request(&request, &self.journal.policy, now, &mut v);
+        let draft = match draft {
+            Some(draft) if v.is_empty() => draft,
+            _ => return Err(invalid(v)),
+        };
+        let operation = Operation::new(
+            &draft.terminal.merchant_tin,
+            &operation_id,
+            "SignReceipt",
+            &request.encode_to_vec(),
+        );
+        let receipt = self.journal.sign(draft, &operation, now).await?;
+        Ok(Response::new(pb::SignReceiptResponse {
+            receipt: Some(receipt),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cancel_receipt(
+        &self,
+        request: Request<pb::CancelReceiptRequest>,
+    ) -> Result<Response<pb::CancelReceiptResponse>, Status> {
+        use pb::cancel_receipt_request::Receipt as R;
+        let metadata_id = metadata_operation_id(&request);
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        let operation_id =
+            validate::operation_id(&request.operation_id, metadata_id.as_deref(), &mut v);
+        let terminal = validate::terminal(request.terminal.as_ref(), "terminal", &mut v);
+        v.text("reason", &request.reason, 512, false);
+        v.text("cashier", &request.cashier, 128, false);
+        let target = match &request.receipt {
+            Some(R::ReceiptId(id)) if !id.is_empty() => Some(R::ReceiptId(id.clone())),
+            Some(R::ReceiptReference(r)) if !r.is_empty() => Some(R::ReceiptReference(r.clone())),
+            _ => {
+                v.add(
+                    "receipt",
+                    "name the receipt by receipt_id or receipt_reference",
+                );
+                None
+            }
+        };
+        let (Some(terminal), Some(target)) = (terminal, target) else {
+            return Err(invalid(v));
+        };
+        if !v.is_empty() {
+            return Err(invalid(v));
+        }
+        let lookup = match &target {
+            R::ReceiptId(id) => Lookup::Id(id),
+            R::ReceiptReference(r) => Lookup::Reference(&terminal, r),
+        };
+        let operation = Operation::new(
+            &terminal.merchant_tin,
+            &operation_id,
+            "CancelReceipt",
+            &request.encode_to_vec(),
+        );
+        let response = self
+            .journal
+            .cancel(
+                &terminal,
+                lookup,
+                &request.reason,
+                &request.cashier,
+                &operation,
+                Utc::now(),
+            )
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_receipt(
+        &self,
+        request: Request<pb::GetReceiptRequest>,
+    ) -> Result<Response<pb::GetReceiptResponse>, Status> {
+        use pb::get_receipt_request::Lookup as L;
+        let request = request.into_inner();
+        let by_id = matches!(&request.lookup, Some(L::ReceiptId(_)));
+        let terminal = if by_id && request.terminal.is_none() {
+            None
+        } else {
+            Some(terminal_only(request.terminal.as_ref())?)
+        };
+        let lookup = match (&request.lookup, &terminal) {
+            (Some(L::ReceiptId(id)), _) if !id.is_empty() => Lookup::Id(id),
+            (Some(L::ReceiptReference(r)), Some(t)) if !r.is_empty() => Lookup::Reference(t, r),
+            (Some(L::ReceiptNumber(n)), Some(t)) if *n > 0 => Lookup::Number(t, *n),
+            _ => {
+                return Err(ApiError::invalid(
+                    "lookup",
+                    "name the receipt by receipt_id, receipt_reference or receipt_number",
+                )
+                .into());
+            }
+        };
+        let row = store::find(&self.journal.db, &lookup)
+            .await
+            .map_err(ApiError::from)?
+            .filter(|row| terminal.as_ref().is_none_or(|t| row.terminal() == *t))
+            .ok_or_else(|| ApiError::NotFound("no such receipt".into()))?;
+        Ok(Response::new(pb::GetReceiptResponse {
+            receipt: Some(to_proto(&row)?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_receipts(
+        &self,
+        request: Request<pb::ListReceiptsRequest>,
+    ) -> Result<Response<pb::ListReceiptsResponse>, Status> {
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        let before_number = match request.page_token.as_str() {
+            "" => None,
+            token => Some(
+                token
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        ApiError::invalid("page_token", "is not a token this service issued")
+                    })?,
+            ),
+        };
+        let created = request.created.unwrap_or_default();
+        let filter = ListFilter {
+            shift_id: (!request.shift_id.is_empty()).then(|| request.shift_id.clone()),
+            created_from_us: created.start_time.as_ref().and_then(micros),
+            created_to_us: created.end_time.as_ref().and_then(micros),
+            kinds: request
+                .kinds()
+                .filter(|k| *k != pb::ReceiptKind::Unspecified)
+                .map(|k| k.name().to_owned())
+                .collect(),
+            states: request
+                .fiscal_states()
+                .filter(|s| *s != pb::FiscalState::Unspecified)
+                .map(|s| s.name().to_owned())
+                .collect(),
+            before_number,
+        };
+        let limit = page_size(request.page_size);
+        let rows = store::list(&self.journal.db, &terminal, &filter, limit)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() as i64 == limit && last.number > 1 => last.number.to_string(),
+            _ => String::new(),
+        };
+        let receipts = rows.iter().map(to_proto).collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListReceiptsResponse {
+            receipts,
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_receipt(
+        &self,
+        request: Request<pb::WatchReceiptRequest>,
+    ) -> Result<Response<BoxStream<pb::WatchReceiptResponse>>, Status> {
+        let request = request.into_inner();
+        if request.receipt_id.is_empty() {
+            return Err(ApiError::invalid("receipt_id", "is required").into());
+        }
+        // Subscribe before reading, so no change between the read and the subscription is lost.
+        let mut events = self.journal.subscribe();
+        let journal = self.journal.clone();
+        let state_of = move |row: &store::StoredReceipt| pb::ReceiptEvent {
+            receipt_id: row.id.clone(),
+            state: pb::FiscalState::from_name(&row.fiscal_state).into(),
+            message: row.state_message.clone(),
+            timestamp: Some(document::to_proto_timestamp(Utc::now())),
+        };
+        let id = request.receipt_id.clone();
+        let row = store::find(&journal.db, &Lookup::Id(&id))
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no receipt {id}")))?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let first = state_of(&row);
+        tokio::spawn(async move {
+            let mut last_state = first.state;
+            let wrap = |event| Ok(pb::WatchReceiptResponse { event: Some(event) });
+            if sender.send(wrap(first)).await.is_err() || !request.follow {
+                return;
+            }
+            // Changes made by this process arrive as events; changes made by other replicas are
+            // found by reading the receipt again now and then.
+            let mut poll = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                let event = tokio::select! {
+                    received = events.recv() => match received {
+                        Ok(event) if event.receipt_id == id => Some(event),
+                        Ok(_) => None,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = poll.tick() => match store::find(&journal.db, &Lookup::Id(&id)).await {
+                        Ok(Some(row)) => Some(state_of(&row)),
+                        _ => None,
+                    },
+                    () = sender.closed() => return,
+                };
+                if let Some(event) = event.filter(|e| e.state != last_state) {
+                    last_state = event.state;
+                    let done = event.state == i32::from(pb::FiscalState::Cancelled);
+                    if sender.send(wrap(event)).await.is_err() || done {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_journal(
+        &self,
+        request: Request<pb::VerifyJournalRequest>,
+    ) -> Result<Response<pb::VerifyJournalResponse>, Status> {
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        if request.to_number != 0 && request.to_number < request.from_number {
+            return Err(ApiError::invalid("to_number", "must not be below from_number").into());
+        }
+        Ok(Response::new(
+            self.journal
+                .verify(&terminal, request.from_number, request.to_number)
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn export_journal(
+        &self,
+        request: Request<pb::ExportJournalRequest>,
+    ) -> Result<Response<BoxStream<pb::ExportJournalResponse>>, Status> {
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        let format = match pb::JournalExportFormat::try_from(request.format) {
+            Ok(pb::JournalExportFormat::JsonLines) => export::Format::JsonLines,
+            Ok(pb::JournalExportFormat::Csv) => export::Format::Csv,
+            _ => return Err(ApiError::invalid("format", "is required: JSON_LINES or CSV").into()),
+        };
+        let created = request.created.unwrap_or_default();
+        let range = export::Range {
+            from_number: request.from_number,
+            to_number: if request.to_number == 0 {
+                u64::MAX
+            } else {
+                request.to_number
+            },
+            created_from_us: created.start_time.as_ref().and_then(micros),
+            created_to_us: created.end_time.as_ref().and_then(micros),
+        };
+        let stream = export::stream(self.journal.db.clone(), terminal, format, range);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn render_receipt(
+        &self,
+        request: Request<pb::RenderReceiptRequest>,
+    ) -> Result<Response<pb::RenderReceiptResponse>, Status> {
+        let request = request.into_inner();
+        if request.receipt_id.is_empty() {
+            return Err(ApiError::invalid("receipt_id", "is required").into());
+        }
+        let format = pb::DocumentFormat::try_from(request.format).unwrap_or_default();
+        if format == pb::DocumentFormat::Unspecified {
+            return Err(ApiError::invalid("format", "is required: TXT, PDF, PNG or JSON").into());
+        }
+        if request.line_width != 0 && !(32..=64).contains(&request.line_width) {
+            return Err(
+                ApiError::invalid("line_width", "must be between 32 and 64 (0 = 48)").into(),
+            );
+        }
+        let row = store::find(&self.journal.db, &Lookup::Id(&request.receipt_id))
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no receipt {}", request.receipt_id)))?;
+        let receipt = to_proto(&row)?;
+        // Rasterizing and compressing take milliseconds of CPU: keep them off the async workers.
+        let policy = self.journal.policy.clone();
+        let document = tokio::task::spawn_blocking(move || {
+            crate::render::render(&receipt, &policy, format, request.line_width, request.copy)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("rendering task failed: {e}")))??;
+        Ok(Response::new(pb::RenderReceiptResponse {
+            document: Some(document),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_signing_keys(
+        &self,
+        request: Request<pb::GetSigningKeysRequest>,
+    ) -> Result<Response<pb::GetSigningKeysResponse>, Status> {
+        let request = request.into_inner();
+        let keys = store::keys(&self.journal.db, &request.merchant_tin)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .filter(|k| request.key_id.is_empty() || k.key_id == request.key_id)
+            .map(|k| {
+                let der = fiscus_domain::keys::public_key_der(&k.public_key);
+                pb::SigningKey {
+                    key_id: k.key_id,
+                    algorithm: pb::SignatureAlgorithm::Ed25519.into(),
+                    public_key_pem: fiscus_domain::keys::pem("PUBLIC KEY", &der),
+                    public_key_der: der,
+                    merchant_tin: k.merchant_tin,
+                    created_at: DateTime::<Utc>::from_timestamp_micros(k.created_at_us)
+                        .map(document::to_proto_timestamp),
+                    retired_at: None,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetSigningKeysResponse { keys }))
+    }
+}

@@ -1,0 +1,1153 @@
+//! ReceiptService end to end: through gRPC, on Postgres + Redis (the receipts binary) and on
+//! SQLite + the in-process cache (`fiscus dev`), with the journal read back from the database.
+
+use std::str::FromStr;
+
+use fiscus_e2e::{Process, database_url, fresh_schema, redis_url};
+use fiscus_proto::v1 as pb;
+use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
+use futures::StreamExt;
+use prost::Message;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+/// A merchant registered as a city-tax payer in the test configuration.
+const CITY_TIN: &str = "37900846788";
+/// A merchant with default settings (no city tax).
+const PLAIN_TIN: &str = "12345678901";
+
+const CONFIG: &str = r#"
+[[receipts.merchants]]
+tin = "37900846788"
+name = "Дээж Дэлгүүр ХХК"
+city_tax_payer = true
+"#;
+
+enum Store {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// A running receipt service and direct access to its database.
+struct Fixture {
+    process: Process,
+    store: Store,
+    client: ReceiptServiceClient<Channel>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Fixture {
+    async fn start(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("fiscus.toml");
+        std::fs::write(&config, CONFIG).expect("config");
+        let config = config.to_str().expect("utf-8").to_owned();
+        let (process, store) = match backend {
+            Backend::Postgres => {
+                let schema = fresh_schema("e2e_receipts");
+                let process = Process::service_in("receipts", &schema, &["--config", &config], &[])
+                    .await
+                    .expect("fiscus-receipts starts");
+                let options = sqlx::postgres::PgConnectOptions::from_str(&database_url())
+                    .expect("url")
+                    .options([("search_path", schema.as_str())]);
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(options)
+                    .await
+                    .expect("postgres");
+                (process, Store::Postgres(pool))
+            }
+            Backend::Sqlite => {
+                let data = dir.path().join("data");
+                let process = Process::dev_with(&data, &["--config", &config])
+                    .await
+                    .expect("fiscus dev starts");
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(data.join("receipts.db"))
+                    .busy_timeout(std::time::Duration::from_secs(10));
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                    .expect("sqlite");
+                (process, Store::Sqlite(pool))
+            }
+        };
+        let client = ReceiptServiceClient::new(process.channel().await)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        Self {
+            process,
+            store,
+            client,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> ReceiptServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Runs a statement against the service's own tables (to tamper with them, as an attacker would).
+    async fn execute(&self, sql: &str) -> u64 {
+        match &self.store {
+            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(pool)
+                .await
+                .expect("statement")
+                .rows_affected(),
+            Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(pool)
+                .await
+                .expect("statement")
+                .rows_affected(),
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        match &self.store {
+            Store::Postgres(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(pool)
+                .await
+                .expect("count"),
+            Store::Sqlite(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(pool)
+                .await
+                .expect("count"),
+        }
+    }
+
+    async fn sign(&self, request: pb::SignReceiptRequest) -> pb::Receipt {
+        self.client()
+            .sign_receipt(request)
+            .await
+            .expect("signs")
+            .into_inner()
+            .receipt
+            .expect("receipt")
+    }
+
+    async fn verify(&self, terminal: &pb::Terminal) -> pb::VerifyJournalResponse {
+        self.client()
+            .verify_journal(pb::VerifyJournalRequest {
+                terminal: Some(terminal.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("verifies")
+            .into_inner()
+    }
+}
+
+fn op() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn terminal(tin: &str, pos: &str) -> pb::Terminal {
+    pb::Terminal {
+        merchant_tin: tin.into(),
+        branch_no: "001".into(),
+        pos_no: pos.into(),
+    }
+}
+
+fn unique_terminal(tin: &str) -> pb::Terminal {
+    terminal(tin, &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn item(name: &str, quantity: &str, unit_price: &str, tax: pb::TaxType) -> pb::ChargeItem {
+    pb::ChargeItem {
+        name: name.into(),
+        quantity: quantity.into(),
+        unit_price: unit_price.into(),
+        tax_type: tax.into(),
+        measure_unit: "ш".into(),
+        classification_code: "2349010".into(),
+        ..Default::default()
+    }
+}
+
+fn cash(amount: &str) -> pb::PayItem {
+    pb::PayItem {
+        method: pb::PaymentMethod::Cash.into(),
+        amount: amount.into(),
+        ..Default::default()
+    }
+}
+
+fn sale(terminal: &pb::Terminal, items: Vec<pb::ChargeItem>, paid: &str) -> pb::SignReceiptRequest {
+    pb::SignReceiptRequest {
+        operation_id: op(),
+        terminal: Some(terminal.clone()),
+        r#type: pb::ReceiptType::B2cReceipt.into(),
+        kind: pb::ReceiptKind::Sale.into(),
+        receipt_reference: format!("order-{}", uuid::Uuid::new_v4().simple()),
+        items,
+        payments: vec![cash(paid)],
+        ..Default::default()
+    }
+}
+
+fn bread_sale(terminal: &pb::Terminal) -> pb::SignReceiptRequest {
+    sale(
+        terminal,
+        vec![item("Талх", "1", "5600", pb::TaxType::VatAble)],
+        "5600",
+    )
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_sale_is_taxed_per_item_numbered_chained_and_signed,
+    concurrent_receipts_on_one_terminal_get_numbers_without_gaps,
+    concurrent_receipts_over_32_terminals_each_chain_verifies,
+    one_operation_id_signs_once_however_often_it_is_sent,
+    tampering_with_the_journal_is_named_by_verify_journal,
+    bad_requests_are_refused_naming_the_field_and_write_nothing,
+    refunds_never_exceed_what_was_sold,
+    a_receipt_is_cancelled_once_and_only_on_its_business_day,
+    watch_receipt_streams_fiscal_state_changes,
+    list_receipts_pages_newest_first_with_filters,
+    export_journal_streams_json_lines_and_csv,
+    a_zero_receipt_has_no_items_and_no_payments,
+    render_receipt_prints_txt_pdf_and_png_with_a_readable_qr_code,
+);
+
+async fn a_sale_is_taxed_per_item_numbered_chained_and_signed(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(CITY_TIN);
+    let mut milk = item("Сүү 1л", "2", "2500.50", pb::TaxType::VatAble);
+    milk.city_tax_applies = true;
+    let request = sale(
+        &till,
+        vec![
+            item("Талх", "1", "5600", pb::TaxType::VatAble),
+            milk,
+            item(
+                "Эмийн сан: Парацетамол",
+                "0.5",
+                "1000",
+                pb::TaxType::VatFree,
+            ),
+        ],
+        "11101.00",
+    );
+    let first = fx.sign(request).await;
+    assert_eq!(first.receipt_number, 1);
+    assert_eq!(first.fiscal_state(), pb::FiscalState::LocalSigned);
+    // 5600 → VAT 509.09 (no city tax); 5001.00 → VAT 446.52, city tax 89.30; 500 VAT-free.
+    assert_eq!(first.total_amount, "11101.00");
+    assert_eq!(first.items[0].total_vat, "509.09");
+    assert_eq!(first.items[1].total_amount, "5001.00");
+    assert_eq!(first.items[1].total_vat, "446.52");
+    assert_eq!(first.items[1].total_city_tax, "89.30");
+    assert_eq!(first.items[2].total_amount, "500.00");
+    assert_eq!(first.items[2].total_vat, "0.00");
+    assert_eq!(first.total_vat, "955.61");
+    assert_eq!(first.total_city_tax, "89.30");
+    assert_eq!(first.previous_hash, vec![0u8; 32]);
+
+    let second = fx.sign(bread_sale(&till)).await;
+    assert_eq!(second.receipt_number, 2);
+    assert_eq!(
+        second.previous_hash, first.hash,
+        "receipt 2 links to receipt 1"
+    );
+
+    let keys = fx
+        .client()
+        .get_signing_keys(pb::GetSigningKeysRequest {
+            merchant_tin: CITY_TIN.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("keys")
+        .into_inner()
+        .keys;
+    let key = keys
+        .iter()
+        .find(|k| k.key_id == second.key_id)
+        .expect("the receipt's key is published");
+    assert!(key.public_key_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let public = &key.public_key_der[key.public_key_der.len() - 32..];
+    assert!(fiscus_domain::keys::verify(
+        public,
+        &second.hash,
+        &second.signature
+    ));
+
+    let fetched = fx
+        .client()
+        .get_receipt(pb::GetReceiptRequest {
+            terminal: Some(till.clone()),
+            lookup: Some(pb::get_receipt_request::Lookup::ReceiptNumber(1)),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .receipt
+        .expect("receipt");
+    assert_eq!(fetched, first);
+
+    let verdict = fx.verify(&till).await;
+    assert!(verdict.ok, "{verdict:?}");
+    assert_eq!(verdict.count_checked, 2);
+    assert_eq!(verdict.head_hash, second.hash);
+}
+
+async fn concurrent_receipts_on_one_terminal_get_numbers_without_gaps(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let calls = (0..64).map(|_| {
+        let mut client = fx.client();
+        let request = bread_sale(&till);
+        async move { client.sign_receipt(request).await }
+    });
+    let mut numbers: Vec<u64> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.expect("signs")
+                .into_inner()
+                .receipt
+                .expect("receipt")
+                .receipt_number
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=64).collect::<Vec<_>>());
+    let verdict = fx.verify(&till).await;
+    assert!(verdict.ok && verdict.count_checked == 64, "{verdict:?}");
+}
+
+async fn concurrent_receipts_over_32_terminals_each_chain_verifies(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let tills: Vec<_> = (0..32).map(|_| unique_terminal(PLAIN_TIN)).collect();
+    let calls = (0..64).map(|i| {
+        let mut client = fx.client();
+        let request = bread_sale(&tills[i % 32]);
+        async move { client.sign_receipt(request).await }
+    });
+    for result in futures::future::join_all(calls).await {
+        result.expect("signs");
+    }
+    for till in &tills {
+        let verdict = fx.verify(till).await;
+        assert!(
+            verdict.ok && verdict.count_checked == 2,
+            "{till:?}: {verdict:?}"
+        );
+    }
+}
+
+async fn one_operation_id_signs_once_however_often_it_is_sent(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let request = bread_sale(&till);
+    let calls = (0..20).map(|_| {
+        let mut client = fx.client();
+        let request = request.clone();
+        async move { client.sign_receipt(request).await }
+    });
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.expect("every duplicate gets the answer")
+                .into_inner()
+                .encode_to_vec()
+        })
+        .collect();
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "20 identical answers"
+    );
+    let rows = fx
+        .count(&format!(
+            "SELECT COUNT(*) FROM receipts WHERE pos_no = '{}'",
+            till.pos_no
+        ))
+        .await;
+    assert_eq!(rows, 1, "one journal row");
+
+    let mut changed = request.clone();
+    changed.payments[0].amount = "5601".into();
+    changed.items[0].unit_price = "5601".into();
+    let refused = fx
+        .client()
+        .sign_receipt(changed.clone())
+        .await
+        .expect_err("conflict");
+    assert_eq!(refused.code(), Code::AlreadyExists);
+    assert!(
+        refused.message().contains(&request.operation_id),
+        "{}",
+        refused.message()
+    );
+
+    // Redis is only the fast path: with it empty, the database still answers the same.
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut connection)
+        .await
+        .expect("flushall");
+    let again = fx
+        .client()
+        .sign_receipt(request)
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(again.encode_to_vec(), answers[0]);
+    let refused = fx
+        .client()
+        .sign_receipt(changed)
+        .await
+        .expect_err("conflict");
+    assert_eq!(refused.code(), Code::AlreadyExists);
+}
+
+async fn tampering_with_the_journal_is_named_by_verify_journal(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let cases: [(&str, pb::JournalProblem, u64); 5] = [
+        (
+            "UPDATE receipts SET total_minor = total_minor + 100 WHERE {t} AND number = 3",
+            pb::JournalProblem::HashMismatch,
+            3,
+        ),
+        (
+            "UPDATE receipts SET document = REPLACE(document, '\"total_amount\":\"5600.00\"', '\"total_amount\":\"56.00\"') WHERE {t} AND number = 3",
+            pb::JournalProblem::HashMismatch,
+            3,
+        ),
+        (
+            "DELETE FROM receipts WHERE {t} AND number = 2",
+            pb::JournalProblem::NumberGap,
+            3,
+        ),
+        (
+            "DELETE FROM receipts WHERE {t} AND number = 4",
+            pb::JournalProblem::Missing,
+            4,
+        ),
+        (
+            "UPDATE receipts SET signature = hash || hash WHERE {t} AND number = 2",
+            pb::JournalProblem::SignatureInvalid,
+            2,
+        ),
+    ];
+    for (sql, problem, number) in cases {
+        let till = unique_terminal(PLAIN_TIN);
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(fx.sign(bread_sale(&till)).await.id);
+        }
+        assert!(fx.verify(&till).await.ok);
+        let sql = sql.replace("{t}", &format!("pos_no = '{}'", till.pos_no));
+        assert_eq!(fx.execute(&sql).await, 1, "{sql}");
+        let verdict = fx.verify(&till).await;
+        assert!(!verdict.ok, "{sql}");
+        let found = verdict.first_break.expect("names the break");
+        assert_eq!(
+            (found.problem(), found.receipt_number),
+            (problem, number),
+            "{sql}: {found:?}"
+        );
+        if problem != pb::JournalProblem::Missing {
+            assert_eq!(
+                found.receipt_id,
+                ids[usize::try_from(number).expect("small") - 1],
+                "{sql}"
+            );
+        }
+        assert!(!found.message.is_empty());
+    }
+}
+
+fn violations(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+async fn bad_requests_are_refused_naming_the_field_and_write_nothing(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let good = || bread_sale(&till);
+    type Edit = Box<dyn Fn(&mut pb::SignReceiptRequest)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        ("terminal", Box::new(|r| r.terminal = None)),
+        (
+            "terminal.merchant_tin",
+            Box::new(|r| r.terminal.as_mut().expect("t").merchant_tin.clear()),
+        ),
+        (
+            "terminal.branch_no",
+            Box::new(|r| r.terminal.as_mut().expect("t").branch_no = "0 1".into()),
+        ),
+        (
+            "terminal.pos_no",
+            Box::new(|r| r.terminal.as_mut().expect("t").pos_no = "x".repeat(40)),
+        ),
+        ("operation_id", Box::new(|r| r.operation_id.clear())),
+        (
+            "operation_id",
+            Box::new(|r| r.operation_id = "not-a-uuid".into()),
+        ),
+        ("kind", Box::new(|r| r.kind = 0)),
+        (
+            "kind",
+            Box::new(|r| r.kind = pb::ReceiptKind::Cancellation.into()),
+        ),
+        ("type", Box::new(|r| r.r#type = 0)),
+        ("type", Box::new(|r| r.r#type = 42)),
+        (
+            "receipt_reference",
+            Box::new(|r| r.receipt_reference.clear()),
+        ),
+        ("items", Box::new(|r| r.items.clear())),
+        (
+            "items",
+            Box::new(|r| r.items = vec![r.items[0].clone(); 10_000]),
+        ),
+        (
+            "items[0].name",
+            Box::new(|r| r.items[0].name = "я".repeat(1_000_000)),
+        ),
+        ("items[0].name", Box::new(|r| r.items[0].name.clear())),
+        (
+            "items[0].quantity",
+            Box::new(|r| r.items[0].quantity = "-1".into()),
+        ),
+        (
+            "items[0].quantity",
+            Box::new(|r| r.items[0].quantity = "1e3".into()),
+        ),
+        (
+            "items[0].quantity",
+            Box::new(|r| r.items[0].quantity = "1.0001".into()),
+        ),
+        (
+            "items[0].quantity",
+            Box::new(|r| r.items[0].quantity = "NaN".into()),
+        ),
+        (
+            "items[0].unit_price",
+            Box::new(|r| r.items[0].unit_price = "5600.00001".into()),
+        ),
+        (
+            "items[0].unit_price",
+            Box::new(|r| r.items[0].unit_price = "-5".into()),
+        ),
+        (
+            "items[0].unit_price",
+            Box::new(|r| r.items[0].unit_price = "5 600".into()),
+        ),
+        ("items[0].tax_type", Box::new(|r| r.items[0].tax_type = 0)),
+        ("items[0].tax_type", Box::new(|r| r.items[0].tax_type = 99)),
+        (
+            "items[0].city_tax_applies",
+            Box::new(|r| r.items[0].city_tax_applies = true),
+        ),
+        (
+            "items[0].vat_rate",
+            Box::new(|r| r.items[0].vat_rate = "ten".into()),
+        ),
+        (
+            "items[0].bar_code_type",
+            Box::new(|r| r.items[0].bar_code = "4006381333931".into()),
+        ),
+        ("payments", Box::new(|r| r.payments.clear())),
+        (
+            "payments",
+            Box::new(|r| r.payments[0].amount = "5599.99".into()),
+        ),
+        (
+            "payments[0].amount",
+            Box::new(|r| r.payments[0].amount = "0".into()),
+        ),
+        ("payments[0].method", Box::new(|r| r.payments[0].method = 0)),
+        (
+            "payments[0].masked_card_number",
+            Box::new(|r| r.payments[0].masked_card_number = "4111111111111111".into()),
+        ),
+        (
+            "customer_tin",
+            Box::new(|r| r.r#type = pb::ReceiptType::B2bInvoice.into()),
+        ),
+        (
+            "customer_tin",
+            Box::new(|r| {
+                r.r#type = pb::ReceiptType::B2bReceipt.into();
+                r.customer_tin = "12ab".into()
+            }),
+        ),
+        (
+            "consumer_no",
+            Box::new(|r| {
+                r.r#type = pb::ReceiptType::B2cInvoice.into();
+                r.consumer_no = "10038071".into()
+            }),
+        ),
+        ("currency", Box::new(|r| r.currency = "EUR".into())),
+        ("district_code", Box::new(|r| r.district_code = "25".into())),
+        (
+            "report_month",
+            Box::new(|r| r.report_month = "2026-13".into()),
+        ),
+        (
+            "expected_total_amount",
+            Box::new(|r| r.expected_total_amount = "5600.01".into()),
+        ),
+        (
+            "refund_of",
+            Box::new(|r| r.kind = pb::ReceiptKind::Refund.into()),
+        ),
+        (
+            "refund_of",
+            Box::new(|r| r.refund_of = Some(pb::RefundReference::default())),
+        ),
+        (
+            "receipt_moment",
+            Box::new(|r| {
+                r.receipt_moment = Some(prost_types::Timestamp {
+                    seconds: 4_000_000_000,
+                    nanos: 0,
+                })
+            }),
+        ),
+    ];
+    assert!(cases.len() >= 30);
+    for (field, edit) in &cases {
+        let mut request = good();
+        edit(&mut request);
+        let status = fx.client().sign_receipt(request).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        let fields = violations(&status);
+        assert!(
+            fields.iter().any(|f| f == field),
+            "{field} not named in {fields:?}: {}",
+            status.message()
+        );
+    }
+    let heads = fx
+        .count(&format!(
+            "SELECT COUNT(*) FROM chain_heads WHERE pos_no = '{}'",
+            till.pos_no
+        ))
+        .await;
+    let receipts = fx.count("SELECT COUNT(*) FROM receipts").await;
+    let operations = fx.count("SELECT COUNT(*) FROM operations").await;
+    assert_eq!(
+        (heads, receipts, operations),
+        (0, 0, 0),
+        "nothing was written"
+    );
+    // A good request after all of them is number 1.
+    assert_eq!(fx.sign(good()).await.receipt_number, 1);
+}
+
+fn refund(
+    till: &pb::Terminal,
+    original: &str,
+    lines: &[(u32, &str)],
+    paid: &str,
+) -> pb::SignReceiptRequest {
+    pb::SignReceiptRequest {
+        operation_id: op(),
+        terminal: Some(till.clone()),
+        kind: pb::ReceiptKind::Refund.into(),
+        receipt_reference: format!("refund-{}", uuid::Uuid::new_v4().simple()),
+        payments: vec![cash(paid)],
+        refund_of: Some(pb::RefundReference {
+            original: Some(pb::refund_reference::Original::ReceiptId(original.into())),
+            lines: lines
+                .iter()
+                .map(|(position, quantity)| pb::RefundLine {
+                    position: *position,
+                    quantity: (*quantity).into(),
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn refunds_never_exceed_what_was_sold(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let original = fx
+        .sign(sale(
+            &till,
+            vec![
+                item("Өндөг", "3", "1100", pb::TaxType::VatAble),
+                item("Pâine și brânză", "1", "500", pb::TaxType::VatAble),
+            ],
+            "3800",
+        ))
+        .await;
+    let first = fx
+        .sign(refund(&till, &original.id, &[(1, "2")], "2200"))
+        .await;
+    assert_eq!(first.kind(), pb::ReceiptKind::Refund);
+    assert_eq!(first.total_amount, "2200.00");
+    assert_eq!(first.total_vat, "200.00");
+    assert_eq!(first.original_receipt_id, original.id);
+
+    let status = fx
+        .client()
+        .sign_receipt(refund(&till, &original.id, &[(1, "2")], "2200"))
+        .await
+        .expect_err("above sold");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violations(&status), ["refund_of.lines[0].quantity"]);
+    let status = fx
+        .client()
+        .sign_receipt(refund(&till, &original.id, &[(3, "1")], "500"))
+        .await
+        .expect_err("no line 3");
+    assert_eq!(violations(&status), ["refund_of.lines[0].position"]);
+
+    // The rest, without naming lines: one egg and the bread.
+    let rest = fx.sign(refund(&till, &original.id, &[], "1600")).await;
+    assert_eq!(rest.total_amount, "1600.00");
+    let status = fx
+        .client()
+        .sign_receipt(refund(&till, &original.id, &[], "1"))
+        .await
+        .expect_err("nothing left");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let status = fx
+        .client()
+        .sign_receipt(refund(&till, &uuid::Uuid::new_v4().to_string(), &[], "1"))
+        .await
+        .expect_err("no original");
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(fx.verify(&till).await.ok);
+}
+
+async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let original = fx.sign(bread_sale(&till)).await;
+    let cancel = |id: &str| pb::CancelReceiptRequest {
+        operation_id: op(),
+        terminal: Some(till.clone()),
+        receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(id.into())),
+        reason: "wrong item".into(),
+        ..Default::default()
+    };
+    let done = fx
+        .client()
+        .cancel_receipt(cancel(&original.id))
+        .await
+        .expect("cancels")
+        .into_inner();
+    let cancelled = done.receipt.expect("original");
+    let cancellation = done.cancellation.expect("cancellation");
+    assert_eq!(cancelled.fiscal_state(), pb::FiscalState::Cancelled);
+    assert_eq!(cancelled.cancelled_by_receipt_id, cancellation.id);
+    assert_eq!(cancellation.kind(), pb::ReceiptKind::Cancellation);
+    assert_eq!(
+        cancellation.receipt_number, 2,
+        "the cancellation is journaled"
+    );
+    assert_eq!(cancellation.original_receipt_id, original.id);
+    assert!(fx.verify(&till).await.ok);
+
+    let again = fx
+        .client()
+        .cancel_receipt(cancel(&original.id))
+        .await
+        .expect_err("twice");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let refunded = fx
+        .client()
+        .sign_receipt(refund(&till, &original.id, &[], "5600"))
+        .await
+        .expect_err("refund of cancelled");
+    assert_eq!(refunded.code(), Code::FailedPrecondition);
+
+    // A receipt signed on an earlier day: the rule reads the signed time.
+    let old = fx.sign(bread_sale(&till)).await;
+    fx.execute(&format!(
+        "UPDATE receipts SET document = REPLACE(document, '\"signed_at\":\"20', '\"signed_at\":\"19') WHERE id = '{}'",
+        old.id
+    ))
+    .await;
+    let late = fx
+        .client()
+        .cancel_receipt(cancel(&old.id))
+        .await
+        .expect_err("not today");
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert!(
+        late.message().contains("same business day"),
+        "{}",
+        late.message()
+    );
+}
+
+async fn watch_receipt_streams_fiscal_state_changes(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let receipt = fx.sign(bread_sale(&till)).await;
+    let mut stream = fx
+        .client()
+        .watch_receipt(pb::WatchReceiptRequest {
+            receipt_id: receipt.id.clone(),
+            follow: true,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = stream
+        .next()
+        .await
+        .expect("an event")
+        .expect("ok")
+        .event
+        .expect("event");
+    assert_eq!(first.state(), pb::FiscalState::LocalSigned);
+    fx.client()
+        .cancel_receipt(pb::CancelReceiptRequest {
+            operation_id: op(),
+            terminal: Some(till.clone()),
+            receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(
+                receipt.id.clone(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("cancels");
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+        .await
+        .expect("the change arrives")
+        .expect("an event")
+        .expect("ok")
+        .event
+        .expect("event");
+    assert_eq!(next.state(), pb::FiscalState::Cancelled);
+    assert!(
+        stream.next().await.is_none(),
+        "a cancelled receipt's stream ends"
+    );
+}
+
+async fn list_receipts_pages_newest_first_with_filters(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    for _ in 0..5 {
+        fx.sign(bread_sale(&till)).await;
+    }
+    let original = fx
+        .sign(sale(
+            &till,
+            vec![item("Өндөг", "2", "1100", pb::TaxType::VatAble)],
+            "2200",
+        ))
+        .await;
+    fx.sign(refund(&till, &original.id, &[], "2200")).await;
+    let mut numbers = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = fx
+            .client()
+            .list_receipts(pb::ListReceiptsRequest {
+                terminal: Some(till.clone()),
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("lists")
+            .into_inner();
+        assert!(page.receipts.len() <= 3);
+        numbers.extend(page.receipts.iter().map(|r| r.receipt_number));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(numbers, [7, 6, 5, 4, 3, 2, 1]);
+    let refunds = fx
+        .client()
+        .list_receipts(pb::ListReceiptsRequest {
+            terminal: Some(till.clone()),
+            kinds: vec![pb::ReceiptKind::Refund.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("lists")
+        .into_inner();
+    assert_eq!(refunds.receipts.len(), 1);
+    let bad = fx
+        .client()
+        .list_receipts(pb::ListReceiptsRequest {
+            terminal: Some(till.clone()),
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad token");
+    assert_eq!(violations(&bad), ["page_token"]);
+}
+
+async fn export(
+    fx: &Fixture,
+    till: &pb::Terminal,
+    format: pb::JournalExportFormat,
+) -> (String, u64) {
+    let mut stream = fx
+        .client()
+        .export_journal(pb::ExportJournalRequest {
+            terminal: Some(till.clone()),
+            format: format.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("exports")
+        .into_inner();
+    let mut text = String::new();
+    let mut count = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk").chunk.expect("data");
+        count += chunk.receipts_in_chunk;
+        text.push_str(std::str::from_utf8(&chunk.data).expect("utf-8"));
+    }
+    (text, count)
+}
+
+async fn export_journal_streams_json_lines_and_csv(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let mut hashes = Vec::new();
+    for _ in 0..3 {
+        hashes.push(fx.sign(bread_sale(&till)).await.hash);
+    }
+    let (jsonl, count) = export(&fx, &till, pb::JournalExportFormat::JsonLines).await;
+    assert_eq!(count, 3);
+    let mut previous = fiscus_domain::chain::GENESIS;
+    for (line, hash) in jsonl.lines().zip(&hashes) {
+        let value: serde_json::Value = serde_json::from_str(line).expect("json line");
+        // An auditor re-hashes the embedded document exactly as exported.
+        let document = line
+            .split_once(",\"document\":")
+            .expect("document")
+            .1
+            .strip_suffix('}')
+            .expect("closing brace");
+        let computed = fiscus_domain::chain::link(&previous, document.as_bytes());
+        assert_eq!(
+            fiscus_domain::chain::hex(&computed),
+            value["hash"].as_str().expect("hash")
+        );
+        assert_eq!(&computed[..], &hash[..]);
+        previous = computed;
+    }
+    let (csv, count) = export(&fx, &till, pb::JournalExportFormat::Csv).await;
+    assert_eq!(count, 3);
+    let lines: Vec<_> = csv.lines().collect();
+    assert!(lines[0].starts_with("number,id,"));
+    assert_eq!(lines.len(), 4);
+    assert!(lines[1].starts_with("1,"));
+}
+
+async fn a_zero_receipt_has_no_items_and_no_payments(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let zero = fx
+        .sign(pb::SignReceiptRequest {
+            operation_id: op(),
+            terminal: Some(till.clone()),
+            kind: pb::ReceiptKind::Zero.into(),
+            receipt_reference: "zero-1".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        (zero.kind(), zero.total_amount.as_str()),
+        (pb::ReceiptKind::Zero, "0.00")
+    );
+    assert!(fx.verify(&till).await.ok);
+}
+
+/// Peak resident memory of a process, in KiB (Linux).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporting_100_000_receipts_streams_with_flat_memory() {
+    let fx = Fixture::start(Backend::Postgres).await;
+    let till = unique_terminal(PLAIN_TIN);
+    // 100 000 journal rows of ~2 KB each, written straight into the table: ~200 MB of export.
+    let padding = "x".repeat(2000);
+    fx.execute(&format!(
+        "INSERT INTO receipts (id, merchant_tin, branch_no, pos_no, number, kind, receipt_type, reference, \
+         total_minor, vat_minor, city_tax_minor, currency, fiscal_state, document, previous_hash, hash, \
+         signature, key_id, created_at_us) \
+         SELECT 'bulk-' || n, '{}', '{}', '{}', n, 'SALE', 'B2C_RECEIPT', 'ref-' || n, 100, 9, 0, 'MNT', \
+         'LOCAL_SIGNED', '{{\"n\":' || n || ',\"pad\":\"{padding}\"}}', '\\x00', '\\x00', '\\x00', 'k', n \
+         FROM generate_series(1, 100000) AS n",
+        till.merchant_tin, till.branch_no, till.pos_no
+    ))
+    .await;
+    let pid = fx.process.pid().expect("running");
+    let before = peak_rss_kib(pid);
+    let mut stream = fx
+        .client()
+        .export_journal(pb::ExportJournalRequest {
+            terminal: Some(till.clone()),
+            format: pb::JournalExportFormat::JsonLines.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("exports")
+        .into_inner();
+    let (mut receipts, mut bytes, mut largest) = (0u64, 0usize, 0usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk").chunk.expect("data");
+        receipts += chunk.receipts_in_chunk;
+        bytes += chunk.data.len();
+        largest = largest.max(chunk.data.len());
+    }
+    let grown_mib = peak_rss_kib(pid).saturating_sub(before) / 1024;
+    assert_eq!(receipts, 100_000);
+    assert!(bytes > 200 * 1024 * 1024, "{bytes} bytes exported");
+    assert!(largest < 4 * 1024 * 1024, "chunks stay small: {largest}");
+    assert!(
+        grown_mib < 64,
+        "the server's peak memory grew {grown_mib} MiB for a {} MiB export",
+        bytes >> 20
+    );
+}
+
+async fn render(fx: &Fixture, id: &str, format: pb::DocumentFormat) -> pb::RenderedDocument {
+    fx.client()
+        .render_receipt(pb::RenderReceiptRequest {
+            receipt_id: id.into(),
+            format: format.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("renders")
+        .into_inner()
+        .document
+        .expect("document")
+}
+
+/// Decodes a grayscale PNG: width, height, pixels.
+fn grayscale(png_bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut pixels).expect("decodes");
+    assert_eq!(
+        info.color_type,
+        png::ColorType::Grayscale,
+        "8-bit grayscale"
+    );
+    (info.width as usize, info.height as usize, pixels)
+}
+
+async fn render_receipt_prints_txt_pdf_and_png_with_a_readable_qr_code(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(CITY_TIN);
+    let receipt = fx
+        .sign(sale(
+            &till,
+            vec![
+                item("Талх", "1", "5600", pb::TaxType::VatAble),
+                item("Pâine și brânză", "2", "12.50", pb::TaxType::VatAble),
+            ],
+            "5625",
+        ))
+        .await;
+    let expected_qr = format!(
+        "fiscus:1:{}:{}:{}:{}:{}:{}",
+        till.merchant_tin,
+        till.branch_no,
+        till.pos_no,
+        receipt.receipt_number,
+        receipt.total_amount,
+        fiscus_domain::chain::hex(&receipt.hash)
+    );
+
+    let txt = render(&fx, &receipt.id, pb::DocumentFormat::Txt).await;
+    assert!(
+        txt.text_lines.iter().all(|l| l.chars().count() <= 48),
+        "{:?}",
+        txt.text_lines
+    );
+    let text = String::from_utf8(txt.content).expect("utf-8");
+    for expected in [
+        "Дээж Дэлгүүр ХХК",
+        CITY_TIN,
+        "Талх",
+        "Pâine și brânză",
+        "5625.00",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+
+    let pdf = render(&fx, &receipt.id, pb::DocumentFormat::Pdf).await;
+    assert_eq!(pdf.content_type, "application/pdf");
+    assert!(pdf.content.starts_with(b"%PDF-"));
+    assert!(pdf.content.windows(5).any(|w| w == b"%%EOF"));
+    if let Ok(output) = std::process::Command::new("pdftotext")
+        .args(["-", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(&pdf.content)?;
+            child.wait_with_output()
+        })
+    {
+        let extracted = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            extracted.contains("Дээж Дэлгүүр ХХК") && extracted.contains("Pâine și brânză"),
+            "{extracted}"
+        );
+    }
+
+    let png = render(&fx, &receipt.id, pb::DocumentFormat::Png).await;
+    assert_eq!(png.content_type, "image/png");
+    let (width, height, pixels) = grayscale(&png.content);
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    let (_, payload) = grids[0].decode().expect("the QR code decodes");
+    assert_eq!(payload, expected_qr);
+}
