@@ -7,7 +7,7 @@ export DATABASE_URL REDIS_URL
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test services cluster lint fmt build
+.PHONY: help run test bench services cluster lint fmt build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,6 +22,9 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test --workspace --no-fail-fast
 endif
+
+bench: services ## SignReceipt throughput and latency beside the storage floor (release build)
+	$(CARGO) run --release -p fiscus -- bench
 
 services: ## make sure Postgres and Redis answer (starts or installs them when it can)
 	@deploy/local/ensure-services.sh

@@ -1006,6 +1006,43 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_receipts_are_still_signed_once() {
+    let schema = fresh_schema("e2e_receipts");
+    let process = Process::service_in(
+        "receipts",
+        &schema,
+        &[],
+        &[("FISCUS_CACHE__URL", "redis://127.0.0.1:1")],
+    )
+    .await
+    .expect("starts without Redis");
+    let mut client = ReceiptServiceClient::new(process.channel().await);
+    let till = unique_terminal(PLAIN_TIN);
+    let request = bread_sale(&till);
+    let first = client
+        .sign_receipt(request.clone())
+        .await
+        .expect("signs")
+        .into_inner();
+    let again = client
+        .sign_receipt(request.clone())
+        .await
+        .expect("replays")
+        .into_inner();
+    assert_eq!(first.encode_to_vec(), again.encode_to_vec());
+    let mut changed = request;
+    changed.receipt_reference.push('x');
+    let refused = client.sign_receipt(changed).await.expect_err("conflict");
+    assert_eq!(refused.code(), Code::AlreadyExists);
+    let second = client
+        .sign_receipt(bread_sale(&till))
+        .await
+        .expect("signs")
+        .into_inner();
+    assert_eq!(second.receipt.expect("receipt").receipt_number, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporting_100_000_receipts_streams_with_flat_memory() {
     let fx = Fixture::start(Backend::Postgres).await;
     let till = unique_terminal(PLAIN_TIN);

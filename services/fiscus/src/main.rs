@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod bench;
 mod dev;
 
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run all four services in one process on embedded storage (SQLite + in-process cache).
     Dev(dev::DevArgs),
+    /// Measure SignReceipt against Postgres + Redis beside the storage floor.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,302 @@
+//! `fiscus bench`: SignReceipt throughput and latency against Postgres + Redis, beside the
+//! storage floor — the same rows written straight through sqlx, one transaction per receipt.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fiscus_kit::app::{ServiceContext, open_cache};
+use fiscus_kit::config::{Config, MasterKey};
+use fiscus_kit::db::{ConnectSettings, Database};
+use fiscus_kit::peers::Peers;
+use fiscus_kit::{ServiceModule, server};
+use fiscus_proto::v1 as pb;
+use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
+use secrecy::SecretString;
+use tonic::service::RoutesBuilder;
+use tonic::transport::Channel;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Terminals the clients spread over (one hash chain each).
+    #[arg(long, default_value_t = 32)]
+    terminals: usize,
+    /// Seconds each measurement runs (after a one-second warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Postgres; defaults to DATABASE_URL, else the local server.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    database_url: String,
+    /// Redis; defaults to REDIS_URL, else the local server.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+}
+
+/// Latencies of one run, in microseconds.
+struct Run {
+    latencies: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(index).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let settings = ConnectSettings {
+        max_connections: 32,
+        connect_timeout: Duration::from_secs(5),
+    };
+    println!(
+        "fiscus bench: SignReceipt, {} clients over {} terminals, {} s per run, Postgres + Redis",
+        args.clients, args.terminals, args.seconds
+    );
+
+    // The receipt service, in this process, on its own port, against Postgres + Redis.
+    let schema = format!("bench_{}", &suffix[..12]);
+    let db = Database::connect(&args.database_url, &schema, &settings).await?;
+    let module: &ServiceModule = &fiscus_receipts::MODULE;
+    db.migrate("receipts", module.migrations).await?;
+    let mut config = Config::from_toml("")?;
+    config.cache.url = SecretString::from(args.redis_url.clone());
+    config.cache.key_prefix = format!("bench-{}", &suffix[..12]);
+    config.keys.master_key = Some(SecretString::from(
+        MasterKey::from_hex(&"5a".repeat(32))?.to_hex(),
+    ));
+    config.telemetry.log_filter = "warn".into();
+    let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    let config = Arc::new(config);
+    let mut routes = RoutesBuilder::default();
+    let name = (module.mount)(
+        ServiceContext {
+            config: config.clone(),
+            db: db.clone(),
+            cache: open_cache(&config)?,
+            peers: Peers::connect_lazy(&config.peers)?,
+        },
+        &mut routes,
+    )?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_config = config.server.clone();
+    let serving = tokio::spawn(async move {
+        server::serve(&server_config, listener, routes, &[name], async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    let service = sign_receipts(&args, addr).await?;
+    let _ = stop.send(());
+    let _ = serving.await;
+
+    // The floor: the same rows, straight through sqlx.
+    let floor_schema = format!("bench_floor_{}", &suffix[..12]);
+    let floor_db = Database::connect(&args.database_url, &floor_schema, &settings).await?;
+    floor_db.migrate("receipts", module.migrations).await?;
+    let floor = storage_floor(&args, &floor_db).await?;
+
+    println!();
+    println!(
+        "{:<28} {:>12} {:>10} {:>10}",
+        "", "receipts/s", "p50 ms", "p99 ms"
+    );
+    for (label, run) in [
+        ("SignReceipt over gRPC", &service),
+        ("storage floor (sqlx)", &floor),
+    ] {
+        println!(
+            "{label:<28} {:>12.0} {:>10.2} {:>10.2}",
+            run.rate(),
+            run.percentile(0.50),
+            run.percentile(0.99)
+        );
+    }
+    println!(
+        "\nratio to the floor: {:.2} (goal ≥ 0.50); p99 {:.2} ms (goal ≤ 25 ms)",
+        service.rate() / floor.rate(),
+        service.percentile(0.99)
+    );
+
+    for (db, schema) in [(&db, &schema), (&floor_db, &floor_schema)] {
+        if let Database::Postgres(pool) = db {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(pool)
+                .await
+                .context("dropping the bench schema")?;
+        }
+        db.close().await;
+    }
+    Ok(())
+}
+
+fn request(terminal: usize) -> pb::SignReceiptRequest {
+    pb::SignReceiptRequest {
+        operation_id: uuid::Uuid::new_v4().to_string(),
+        terminal: Some(pb::Terminal {
+            merchant_tin: "37900846788".into(),
+            branch_no: "001".into(),
+            pos_no: format!("{terminal:03}"),
+        }),
+        r#type: pb::ReceiptType::B2cReceipt.into(),
+        kind: pb::ReceiptKind::Sale.into(),
+        receipt_reference: uuid::Uuid::new_v4().simple().to_string(),
+        items: vec![
+            pb::ChargeItem {
+                name: "Талх".into(),
+                quantity: "2".into(),
+                unit_price: "2800.00".into(),
+                tax_type: pb::TaxType::VatAble.into(),
+                classification_code: "2349010".into(),
+                ..Default::default()
+            },
+            pb::ChargeItem {
+                name: "Сүү 1л".into(),
+                quantity: "1".into(),
+                unit_price: "3200.00".into(),
+                tax_type: pb::TaxType::VatAble.into(),
+                ..Default::default()
+            },
+        ],
+        payments: vec![pb::PayItem {
+            method: pb::PaymentMethod::Cash.into(),
+            amount: "8800.00".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Runs `work` from `clients` tasks for the measured time, after a warm-up; collects latencies.
+async fn measure<F, Fut>(args: &BenchArgs, work: F) -> anyhow::Result<Run>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let warm_up = Duration::from_secs(1);
+    let measured = Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|client| {
+            let work = work.clone();
+            let terminal = client % args.terminals.max(1);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let began = Instant::now();
+                    if began >= start + warm_up + measured {
+                        return Ok::<_, anyhow::Error>(latencies);
+                    }
+                    work(terminal).await?;
+                    if began >= start + warm_up {
+                        latencies
+                            .push(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(Run {
+        latencies,
+        elapsed: measured,
+    })
+}
+
+async fn sign_receipts(args: &BenchArgs, addr: SocketAddr) -> anyhow::Result<Run> {
+    // A few HTTP/2 connections, as a pool of client instances would open.
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(
+            Channel::from_shared(format!("http://{addr}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let channels = Arc::new(channels);
+    measure(args, move |terminal| {
+        let mut client = ReceiptServiceClient::new(channels[terminal % channels.len()].clone());
+        async move {
+            client.sign_receipt(request(terminal)).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn storage_floor(args: &BenchArgs, db: &Database) -> anyhow::Result<Run> {
+    let Database::Postgres(pool) = db.clone() else {
+        anyhow::bail!("the storage floor is measured on Postgres");
+    };
+    let document = Arc::new("x".repeat(1200));
+    measure(args, move |terminal| {
+        let pool = pool.clone();
+        let document = document.clone();
+        async move {
+            let id = uuid::Uuid::now_v7().to_string();
+            let pos = format!("{terminal:03}");
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response) VALUES ($1, $2, 'SignReceipt', $3, $4)")
+                .bind("37900846788")
+                .bind(&id)
+                .bind(&[7u8; 32][..])
+                .bind(document.as_bytes())
+                .execute(&mut *tx)
+                .await?;
+            let (number, _hash): (i64, Vec<u8>) = sqlx::query_as(
+                "INSERT INTO chain_heads (merchant_tin, branch_no, pos_no, last_number, last_hash) \
+                 VALUES ('37900846788', '001', $1, 0, $2) ON CONFLICT (merchant_tin, branch_no, pos_no) \
+                 DO UPDATE SET last_number = chain_heads.last_number RETURNING last_number, last_hash",
+            )
+            .bind(&pos)
+            .bind(&[0u8; 32][..])
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO receipts (id, merchant_tin, branch_no, pos_no, number, kind, receipt_type, reference, \
+                 total_minor, vat_minor, city_tax_minor, currency, fiscal_state, document, previous_hash, hash, \
+                 signature, key_id, created_at_us) VALUES ($1, '37900846788', '001', $2, $3, 'SALE', 'B2C_RECEIPT', \
+                 $1, 880000, 80000, 0, 'MNT', 'LOCAL_SIGNED', $4, $5, $5, $6, 'k', 0)",
+            )
+            .bind(&id)
+            .bind(&pos)
+            .bind(number + 1)
+            .bind(document.as_str())
+            .bind(&[1u8; 32][..])
+            .bind(&[2u8; 64][..])
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE chain_heads SET last_number = $2, last_hash = $3 WHERE merchant_tin = '37900846788' AND branch_no = '001' AND pos_no = $1")
+                .bind(&pos)
+                .bind(number + 1)
+                .bind(&[1u8; 32][..])
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    })
+    .await
+}
