@@ -79,14 +79,20 @@ async fn dev_restarts_on_its_existing_data_dir() {
 async fn an_rpc_that_has_not_landed_answers_unimplemented_naming_what_is_missing() {
     let data = tempfile::tempdir().expect("tempdir");
     let process = Process::dev(data.path()).await.expect("starts");
-    let mut client = fiscus_proto::v1::payment_service_client::PaymentServiceClient::new(
-        process.channel().await,
-    );
+    let token = process
+        .dev_token
+        .clone()
+        .expect("fiscus dev writes a dev token");
+    let mut client =
+        fiscus_proto::v1::payment_service_client::PaymentServiceClient::with_interceptor(
+            process.channel().await,
+            fiscus_e2e::Bearer::new(&token),
+        );
     let status = client
         .create_qr(fiscus_proto::v1::CreateQrRequest::default())
         .await
         .expect_err("not landed yet");
-    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(status.code(), Code::Unimplemented, "{}", status.message());
     assert!(
         status
             .message()

@@ -1,4 +1,5 @@
 //! End-to-end tests: the real binaries, real Postgres, real Redis, over gRPC.
 
+mod auth;
 mod foundation;
 mod receipts;

@@ -3,13 +3,14 @@
 
 use std::str::FromStr;
 
-use fiscus_e2e::{Process, database_url, fresh_schema, redis_url};
+use fiscus_e2e::{
+    AUTH_CONFIG, Authed, Bearer, Process, database_url, fresh_schema, issue_token, redis_url,
+};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use futures::StreamExt;
 use prost::Message;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 /// A merchant registered as a city-tax payer in the test configuration.
@@ -32,8 +33,10 @@ enum Store {
 /// A running receipt service and direct access to its database.
 struct Fixture {
     process: Process,
+    /// The token service of a separate-process cluster (`fiscus dev` serves tokens itself).
+    _tokens: Option<Process>,
     store: Store,
-    client: ReceiptServiceClient<Channel>,
+    client: ReceiptServiceClient<Authed>,
     _dir: tempfile::TempDir,
 }
 
@@ -47,14 +50,28 @@ impl Fixture {
     async fn start(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("fiscus.toml");
-        std::fs::write(&config, CONFIG).expect("config");
+        std::fs::write(&config, format!("{CONFIG}{AUTH_CONFIG}")).expect("config");
         let config = config.to_str().expect("utf-8").to_owned();
-        let (process, store) = match backend {
+        let (process, tokens, store) = match backend {
             Backend::Postgres => {
+                let tokens = Process::service_in(
+                    "tokens",
+                    &fresh_schema("e2e_tokens"),
+                    &["--config", &config],
+                    &[],
+                )
+                .await
+                .expect("fiscus-tokens starts");
                 let schema = fresh_schema("e2e_receipts");
-                let process = Process::service_in("receipts", &schema, &["--config", &config], &[])
-                    .await
-                    .expect("fiscus-receipts starts");
+                let peer = format!("http://{}", tokens.addr);
+                let process = Process::service_in(
+                    "receipts",
+                    &schema,
+                    &["--config", &config],
+                    &[("FISCUS_PEERS__TOKENS", &peer)],
+                )
+                .await
+                .expect("fiscus-receipts starts");
                 let options = sqlx::postgres::PgConnectOptions::from_str(&database_url())
                     .expect("url")
                     .options([("search_path", schema.as_str())]);
@@ -63,7 +80,7 @@ impl Fixture {
                     .connect_with(options)
                     .await
                     .expect("postgres");
-                (process, Store::Postgres(pool))
+                (process, Some(tokens), Store::Postgres(pool))
             }
             Backend::Sqlite => {
                 let data = dir.path().join("data");
@@ -78,20 +95,26 @@ impl Fixture {
                     .connect_with(options)
                     .await
                     .expect("sqlite");
-                (process, Store::Sqlite(pool))
+                (process, None, Store::Sqlite(pool))
             }
         };
-        let client = ReceiptServiceClient::new(process.channel().await)
-            .max_decoding_message_size(64 * 1024 * 1024);
+        let issuer = tokens.as_ref().unwrap_or(&process).channel().await;
+        let token = issue_token(issuer, "e2e-admin", "e2e-admin-secret", &[])
+            .await
+            .expect("a token");
+        let client =
+            ReceiptServiceClient::with_interceptor(process.channel().await, Bearer::new(&token))
+                .max_decoding_message_size(64 * 1024 * 1024);
         Self {
             process,
+            _tokens: tokens,
             store,
             client,
             _dir: dir,
         }
     }
 
-    fn client(&self) -> ReceiptServiceClient<Channel> {
+    fn client(&self) -> ReceiptServiceClient<Authed> {
         self.client.clone()
     }
 
@@ -1012,7 +1035,11 @@ async fn with_redis_down_receipts_are_still_signed_once() {
         "receipts",
         &schema,
         &[],
-        &[("FISCUS_CACHE__URL", "redis://127.0.0.1:1")],
+        // Authentication is off here, explicitly: this test is about the cache alone.
+        &[
+            ("FISCUS_CACHE__URL", "redis://127.0.0.1:1"),
+            ("FISCUS_AUTH__ENABLED", "false"),
+        ],
     )
     .await
     .expect("starts without Redis");

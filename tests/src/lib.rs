@@ -24,6 +24,61 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 pub const TEST_MASTER_KEY: &str =
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
+/// Configuration granting the test client every scope (append to a test's config file).
+pub const AUTH_CONFIG: &str = r#"
+[[auth.clients]]
+client_id = "e2e-admin"
+client_secret = "e2e-admin-secret"
+scopes = ["admin"]
+"#;
+
+/// Attaches `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Self {
+        Self(
+            format!("Bearer {token}")
+                .parse()
+                .expect("a token is valid metadata"),
+        )
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A channel that sends a token with every call.
+pub type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+/// Asks a token service for a token.
+pub async fn issue_token(
+    channel: Channel,
+    client_id: &str,
+    client_secret: &str,
+    scopes: &[&str],
+) -> Result<String, tonic::Status> {
+    let response = fiscus_proto::v1::token_service_client::TokenServiceClient::new(channel)
+        .issue_service_token(fiscus_proto::v1::IssueServiceTokenRequest {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(response.into_inner().access_token)
+}
+
 /// How long a process may take to start before the test gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -62,6 +117,8 @@ pub fn fresh_schema(prefix: &str) -> String {
 pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
+    /// `fiscus dev`'s admin token, from `<data-dir>/dev-token`.
+    pub dev_token: Option<String>,
     output: tokio::task::JoinHandle<Vec<String>>,
 }
 
@@ -115,11 +172,13 @@ impl Process {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir);
-        Self::start(command, |line| {
+        let mut process = Self::start(command, |line| {
             let rest = line.split(" listening on ").nth(1)?;
             rest.split_whitespace().next()?.parse().ok()
         })
-        .await
+        .await?;
+        process.dev_token = std::fs::read_to_string(data_dir.join("dev-token")).ok();
+        Ok(process)
     }
 
     async fn start(
@@ -162,6 +221,7 @@ impl Process {
         Ok(Self {
             child,
             addr,
+            dev_token: None,
             output,
         })
     }

@@ -98,7 +98,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_config = config.server.clone();
     let serving = tokio::spawn(async move {
-        server::serve(&server_config, listener, routes, &[name], async {
+        // Measured without the authentication layer: the figure is the journal's, not the JWT check's.
+        server::serve(&server_config, listener, routes, &[name], None, async {
             let _ = stopped.await;
         })
         .await

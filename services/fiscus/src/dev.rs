@@ -11,12 +11,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use fiscus_kit::app::ServiceContext;
 use fiscus_kit::cache::{MemoryCache, SharedCache};
-use fiscus_kit::config::{Config, LogFormat, MasterKey, PeersConfig};
+use fiscus_kit::config::{AuthClient, Config, LogFormat, MasterKey, PeersConfig, ServiceKind};
 use fiscus_kit::db::{ConnectSettings, Database};
 use fiscus_kit::peers::Peers;
 use fiscus_kit::telemetry::{self, LogTarget};
 use fiscus_kit::{ServiceModule, server};
+use fiscus_tokens::Identity;
 use secrecy::SecretString;
+use std::time::Duration;
 use tonic::service::RoutesBuilder;
 
 const MODULES: [&ServiceModule; 4] = [
@@ -62,12 +64,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     config.peers = PeersConfig::all_at(&format!("http://{reachable}"));
     let peers = Peers::connect_lazy(&config.peers)?;
+    let dev_secret = random_hex::<32>()?;
+    if config.auth.enabled {
+        config.auth.clients.push(AuthClient {
+            client_id: DEV_CLIENT.to_owned(),
+            client_secret: SecretString::from(dev_secret.clone()),
+            scopes: vec![fiscus_kit::auth::ADMIN.to_owned()],
+            merchants: Vec::new(),
+        });
+    }
     let cache: SharedCache = Arc::new(MemoryCache::new(&config.cache.key_prefix));
     let config = Arc::new(config);
 
     let mut routes = RoutesBuilder::default();
     let mut names = Vec::new();
     let mut databases = Vec::new();
+    let mut tokens_db = None;
     for module in MODULES {
         let service = module.kind.name();
         let db = Database::open_sqlite_file(
@@ -83,22 +95,71 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             peers: peers.clone(),
         };
         names.push((module.mount)(context, &mut routes)?);
+        if module.kind == ServiceKind::Tokens {
+            tokens_db = Some(db.clone());
+        }
         databases.push(db);
     }
 
-    print_banner(reachable, &args.data_dir, &names);
+    let token_file = args.data_dir.join("dev-token");
+    if config.auth.enabled {
+        let identity = Identity::new(
+            tokens_db
+                .clone()
+                .context("the token service's database is open")?,
+            config.master_key()?,
+            config.auth.clone(),
+        );
+        write_dev_token(&identity, &dev_secret, &token_file).await?;
+        // Tokens live 15 minutes at most: keep the file fresh for the whole session.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                if let Err(e) = write_dev_token(&identity, &dev_secret, &token_file).await {
+                    tracing::warn!(error = %format!("{e:#}"), "renewing the dev token failed");
+                }
+            }
+        });
+    }
+    print_banner(reachable, &args.data_dir, &names, config.auth.enabled);
     tracing::info!(%addr, services = names.len(), "listening");
+    let auth = fiscus_kit::app::auth_layer(&config, &peers);
     server::serve(
         &config.server,
         listener,
         routes,
         &names,
+        auth,
         server::termination_signal(),
     )
     .await?;
     for db in databases {
         db.close().await;
     }
+    Ok(())
+}
+
+/// The client `fiscus dev` issues its admin token to (secret new at every start).
+const DEV_CLIENT: &str = "fiscus-dev";
+
+fn random_hex<const N: usize>() -> anyhow::Result<String> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Issues an admin token for the dev client and writes it (owner-readable only) to `path`.
+async fn write_dev_token(identity: &Identity, secret: &str, path: &Path) -> anyhow::Result<()> {
+    let issued = identity
+        .issue(DEV_CLIENT, secret, &[], "", chrono::Utc::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("issuing the dev token: {e}"))?;
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let mut file = create_private(&partial)?;
+    file.write_all(issued.token.as_bytes())
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -132,7 +193,7 @@ fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("cannot create {}", path.display()))
 }
 
-fn print_banner(addr: SocketAddr, data_dir: &Path, names: &[&str]) {
+fn print_banner(addr: SocketAddr, data_dir: &Path, names: &[&str], auth: bool) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -143,8 +204,28 @@ fn print_banner(addr: SocketAddr, data_dir: &Path, names: &[&str]) {
     for name in names {
         let _ = writeln!(out, "  {name}");
     }
+    let token_file = data_dir.join("dev-token");
+    if auth {
+        let _ = writeln!(
+            out,
+            "an admin token (renewed every 10 minutes) is in {}",
+            token_file.display()
+        );
+    }
+    let header = if auth {
+        format!(
+            " -H \"authorization: Bearer $(cat {})\"",
+            token_file.display()
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(out, "try:");
     let _ = writeln!(out, "  grpcurl -plaintext {addr} list");
+    let _ = writeln!(
+        out,
+        "  grpcurl -plaintext{header} -d '{{\"terminal\":{{\"merchant_tin\":\"37900846788\",\"branch_no\":\"001\",\"pos_no\":\"001\"}}}}' {addr} fiscus.v1.ReceiptService/VerifyJournal"
+    );
     let _ = writeln!(
         out,
         "  grpcurl -plaintext -d '{{\"service\":\"fiscus.v1.ReceiptService\"}}' {addr} grpc.health.v1.Health/Check"

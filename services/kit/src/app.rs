@@ -9,6 +9,7 @@ use clap::Parser;
 use secrecy::ExposeSecret;
 use tonic::service::RoutesBuilder;
 
+use crate::auth::{AuthLayer, PeerKeys, TokenVerifier};
 use crate::cache::{self, CacheSettings, SharedCache};
 use crate::config::{Config, ServiceKind};
 use crate::db::{ConnectSettings, Database, Migrations};
@@ -108,6 +109,7 @@ async fn run(module: &'static ServiceModule, config: Option<PathBuf>) -> anyhow:
     let peers = Peers::connect_lazy(&config.peers)?;
 
     let config = Arc::new(config);
+    let peers_for_auth = peers.clone();
     let mut routes = RoutesBuilder::default();
     let name = (module.mount)(
         ServiceContext {
@@ -120,11 +122,13 @@ async fn run(module: &'static ServiceModule, config: Option<PathBuf>) -> anyhow:
     )?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, service = name, database = db.backend(), "listening");
+    let auth = auth_layer(&config, &peers_for_auth);
     crate::server::serve(
         &config.server,
         listener,
         routes,
         &[name],
+        auth,
         crate::server::termination_signal(),
     )
     .await?;
@@ -142,4 +146,19 @@ pub fn open_cache(config: &Config) -> Result<SharedCache, cache::CacheError> {
             response_timeout: Duration::from_millis(config.cache.response_timeout_ms),
         },
     )
+}
+
+/// The authentication layer the configuration asks for: on unless `auth.enabled = false`.
+pub fn auth_layer(config: &Config, peers: &Peers) -> Option<AuthLayer> {
+    if !config.auth.enabled {
+        tracing::warn!(
+            "authentication is OFF (auth.enabled = false): every caller may do everything"
+        );
+        return None;
+    }
+    Some(AuthLayer(Arc::new(TokenVerifier::new(
+        &config.auth.issuer,
+        &config.auth.audience,
+        Box::new(PeerKeys(peers.tokens.clone())),
+    ))))
 }

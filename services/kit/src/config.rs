@@ -28,6 +28,7 @@ pub struct Config {
     pub peers: PeersConfig,
     pub keys: KeysConfig,
     pub receipts: ReceiptsConfig,
+    pub auth: AuthConfig,
 }
 
 /// The gRPC listener and its protection against overload.
@@ -200,6 +201,7 @@ impl PeersConfig {
 pub struct KeysConfig {
     /// The key-encryption key that protects signing keys and tokens at rest:
     /// 32 bytes, as 64 hex digits. Required by the services that keep secrets (receipts, tokens).
+    #[serde(deserialize_with = "lenient::optional_secret")]
     pub master_key: Option<SecretString>,
 }
 
@@ -256,6 +258,52 @@ pub struct MerchantConfig {
     /// ISO 4217 currency; defaults to `receipts.currency`.
     #[serde(default)]
     pub currency: Option<String>,
+}
+
+/// Internal identity: short-lived JWTs issued by the token service, checked by every service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Only an explicit `false` turns authentication off; a warning is logged at every start.
+    pub enabled: bool,
+    /// The `iss` of issued tokens and the only one accepted.
+    pub issuer: String,
+    /// The `aud` of issued tokens and the only one accepted.
+    pub audience: String,
+    /// Lifetime of an issued token, at most 900 seconds.
+    pub token_ttl_seconds: u64,
+    /// A new signing key is made when the newest is older than this; the previous one stays in
+    /// the JWKS for as long again, so tokens signed before a rotation stay valid.
+    pub key_rotation_hours: u64,
+    /// The callers allowed to ask for tokens (`[[auth.clients]]`).
+    pub clients: Vec<AuthClient>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            issuer: "fiscus".to_owned(),
+            audience: "fiscus".to_owned(),
+            token_ttl_seconds: 900,
+            key_rotation_hours: 24,
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// One caller: its credentials, what it may do, and which merchants it may touch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthClient {
+    pub client_id: String,
+    #[serde(deserialize_with = "lenient::secret")]
+    pub client_secret: SecretString,
+    /// e.g. `receipts:write`, `receipts:read`, `payments:write`, `shifts:write`, `reports:read`, `admin`.
+    pub scopes: Vec<String>,
+    /// Merchant TINs the client may touch; empty means every merchant.
+    #[serde(default)]
+    pub merchants: Vec<String>,
 }
 
 /// The four services, with what differs between them.
@@ -340,6 +388,11 @@ impl Config {
         if kind.needs_master_key() {
             self.master_key()?;
         }
+        if self.auth.token_ttl_seconds == 0 || self.auth.token_ttl_seconds > 900 {
+            return Err(ConfigError::new(
+                "auth.token_ttl_seconds must be between 1 and 900",
+            ));
+        }
         if self.server.request_timeout_ms == 0 {
             return Err(ConfigError::new(
                 "server.request_timeout_ms must be greater than 0",
@@ -408,6 +461,44 @@ impl MasterKey {
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MasterKey([REDACTED])")
+    }
+}
+
+/// Environment values are typed by their look (`0123` becomes a number): text keys whose values
+/// may be all digits, such as hex keys and secrets, accept numbers back as their text.
+mod lenient {
+    use secrecy::SecretString;
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+
+    impl Lenient {
+        fn into_string(self) -> String {
+            match self {
+                Lenient::Text(text) => text,
+                Lenient::Unsigned(n) => n.to_string(),
+                Lenient::Signed(n) => n.to_string(),
+            }
+        }
+    }
+
+    pub fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretString, D::Error> {
+        Ok(SecretString::from(
+            Lenient::deserialize(deserializer)?.into_string(),
+        ))
+    }
+
+    pub fn optional_secret<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SecretString>, D::Error> {
+        Ok(Option::<Lenient>::deserialize(deserializer)?
+            .map(|text| SecretString::from(text.into_string())))
     }
 }
 

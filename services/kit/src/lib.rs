@@ -4,6 +4,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;

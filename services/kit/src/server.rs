@@ -16,6 +16,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::Service;
 
+use crate::auth::AuthLayer;
 use crate::config::ServerConfig;
 use crate::telemetry::rpc_span;
 
@@ -48,6 +49,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: RoutesBuilder,
     services: &[&'static str],
+    auth: Option<AuthLayer>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -74,6 +76,8 @@ pub async fn serve(
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
         // At the limit, refuse at once (UNAVAILABLE, retriable) rather than queue without bound.
         .load_shed(true)
+        // Every RPC but health, reflection and token issuance needs a valid token and scope.
+        .layer(tower::util::option_layer(auth))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;

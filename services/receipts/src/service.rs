@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fiscus_kit::ApiError;
+use fiscus_kit::auth::Caller;
 use fiscus_kit::idempotency::Operation;
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_server::ReceiptService;
@@ -79,7 +80,11 @@ impl ReceiptService for Receipts {
         request: Request<pb::SignReceiptRequest>,
     ) -> Result<Response<pb::SignReceiptResponse>, Status> {
         let metadata_id = metadata_operation_id(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        if let Some(terminal) = &request.terminal {
+            caller.check(&terminal.merchant_tin)?;
+        }
         let now = Utc::now();
         let mut v = Violations::default();
         let operation_id =
@@ -108,7 +113,11 @@ impl ReceiptService for Receipts {
     ) -> Result<Response<pb::CancelReceiptResponse>, Status> {
         use pb::cancel_receipt_request::Receipt as R;
         let metadata_id = metadata_operation_id(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        if let Some(terminal) = &request.terminal {
+            caller.check(&terminal.merchant_tin)?;
+        }
         let mut v = Violations::default();
         let operation_id =
             validate::operation_id(&request.operation_id, metadata_id.as_deref(), &mut v);
@@ -162,7 +171,11 @@ impl ReceiptService for Receipts {
         request: Request<pb::GetReceiptRequest>,
     ) -> Result<Response<pb::GetReceiptResponse>, Status> {
         use pb::get_receipt_request::Lookup as L;
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        if let Some(terminal) = &request.terminal {
+            caller.check(&terminal.merchant_tin)?;
+        }
         let by_id = matches!(&request.lookup, Some(L::ReceiptId(_)));
         let terminal = if by_id && request.terminal.is_none() {
             None
@@ -186,6 +199,7 @@ impl ReceiptService for Receipts {
             .map_err(ApiError::from)?
             .filter(|row| terminal.as_ref().is_none_or(|t| row.terminal() == *t))
             .ok_or_else(|| ApiError::NotFound("no such receipt".into()))?;
+        caller.check(&row.merchant_tin)?;
         Ok(Response::new(pb::GetReceiptResponse {
             receipt: Some(to_proto(&row)?),
         }))
@@ -196,8 +210,10 @@ impl ReceiptService for Receipts {
         &self,
         request: Request<pb::ListReceiptsRequest>,
     ) -> Result<Response<pb::ListReceiptsResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
         let before_number = match request.page_token.as_str() {
             "" => None,
             token => Some(
@@ -247,6 +263,7 @@ impl ReceiptService for Receipts {
         &self,
         request: Request<pb::WatchReceiptRequest>,
     ) -> Result<Response<BoxStream<pb::WatchReceiptResponse>>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         if request.receipt_id.is_empty() {
             return Err(ApiError::invalid("receipt_id", "is required").into());
@@ -265,6 +282,7 @@ impl ReceiptService for Receipts {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("no receipt {id}")))?;
+        caller.check(&row.merchant_tin)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         let first = state_of(&row);
         tokio::spawn(async move {
@@ -307,8 +325,10 @@ impl ReceiptService for Receipts {
         &self,
         request: Request<pb::VerifyJournalRequest>,
     ) -> Result<Response<pb::VerifyJournalResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
         if request.to_number != 0 && request.to_number < request.from_number {
             return Err(ApiError::invalid("to_number", "must not be below from_number").into());
         }
@@ -324,8 +344,10 @@ impl ReceiptService for Receipts {
         &self,
         request: Request<pb::ExportJournalRequest>,
     ) -> Result<Response<BoxStream<pb::ExportJournalResponse>>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
         let format = match pb::JournalExportFormat::try_from(request.format) {
             Ok(pb::JournalExportFormat::JsonLines) => export::Format::JsonLines,
             Ok(pb::JournalExportFormat::Csv) => export::Format::Csv,
@@ -351,6 +373,7 @@ impl ReceiptService for Receipts {
         &self,
         request: Request<pb::RenderReceiptRequest>,
     ) -> Result<Response<pb::RenderReceiptResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         if request.receipt_id.is_empty() {
             return Err(ApiError::invalid("receipt_id", "is required").into());
@@ -368,6 +391,7 @@ impl ReceiptService for Receipts {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("no receipt {}", request.receipt_id)))?;
+        caller.check(&row.merchant_tin)?;
         let receipt = to_proto(&row)?;
         // Rasterizing and compressing take milliseconds of CPU: keep them off the async workers.
         let policy = self.journal.policy.clone();
@@ -386,7 +410,13 @@ impl ReceiptService for Receipts {
         &self,
         request: Request<pb::GetSigningKeysRequest>,
     ) -> Result<Response<pb::GetSigningKeysResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        if request.merchant_tin.is_empty() {
+            caller.check_all()?;
+        } else {
+            caller.check(&request.merchant_tin)?;
+        }
         let keys = store::keys(&self.journal.db, &request.merchant_tin)
             .await
             .map_err(ApiError::from)?

@@ -2,81 +2,178 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod identity;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use chrono::Utc;
 use fiscus_kit::server::{Unlanded, WithUnlanded};
-use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
+use fiscus_kit::{ApiError, Migrations, ServiceContext, ServiceKind, ServiceModule};
+use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::token_service_server::{TokenService, TokenServiceServer};
+use sqlx::migrate::Migrator;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
+use tonic::{Request, Response, Status};
+
+pub use identity::Identity;
 
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Tokens,
-    migrations: &Migrations::NONE,
+    migrations: &MIGRATIONS,
     mount,
 };
 
-fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
-    routes.add_service(WithUnlanded::new(TokenServiceServer::new(Tokens), UNLANDED));
+static MIGRATIONS: Migrations = Migrations {
+    postgres: Migrator {
+        table_name: Cow::Borrowed("_tokens_migrations"),
+        ..sqlx::migrate!("./migrations/postgres")
+    },
+    sqlite: Migrator {
+        table_name: Cow::Borrowed("_tokens_migrations"),
+        ..sqlx::migrate!("./migrations/sqlite")
+    },
+};
+
+fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
+    let identity = Identity::new(
+        ctx.db.clone(),
+        ctx.config.master_key()?,
+        ctx.config.auth.clone(),
+    );
+    let service = Tokens {
+        identity: Arc::new(identity),
+    };
+    routes.add_service(WithUnlanded::new(
+        TokenServiceServer::new(service),
+        UNLANDED,
+    ));
     Ok(TokenServiceServer::<Tokens>::NAME)
 }
 
 /// The `fiscus.v1.TokenService` implementation.
-#[derive(Debug, Clone, Copy)]
-pub struct Tokens;
+#[derive(Clone)]
+pub struct Tokens {
+    identity: Arc<Identity>,
+}
 
 #[tonic::async_trait]
-impl TokenService for Tokens {}
+impl TokenService for Tokens {
+    #[tracing::instrument(skip_all, fields(client = %request.get_ref().client_id))]
+    async fn issue_service_token(
+        &self,
+        request: Request<pb::IssueServiceTokenRequest>,
+    ) -> Result<Response<pb::IssueServiceTokenResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        if request.client_id.is_empty() {
+            violations.push(fiscus_kit::Violation::new("client_id", "is required"));
+        }
+        if request.client_secret.is_empty() {
+            violations.push(fiscus_kit::Violation::new("client_secret", "is required"));
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::InvalidArgument(violations).into());
+        }
+        let issued = self
+            .identity
+            .issue(
+                &request.client_id,
+                &request.client_secret,
+                &request.scopes,
+                &request.audience,
+                Utc::now(),
+            )
+            .await?;
+        Ok(Response::new(pb::IssueServiceTokenResponse {
+            access_token: issued.token,
+            token_type: "Bearer".into(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: issued.expires_at.timestamp(),
+                nanos: 0,
+            }),
+            scopes: issued.scopes,
+            merchant_tins: issued.merchants,
+        }))
+    }
 
-const MISSING: &str = "token brokerage and service identity land with issue #4";
+    #[tracing::instrument(skip_all)]
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let keys: Vec<pb::Jwk> = self
+            .identity
+            .published(Utc::now())
+            .await
+            .map_err(ApiError::Internal)?
+            .into_iter()
+            .map(|(kid, x)| pb::Jwk {
+                kid,
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                alg: "EdDSA".into(),
+                r#use: "sig".into(),
+                x,
+                y: String::new(),
+            })
+            .collect();
+        let jwks_json = serde_json::json!({
+            "keys": keys.iter().map(|k| serde_json::json!({
+                "kid": k.kid, "kty": k.kty, "crv": k.crv, "alg": k.alg, "use": k.r#use, "x": k.x,
+            })).collect::<Vec<_>>()
+        })
+        .to_string();
+        Ok(Response::new(pb::GetJwksResponse { keys, jwks_json }))
+    }
+}
+
+const UPSTREAM_TOKENS: &str =
+    "upstream token brokerage (e-barimt Keycloak, fiskaltrust, MIA) is being built (issue #4)";
+const MIA: &str = "MIA terminal activation and seller sessions are being built (issue #4)";
 
 /// RPCs of the contract that answer UNIMPLEMENTED, naming what is missing, until they land.
 static UNLANDED: &[Unlanded] = &[
     Unlanded {
         method: "GetAccessToken",
-        missing: MISSING,
+        missing: UPSTREAM_TOKENS,
     },
     Unlanded {
         method: "InvalidateToken",
-        missing: MISSING,
+        missing: UPSTREAM_TOKENS,
     },
     Unlanded {
         method: "InitActivation",
-        missing: MISSING,
+        missing: MIA,
     },
     Unlanded {
         method: "ResendActivationOtp",
-        missing: MISSING,
+        missing: MIA,
     },
     Unlanded {
         method: "ConfirmActivation",
-        missing: MISSING,
+        missing: MIA,
     },
     Unlanded {
         method: "GetActivation",
-        missing: MISSING,
+        missing: MIA,
     },
     Unlanded {
         method: "SellerLogin",
-        missing: MISSING,
+        missing: MIA,
     },
     Unlanded {
         method: "RefreshSeller",
-        missing: MISSING,
+        missing: MIA,
     },
     Unlanded {
         method: "SellerLogout",
-        missing: MISSING,
+        missing: MIA,
     },
     Unlanded {
         method: "GetSellerSession",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "IssueServiceToken",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetJwks",
-        missing: MISSING,
+        missing: MIA,
     },
 ];

@@ -55,7 +55,7 @@ async fn shutdown_reports_not_serving_finishes_in_flight_calls_and_refuses_new_o
     let name = ShiftServiceServer::<Slow>::NAME;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
-        server::serve(&config, listener, routes, &[name], async {
+        server::serve(&config, listener, routes, &[name], None, async {
             let _ = stopped.await;
         })
         .await

@@ -1,0 +1,399 @@
+//! Internal identity on every server: JWTs issued by the token service, checked on every RPC.
+//!
+//! The algorithm is pinned (EdDSA); signature, `iss`, `aud`, `exp` and `nbf` are checked; keys are
+//! found by `kid` in the token service's JWKS, cached and fetched again when an unknown `kid`
+//! shows up. Each RPC needs one scope; handlers then check every merchant a request names
+//! against the token's merchants with [`check_merchant`].
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tower::{Layer, Service};
+
+/// The scope that allows everything.
+pub const ADMIN: &str = "admin";
+/// The merchant list entry that allows every merchant.
+pub const ALL_MERCHANTS: &str = "*";
+
+/// RPCs every caller may reach without a token.
+const OPEN: [&str; 4] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.",
+    "/fiscus.v1.TokenService/IssueServiceToken",
+    "/fiscus.v1.TokenService/GetJwks",
+];
+
+/// What a token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The client id.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Merchant TINs the holder may touch; `["*"]` for every merchant.
+    pub merchants: Vec<String>,
+}
+
+impl Claims {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split(' ').any(|s| s == scope || s == ADMIN)
+    }
+
+    pub fn may_touch(&self, merchant_tin: &str) -> bool {
+        self.merchants
+            .iter()
+            .any(|m| m == ALL_MERCHANTS || m == merchant_tin)
+    }
+}
+
+/// The scope an RPC needs: `<service>:read` for queries, `<service>:write` for the rest, and
+/// `reports:read` for X/Z reports. `None` for RPCs open to everyone.
+pub fn required_scope(path: &str) -> Option<String> {
+    if OPEN.iter().any(|open| path.starts_with(open)) {
+        return None;
+    }
+    let (service, method) = path.trim_start_matches('/').split_once('/')?;
+    let area = match service {
+        "fiscus.v1.ReceiptService" => "receipts",
+        "fiscus.v1.PaymentService" => "payments",
+        "fiscus.v1.ShiftService" if matches!(method, "GetXReport" | "GetZReport") => "reports",
+        "fiscus.v1.ShiftService" => "shifts",
+        "fiscus.v1.TokenService" => "tokens",
+        _ => return Some(ADMIN.to_owned()),
+    };
+    let read = ["Get", "List", "Watch", "Verify", "Export", "Render"]
+        .iter()
+        .any(|prefix| method.starts_with(prefix));
+    Some(format!("{area}:{}", if read { "read" } else { "write" }))
+}
+
+/// One public key of the issuer: its id and the raw Ed25519 key, base64url (JWK `x`).
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    pub kid: String,
+    pub x: String,
+}
+
+/// Where the issuer's public keys come from.
+pub trait KeySource: Send + Sync + 'static {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, Status>>;
+}
+
+/// The token service's `GetJwks`, over gRPC.
+pub struct PeerKeys(pub tonic::transport::Channel);
+
+impl KeySource for PeerKeys {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, Status>> {
+        let mut client =
+            fiscus_proto::v1::token_service_client::TokenServiceClient::new(self.0.clone());
+        Box::pin(async move {
+            let jwks = client
+                .get_jwks(fiscus_proto::v1::GetJwksRequest::default())
+                .await?
+                .into_inner();
+            Ok(jwks
+                .keys
+                .into_iter()
+                .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
+                .map(|k| PublicKey { kid: k.kid, x: k.x })
+                .collect())
+        })
+    }
+}
+
+/// Fetching keys again on an unknown `kid` happens at most this often.
+const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Checks tokens against the issuer's keys.
+pub struct TokenVerifier {
+    validation: Validation,
+    source: Box<dyn KeySource>,
+    keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
+    fetched_at: Mutex<Option<Instant>>,
+    fetch_lock: tokio::sync::Mutex<()>,
+}
+
+fn unauthenticated(message: impl Into<String>) -> Status {
+    Status::new(Code::Unauthenticated, message)
+}
+
+impl TokenVerifier {
+    pub fn new(issuer: &str, audience: &str, source: Box<dyn KeySource>) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.validate_nbf = true;
+        validation.leeway = 5;
+        validation.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"]
+            .into_iter()
+            .map(String::from)
+            .collect::<HashSet<_>>();
+        Self {
+            validation,
+            source,
+            keys: RwLock::default(),
+            fetched_at: Mutex::default(),
+            fetch_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kid)
+            .cloned()
+    }
+
+    /// The key named `kid`, fetching the key set again when it is unknown (rate-limited).
+    async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, Status> {
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        let _one_fetch = self.fetch_lock.lock().await;
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        let recent = self
+            .fetched_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < REFETCH_INTERVAL);
+        if !recent {
+            let fetched = self.source.fetch().await.map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot fetch the token service's keys: {}",
+                    e.message()
+                ))
+            })?;
+            let mut keys = HashMap::new();
+            for key in fetched {
+                if let Ok(decoding) = DecodingKey::from_ed_components(&key.x) {
+                    keys.insert(key.kid, Arc::new(decoding));
+                }
+            }
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+            *self.fetched_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+        self.cached(kid)
+            .ok_or_else(|| unauthenticated(format!("token signed with unknown key {kid:?}")))
+    }
+
+    /// The claims of a valid token.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Status> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| unauthenticated(format!("malformed token: {e}")))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(unauthenticated(format!(
+                "token algorithm {:?} is not accepted (EdDSA only)",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| unauthenticated("token has no key id (kid)"))?;
+        let key = self.key(&kid).await?;
+        jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| unauthenticated(format!("token refused: {e}")))
+    }
+
+    /// Authenticates and authorizes one request by its path and `authorization` header.
+    pub async fn authorize(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Claims>, Status> {
+        let Some(scope) = required_scope(path) else {
+            return Ok(None);
+        };
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
+        let claims = self.verify(token.trim()).await?;
+        if !claims.has_scope(&scope) {
+            return Err(Status::permission_denied(format!(
+                "token of {} lacks scope {scope}",
+                claims.sub
+            )));
+        }
+        Ok(Some(claims))
+    }
+}
+
+/// Who is calling, as the authentication layer found: handlers check every merchant a request
+/// names with [`Caller::check`]. Without authentication (turned off by configuration) every
+/// merchant is allowed.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(Option<Claims>);
+
+impl Caller {
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        Self(request.extensions().get::<Claims>().cloned())
+    }
+
+    /// Refuses a merchant the caller's token does not cover.
+    pub fn check(&self, merchant_tin: &str) -> Result<(), Status> {
+        match &self.0 {
+            Some(claims) if !claims.may_touch(merchant_tin) => {
+                Err(Status::permission_denied(format!(
+                    "token of {} may not touch merchant {merchant_tin}",
+                    claims.sub
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a caller limited to some merchants when a request spans all of them.
+    pub fn check_all(&self) -> Result<(), Status> {
+        match &self.0 {
+            Some(claims) if !claims.may_touch(ALL_MERCHANTS) => {
+                Err(Status::permission_denied(format!(
+                    "token of {} is limited to some merchants: name one",
+                    claims.sub
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The tower layer that authenticates every RPC before it reaches a service.
+#[derive(Clone)]
+pub struct AuthLayer(pub Arc<TokenVerifier>);
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            verifier: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    verifier: Arc<TokenVerifier>,
+}
+
+impl<S> Service<http::Request<Body>> for Authenticated<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this request; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            match verifier
+                .authorize(request.uri().path(), request.headers())
+                .await
+            {
+                Ok(claims) => {
+                    if let Some(claims) = claims {
+                        request.extensions_mut().insert(claims);
+                    }
+                    inner.call(request).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rpc_needs_the_scope_of_its_area_and_kind() {
+        let scope = |p: &str| required_scope(p);
+        assert_eq!(
+            scope("/fiscus.v1.ReceiptService/SignReceipt").as_deref(),
+            Some("receipts:write")
+        );
+        assert_eq!(
+            scope("/fiscus.v1.ReceiptService/GetReceipt").as_deref(),
+            Some("receipts:read")
+        );
+        assert_eq!(
+            scope("/fiscus.v1.ReceiptService/VerifyJournal").as_deref(),
+            Some("receipts:read")
+        );
+        assert_eq!(
+            scope("/fiscus.v1.ShiftService/CloseShift").as_deref(),
+            Some("shifts:write")
+        );
+        assert_eq!(
+            scope("/fiscus.v1.ShiftService/GetZReport").as_deref(),
+            Some("reports:read")
+        );
+        assert_eq!(
+            scope("/fiscus.v1.PaymentService/CreateQr").as_deref(),
+            Some("payments:write")
+        );
+        assert_eq!(scope("/fiscus.v1.TokenService/IssueServiceToken"), None);
+        assert_eq!(scope("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(
+            scope("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            None
+        );
+        assert_eq!(scope("/some.Other/Thing").as_deref(), Some(ADMIN));
+    }
+
+    #[test]
+    fn admin_has_every_scope_and_star_every_merchant() {
+        let claims = Claims {
+            iss: "fiscus".into(),
+            sub: "ops".into(),
+            aud: "fiscus".into(),
+            exp: 0,
+            nbf: 0,
+            iat: 0,
+            jti: String::new(),
+            scope: "receipts:read admin".into(),
+            merchants: vec![ALL_MERCHANTS.into()],
+        };
+        assert!(claims.has_scope("payments:write"));
+        assert!(claims.may_touch("123"));
+        let narrow = Claims {
+            scope: "receipts:read".into(),
+            merchants: vec!["111".into()],
+            ..claims
+        };
+        assert!(!narrow.has_scope("receipts:write"));
+        assert!(narrow.may_touch("111") && !narrow.may_touch("222"));
+    }
+}
