@@ -3,3 +3,4 @@
 mod auth;
 mod foundation;
 mod receipts;
+mod tokens;

@@ -2,12 +2,14 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod broker;
 mod identity;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::Utc;
+use fiscus_kit::auth::Caller;
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{ApiError, Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1 as pb;
@@ -43,8 +45,14 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'st
         ctx.config.master_key()?,
         ctx.config.auth.clone(),
     );
+    let broker = broker::Broker::new(
+        ctx.cache.clone(),
+        ctx.config.master_key()?,
+        ctx.config.tokens.clone(),
+    )?;
     let service = Tokens {
         identity: Arc::new(identity),
+        broker: Arc::new(broker),
     };
     routes.add_service(WithUnlanded::new(
         TokenServiceServer::new(service),
@@ -57,10 +65,115 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'st
 #[derive(Clone)]
 pub struct Tokens {
     identity: Arc<Identity>,
+    broker: Arc<broker::Broker>,
+}
+
+/// The credential a request names, or `default`.
+fn credential_name(name: &str) -> &str {
+    if name.is_empty() { "default" } else { name }
 }
 
 #[tonic::async_trait]
 impl TokenService for Tokens {
+    #[tracing::instrument(skip_all, fields(merchant = %request.get_ref().merchant_tin))]
+    async fn get_access_token(
+        &self,
+        request: Request<pb::GetAccessTokenRequest>,
+    ) -> Result<Response<pb::GetAccessTokenResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let min_ttl = std::time::Duration::from_secs(match request.min_ttl_seconds {
+            0 => 30,
+            n => u64::from(n),
+        });
+        let provider = pb::Provider::try_from(request.provider).unwrap_or_default();
+        if matches!(provider, pb::Provider::Ebarimt | pb::Provider::Fiskaltrust) {
+            if request.merchant_tin.is_empty() {
+                return Err(ApiError::invalid(
+                    "merchant_tin",
+                    "is required for EBARIMT and FISKALTRUST",
+                )
+                .into());
+            }
+            caller.check(&request.merchant_tin)?;
+        }
+        let name = credential_name(&request.credential);
+        let token = match provider {
+            pb::Provider::Ebarimt => {
+                self.broker
+                    .ebarimt(&request.merchant_tin, name, min_ttl)
+                    .await?
+            }
+            pb::Provider::Fiskaltrust => self.broker.fiskaltrust(&request.merchant_tin, name)?,
+            pb::Provider::Mia => {
+                return Err(ApiError::FailedPrecondition(
+                    "MIA seller tokens come from seller sessions, which are not built yet".into(),
+                )
+                .into());
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "provider",
+                    "is required: EBARIMT, FISKALTRUST or MIA",
+                )
+                .into());
+            }
+        };
+        Ok(Response::new(pb::GetAccessTokenResponse {
+            access_token: token.access_token,
+            token_type: token.token_type,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: token.expires_at.timestamp(),
+                nanos: 0,
+            }),
+            from_cache: token.from_cache,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(merchant = %request.get_ref().merchant_tin))]
+    async fn invalidate_token(
+        &self,
+        request: Request<pb::InvalidateTokenRequest>,
+    ) -> Result<Response<pb::InvalidateTokenResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        if request.access_token.is_empty() {
+            return Err(ApiError::invalid(
+                "access_token",
+                "is required: the token the upstream refused",
+            )
+            .into());
+        }
+        caller.check(&request.merchant_tin)?;
+        let invalidated = match pb::Provider::try_from(request.provider).unwrap_or_default() {
+            pb::Provider::Ebarimt => {
+                self.broker
+                    .invalidate_ebarimt(
+                        &request.merchant_tin,
+                        credential_name(&request.credential),
+                        &request.access_token,
+                    )
+                    .await?
+            }
+            // Configured cash box tokens are not cached: there is nothing to drop.
+            pb::Provider::Fiskaltrust => false,
+            pb::Provider::Mia => {
+                return Err(ApiError::FailedPrecondition(
+                    "MIA seller tokens come from seller sessions, which are not built yet".into(),
+                )
+                .into());
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "provider",
+                    "is required: EBARIMT, FISKALTRUST or MIA",
+                )
+                .into());
+            }
+        };
+        Ok(Response::new(pb::InvalidateTokenResponse { invalidated }))
+    }
+
     #[tracing::instrument(skip_all, fields(client = %request.get_ref().client_id))]
     async fn issue_service_token(
         &self,
@@ -130,20 +243,10 @@ impl TokenService for Tokens {
     }
 }
 
-const UPSTREAM_TOKENS: &str =
-    "upstream token brokerage (e-barimt Keycloak, fiskaltrust, MIA) is being built (issue #4)";
 const MIA: &str = "MIA terminal activation and seller sessions are being built (issue #4)";
 
 /// RPCs of the contract that answer UNIMPLEMENTED, naming what is missing, until they land.
 static UNLANDED: &[Unlanded] = &[
-    Unlanded {
-        method: "GetAccessToken",
-        missing: UPSTREAM_TOKENS,
-    },
-    Unlanded {
-        method: "InvalidateToken",
-        missing: UPSTREAM_TOKENS,
-    },
     Unlanded {
         method: "InitActivation",
         missing: MIA,

@@ -1,0 +1,95 @@
+//! The one error type of every upstream client, and whether a caller may retry.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Which upstream an error came from; it prefixes every error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Upstream {
+    /// e-barimt's OAuth2 server (Keycloak).
+    Keycloak,
+    /// MIA POS terminal API.
+    Mia,
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Upstream::Keycloak => "keycloak",
+            Upstream::Mia => "mia",
+        })
+    }
+}
+
+/// What went wrong talking to an upstream. Messages never carry secrets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The upstream understood the request and said no (bad credentials, wrong OTP, unknown terminal...).
+    /// Sending the same request again gives the same answer.
+    #[error("{upstream} {url}: refused with HTTP {status}: {error}: {description}")]
+    Refused {
+        upstream: Upstream,
+        url: String,
+        status: u16,
+        /// The upstream's machine-readable code: Keycloak's `error`, MIA's `errorCode`.
+        error: String,
+        /// The upstream's human-readable text: Keycloak's `error_description`, MIA's `errorMessage`.
+        description: String,
+        /// MIA: attempts left (OTP confirmation, resends) where the upstream says so.
+        left_attempts: Option<u32>,
+        /// MIA: how long until the refused request may succeed (OTP resend too early).
+        retry_after: Option<Duration>,
+    },
+    /// The upstream could not be reached or answered it is unavailable (5xx, 408, 429, time-out,
+    /// connection failure). The same request may succeed later.
+    #[error("{upstream} {url}: unavailable: {cause}")]
+    Unavailable {
+        upstream: Upstream,
+        url: String,
+        cause: String,
+    },
+    /// The upstream answered something that breaks its contract (malformed JSON, missing fields).
+    #[error("{upstream} {url}: protocol violation: {detail}")]
+    Protocol {
+        upstream: Upstream,
+        url: String,
+        detail: String,
+    },
+    /// The client could not be built or a request could not be formed from its configuration.
+    #[error("{upstream}: invalid client configuration: {detail}")]
+    Config { upstream: Upstream, detail: String },
+}
+
+impl ProviderError {
+    /// Whether sending the same request again may succeed: only for [`ProviderError::Unavailable`].
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, ProviderError::Unavailable { .. })
+    }
+
+    /// The upstream this error came from.
+    pub fn upstream(&self) -> Upstream {
+        match self {
+            ProviderError::Refused { upstream, .. }
+            | ProviderError::Unavailable { upstream, .. }
+            | ProviderError::Protocol { upstream, .. }
+            | ProviderError::Config { upstream, .. } => *upstream,
+        }
+    }
+
+    /// The upstream's error code when it refused the request.
+    pub fn refusal_code(&self) -> Option<&str> {
+        match self {
+            ProviderError::Refused { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn config(upstream: Upstream, detail: impl Into<String>) -> Self {
+        ProviderError::Config {
+            upstream,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The HTTP machinery every upstream client shares: rustls on ring with the platform's roots, a
+//! whole-call timeout, bounded answers, and the mapping of transport failures onto [`ProviderError`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rustls_platform_verifier::BuilderVerifierExt;
+
+use crate::error::{ProviderError, Upstream};
+
+/// Upstream answers we read are small JSON documents; anything larger is a broken upstream.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Builds the client for one upstream. `timeout` bounds each whole call: connect, send, answer.
+pub(crate) fn build_client(
+    upstream: Upstream,
+    timeout: Duration,
+) -> Result<reqwest::Client, ProviderError> {
+    // ring rather than aws-lc-rs: a small C build on a small build machine, and an explicit
+    // provider rather than a process-wide default another crate may or may not have installed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProviderError::config(upstream, format!("TLS versions: {e}")))?
+        .with_platform_verifier()
+        .map_err(|e| ProviderError::config(upstream, format!("certificate verifier: {e}")))?
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // Credentials are posted: never follow a redirect somewhere else with them.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("fiscus-providers/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ProviderError::config(upstream, format!("HTTP client: {}", chain(&e))))
+}
+
+/// A base URL checked once, so that every call can append its path.
+pub(crate) fn parse_base_url(
+    upstream: Upstream,
+    base: &str,
+) -> Result<reqwest::Url, ProviderError> {
+    let url = reqwest::Url::parse(base)
+        .map_err(|e| ProviderError::config(upstream, format!("base URL {base:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(ProviderError::config(
+            upstream,
+            format!("base URL {base:?}: not an http(s) URL"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ProviderError::config(
+            upstream,
+            format!("base URL {base:?}: must not carry a query or fragment"),
+        ));
+    }
+    Ok(url)
+}
+
+/// `base` with `segments` appended as path segments (each one percent-encoded).
+pub(crate) fn join(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// What an upstream answered: its status and its (bounded) body.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+/// How an HTTP status is to be read, before looking at the body.
+pub(crate) enum StatusClass {
+    Success,
+    /// 408, 429 and 5xx: the upstream may answer differently later.
+    Unavailable,
+    /// Other 4xx: the upstream refuses this request.
+    Refused,
+    /// 1xx, 3xx: nothing an upstream of ours should answer.
+    Unexpected,
+}
+
+pub(crate) fn classify(status: StatusCode) -> StatusClass {
+    if status.is_success() {
+        StatusClass::Success
+    } else if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        StatusClass::Unavailable
+    } else if status.is_client_error() {
+        StatusClass::Refused
+    } else {
+        StatusClass::Unexpected
+    }
+}
+
+/// Sends `request` and reads the whole answer; transport failures become `Unavailable`.
+pub(crate) async fn exchange(
+    upstream: Upstream,
+    url: &str,
+    timeout: Duration,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, ProviderError> {
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(upstream, url, timeout, e))?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(upstream, url, timeout, e))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ProviderError::Protocol {
+                upstream,
+                url: url.to_owned(),
+                detail: format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer { status, body })
+}
+
+fn transport_error(
+    upstream: Upstream,
+    url: &str,
+    timeout: Duration,
+    error: reqwest::Error,
+) -> ProviderError {
+    let cause = if error.is_timeout() {
+        format!("no answer within {timeout:?}")
+    } else if error.is_connect() {
+        format!("cannot connect: {}", chain(&error.without_url()))
+    } else {
+        chain(&error.without_url())
+    };
+    ProviderError::Unavailable {
+        upstream,
+        url: url.to_owned(),
+        cause,
+    }
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// The start of a body, printable, for error messages about answers that are not JSON.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    const MAX_CHARS: usize = 200;
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text
+        .chars()
+        .take(MAX_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > MAX_CHARS {
+        out.push('…');
+    }
+    if out.trim().is_empty() {
+        out = "(empty body)".to_owned();
+    }
+    out
+}
