@@ -324,3 +324,228 @@ async fn a_redis_restart_costs_a_refetch_and_at_most_one_retriable_error() {
     );
     drop(redis);
 }
+
+mod mia {
+    use fiscus_e2e::{AUTH_CONFIG, Bearer, Process, issue_token};
+    use fiscus_proto::v1 as pb;
+    use fiscus_proto::v1::token_service_client::TokenServiceClient;
+    use fiscus_providers::mia::{MiaSeller, MiaTerminal};
+    use fiscus_providers::{MiaSandbox, MiaSandboxConfig};
+    use tonic::Code;
+
+    fn init(terminal_id: &str) -> pb::InitActivationRequest {
+        pb::InitActivationRequest {
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            terminal_id: terminal_id.into(),
+            merchant_idno: "1003600000000".into(),
+            device: Some(pb::DeviceInfo {
+                device: "Pixel 8".into(),
+                platform_type: pb::PlatformType::Android.into(),
+                installation_id: uuid::Uuid::new_v4().to_string(),
+                pos_app_version: 42,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn activation_login_refresh_logout_against_the_mia_sandbox() {
+        let sandbox = MiaSandbox::start(
+            MiaSandboxConfig::default()
+                .with_terminal(MiaTerminal::new("T1", "1003600000000"))
+                .with_terminal(MiaTerminal::new("T2", "1003600000000"))
+                .with_seller(MiaSeller::new("ana", "ana-password", 7, "Ana Popescu")),
+        )
+        .await
+        .expect("the MIA sandbox starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("fiscus.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{AUTH_CONFIG}\n[tokens]\nmia_url = \"{}\"\n",
+                sandbox.base_url()
+            ),
+        )
+        .expect("config");
+        let process = Process::dev_with(
+            &dir.path().join("data"),
+            &["--config", config.to_str().expect("utf-8")],
+        )
+        .await
+        .expect("starts");
+        let token = issue_token(
+            process.channel().await,
+            "e2e-admin",
+            "e2e-admin-secret",
+            &[],
+        )
+        .await
+        .expect("token");
+        let mut client =
+            TokenServiceClient::with_interceptor(process.channel().await, Bearer::new(&token));
+
+        // A wrong OTP until the attempts run out: then even the right one is refused.
+        let first = client
+            .init_activation(init("T1"))
+            .await
+            .expect("init")
+            .into_inner();
+        assert!(!first.masked_phone_number.is_empty());
+        let early = client
+            .resend_activation_otp(pb::ResendActivationOtpRequest {
+                activation_id: first.activation_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("too early to resend");
+        assert_eq!(
+            early.code(),
+            Code::FailedPrecondition,
+            "{}",
+            early.message()
+        );
+        let confirm = |activation_id: &str, otp: &str| pb::ConfirmActivationRequest {
+            activation_id: activation_id.into(),
+            otp_code: otp.into(),
+            ..Default::default()
+        };
+        let right = sandbox
+            .last_otp(first.activation_id.parse().expect("uuid"))
+            .expect("an OTP was sent");
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let mut lefts = Vec::new();
+        for _ in 0..3 {
+            let answer = client
+                .confirm_activation(confirm(&first.activation_id, wrong))
+                .await
+                .expect("answers")
+                .into_inner();
+            assert!(!answer.confirmed);
+            lefts.push(answer.left_attempts);
+        }
+        assert_eq!(lefts, [2, 1, 0]);
+        let blocked = client
+            .confirm_activation(confirm(&first.activation_id, &right))
+            .await
+            .expect_err("blocked");
+        assert_eq!(blocked.code(), Code::FailedPrecondition);
+        let state = client
+            .get_activation(pb::GetActivationRequest {
+                activation_id: first.activation_id.clone(),
+            })
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!(state.state(), pb::ActivationState::Failed);
+
+        // The happy path.
+        let second = client
+            .init_activation(init("T2"))
+            .await
+            .expect("init")
+            .into_inner();
+        let otp = sandbox
+            .last_otp(second.activation_id.parse().expect("uuid"))
+            .expect("an OTP");
+        let confirmed = client
+            .confirm_activation(confirm(&second.activation_id, &otp))
+            .await
+            .expect("confirms")
+            .into_inner();
+        assert!(confirmed.confirmed);
+        let active = client
+            .get_activation(pb::GetActivationRequest {
+                activation_id: second.activation_id.clone(),
+            })
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!(active.state(), pb::ActivationState::Active);
+        assert_eq!(active.terminal_id, "T2");
+
+        let refused = client
+            .seller_login(pb::SellerLoginRequest {
+                activation_id: second.activation_id.clone(),
+                username: "ana".into(),
+                password: "guess".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("wrong password");
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        let login = client
+            .seller_login(pb::SellerLoginRequest {
+                activation_id: second.activation_id.clone(),
+                username: "ana".into(),
+                password: "ana-password".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("logs in")
+            .into_inner();
+        let session = client
+            .get_seller_session(pb::GetSellerSessionRequest {
+                session_id: login.session_id.clone(),
+            })
+            .await
+            .expect("session")
+            .into_inner();
+        assert_eq!(session.seller.expect("seller").full_name, "Ana Popescu");
+        assert_eq!(session.terminal.expect("terminal").terminal_id, "T2");
+
+        let get_token = |session_id: &str| pb::GetAccessTokenRequest {
+            provider: pb::Provider::Mia.into(),
+            seller_session_id: session_id.into(),
+            ..Default::default()
+        };
+        let before = client
+            .get_access_token(get_token(&login.session_id))
+            .await
+            .expect("token")
+            .into_inner();
+        assert!(before.from_cache, "the login's token is cached");
+        assert!(sandbox.is_access_token_live(&before.access_token));
+        client
+            .refresh_seller(pb::RefreshSellerRequest {
+                session_id: login.session_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("refreshes");
+        let after = client
+            .get_access_token(get_token(&login.session_id))
+            .await
+            .expect("token")
+            .into_inner();
+        assert_ne!(
+            after.access_token, before.access_token,
+            "a refresh brings a new access token"
+        );
+        assert!(sandbox.is_access_token_live(&after.access_token));
+
+        client
+            .seller_logout(pb::SellerLogoutRequest {
+                session_id: login.session_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("logs out");
+        let ended = client
+            .get_seller_session(pb::GetSellerSessionRequest {
+                session_id: login.session_id.clone(),
+            })
+            .await
+            .expect_err("ended");
+        assert_eq!(ended.code(), Code::FailedPrecondition);
+        assert!(
+            !sandbox.is_access_token_live(&after.access_token),
+            "logout ends the upstream session"
+        );
+    }
+}

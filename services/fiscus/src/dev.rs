@@ -55,6 +55,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config.keys.master_key = Some(SecretString::from(key.to_hex()));
     }
 
+    let sandboxes = crate::sandboxes::start(&mut config, &random_hex::<16>()?).await?;
     let listener = server::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let reachable = if addr.ip().is_unspecified() {
@@ -122,6 +123,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         });
     }
     print_banner(reachable, &args.data_dir, &names, config.auth.enabled);
+    println!(
+        "sandboxes: e-barimt auth {} (merchant {}), MIA POS {} (terminal {} of {}, seller {} / {}; OTPs appear in the log)",
+        sandboxes.keycloak.base_url(),
+        crate::sandboxes::DEV_MERCHANT,
+        sandboxes.mia.base_url(),
+        crate::sandboxes::MIA_TERMINAL,
+        crate::sandboxes::MIA_MERCHANT_IDNO,
+        crate::sandboxes::MIA_SELLER.0,
+        crate::sandboxes::MIA_SELLER.1,
+    );
     tracing::info!(%addr, services = names.len(), "listening");
     let auth = fiscus_kit::app::auth_layer(&config, &peers);
     server::serve(

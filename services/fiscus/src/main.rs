@@ -4,6 +4,7 @@
 
 mod bench;
 mod dev;
+mod sandboxes;
 
 use std::process::ExitCode;
 

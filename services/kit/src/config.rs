@@ -321,6 +321,8 @@ pub struct TokensConfig {
     pub ebarimt: Vec<EbarimtCredential>,
     /// fiskaltrust cash boxes, `[[tokens.fiskaltrust]]`.
     pub fiskaltrust: Vec<FiskaltrustCredential>,
+    /// Base URL of the MIA POS terminal API; empty = MIA not configured.
+    pub mia_url: String,
 }
 
 impl Default for TokensConfig {
@@ -331,6 +333,7 @@ impl Default for TokensConfig {
             upstream_timeout_ms: 10_000,
             ebarimt: Vec::new(),
             fiskaltrust: Vec::new(),
+            mia_url: String::new(),
         }
     }
 }

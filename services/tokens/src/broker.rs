@@ -58,7 +58,7 @@ fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(bytes)
 }
 
-fn upstream_error(error: ProviderError, what: &str) -> ApiError {
+pub(crate) fn upstream_error(error: ProviderError, what: &str) -> ApiError {
     match error {
         ProviderError::Refused {
             error, description, ..
@@ -191,13 +191,30 @@ impl Broker {
         min_ttl: Duration,
     ) -> Result<Token, ApiError> {
         let credential = self.ebarimt_credential(tin, name)?;
-        let key = Self::key(tin, name);
-        if let Some(token) = self.cached(&key, min_ttl).await {
+        self.obtain(&Self::key(tin, name), min_ttl, || {
+            self.fetch_keycloak(credential)
+        })
+        .await
+    }
+
+    /// The token cached under `key`, or the one `fetch` gets: `fetch` runs once at a time for a
+    /// key across all replicas, and everybody else waits for its answer.
+    pub async fn obtain<F, Fut>(
+        &self,
+        key: &str,
+        min_ttl: Duration,
+        fetch: F,
+    ) -> Result<Token, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Duration), ApiError>>,
+    {
+        if let Some(token) = self.cached(key, min_ttl).await {
             return Ok(token);
         }
-        let gate = self.gate(&key);
+        let gate = self.gate(key);
         let _turn = gate.lock().await;
-        if let Some(token) = self.cached(&key, min_ttl).await {
+        if let Some(token) = self.cached(key, min_ttl).await {
             return Ok(token);
         }
         let lease_key = format!("lease:{key}");
@@ -211,9 +228,9 @@ impl Broker {
             {
                 Ok(true) => {
                     // The previous holder may have stored the token just before we took over.
-                    let fetched = match self.cached(&key, min_ttl).await {
+                    let fetched = match self.cached(key, min_ttl).await {
                         Some(token) => Ok(token),
-                        None => self.fetch(credential, &key).await,
+                        None => self.fetch_and_store(key, &fetch).await,
                     };
                     let _ = self
                         .cache
@@ -223,25 +240,28 @@ impl Broker {
                 }
                 Ok(false) => {
                     tokio::time::sleep(POLL).await;
-                    if let Some(token) = self.cached(&key, min_ttl).await {
+                    if let Some(token) = self.cached(key, min_ttl).await {
                         return Ok(token);
                     }
                     if tokio::time::Instant::now() > give_up {
                         return Err(ApiError::Unavailable(format!(
-                            "another replica has been fetching the token for {tin}/{name} too long; retry"
+                            "another replica has been fetching {key} for too long; retry"
                         )));
                     }
                 }
                 Err(e) => {
                     // Without the shared cache only this process's gate coalesces: still correct.
                     tracing::warn!(error = %e, "token cache unavailable; fetching without a lease");
-                    return self.fetch(credential, &key).await;
+                    return self.fetch_and_store(key, &fetch).await;
                 }
             }
         }
     }
 
-    async fn fetch(&self, credential: &EbarimtCredential, key: &str) -> Result<Token, ApiError> {
+    async fn fetch_keycloak(
+        &self,
+        credential: &EbarimtCredential,
+    ) -> Result<(String, Duration), ApiError> {
         let grant = match (&credential.username, &credential.password) {
             (Some(username), Some(password)) => Grant::Password {
                 username: username.clone(),
@@ -265,8 +285,29 @@ impl Broker {
             .fetch_token(&auth)
             .await
             .map_err(|e| upstream_error(e, &what))?;
+        Ok((
+            granted.access_token.expose_secret().to_owned(),
+            granted.expires_in,
+        ))
+    }
+
+    async fn fetch_and_store<F, Fut>(&self, key: &str, fetch: &F) -> Result<Token, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Duration), ApiError>>,
+    {
+        let (token, lifetime) = fetch().await?;
+        self.store(key, &token, lifetime).await
+    }
+
+    /// Caches a token that lives `lifetime` from now, renewed a margin early.
+    pub async fn store(
+        &self,
+        key: &str,
+        token: &str,
+        lifetime: Duration,
+    ) -> Result<Token, ApiError> {
         let now = Utc::now();
-        let lifetime = granted.expires_in;
         let expires_at = now + chrono::Duration::from_std(lifetime).unwrap_or_default();
         // Renew `refresh_margin` early, less up to 10 % jitter so replicas do not renew in step;
         // a token shorter-lived than twice the margin is kept for half its life.
@@ -277,7 +318,6 @@ impl Broker {
         } else {
             lifetime / 2
         };
-        let token = granted.access_token.expose_secret().to_owned();
         let mut value = now.timestamp_millis().to_be_bytes().to_vec();
         value.extend_from_slice(&expires_at.timestamp_millis().to_be_bytes());
         value.extend_from_slice(&keys::seal(
@@ -298,16 +338,25 @@ impl Broker {
                     issued_at_ms: now.timestamp_millis(),
                     expires_at_ms: (now + chrono::Duration::from_std(keep).unwrap_or_default())
                         .timestamp_millis(),
-                    token: token.clone(),
+                    token: token.to_owned(),
                 },
             );
         tracing::info!(key, ?lifetime, "upstream token fetched");
         Ok(Token {
-            access_token: token,
+            access_token: token.to_owned(),
             token_type: "Bearer".into(),
             expires_at,
             from_cache: false,
         })
+    }
+
+    /// Forgets the token under `key` (a session that ended).
+    pub async fn forget(&self, key: &str) {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let _ = self.cache.delete(key).await;
     }
 
     /// Drops the cached e-barimt token only if it is the one the upstream refused.
@@ -318,21 +367,25 @@ impl Broker {
         refused: &str,
     ) -> Result<bool, ApiError> {
         self.ebarimt_credential(tin, name)?;
-        let key = Self::key(tin, name);
+        Ok(self.invalidate(&Self::key(tin, name), refused).await)
+    }
+
+    /// Drops the token under `key` only if it is `refused`; `true` when it was dropped.
+    pub async fn invalidate(&self, key: &str, refused: &str) -> bool {
         self.fetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, entry| k != &key || entry.token != refused);
-        let Ok(Some(stored)) = self.cache.get(&key).await else {
-            return Ok(false);
+            .retain(|k, entry| k != key || entry.token != refused);
+        let Ok(Some(stored)) = self.cache.get(key).await else {
+            return false;
         };
-        match self.open(&key, &stored) {
-            Some(entry) if entry.token == refused => Ok(self
+        match self.open(key, &stored) {
+            Some(entry) if entry.token == refused => self
                 .cache
-                .delete_if_equals(&key, &stored)
+                .delete_if_equals(key, &stored)
                 .await
-                .unwrap_or(false)),
-            _ => Ok(false),
+                .unwrap_or(false),
+            _ => false,
         }
     }
 }

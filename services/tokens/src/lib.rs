@@ -4,6 +4,7 @@
 
 mod broker;
 mod identity;
+mod mia;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -50,9 +51,17 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'st
         ctx.config.master_key()?,
         ctx.config.tokens.clone(),
     )?;
+    let broker = Arc::new(broker);
+    let mia = mia::Mia::new(
+        ctx.db.clone(),
+        ctx.config.master_key()?,
+        broker.clone(),
+        &ctx.config.tokens.mia_url,
+    )?;
     let service = Tokens {
         identity: Arc::new(identity),
-        broker: Arc::new(broker),
+        broker,
+        mia: Arc::new(mia),
     };
     routes.add_service(WithUnlanded::new(
         TokenServiceServer::new(service),
@@ -66,6 +75,31 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'st
 pub struct Tokens {
     identity: Arc<Identity>,
     broker: Arc<broker::Broker>,
+    mia: Arc<mia::Mia>,
+}
+
+fn timestamp(at: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    })
+}
+
+impl Tokens {
+    /// Refuses a caller whose token does not cover the merchant an activation is bound to.
+    async fn check_activation(&self, caller: &Caller, activation_id: &str) -> Result<(), Status> {
+        let activation = self.mia.activation(activation_id).await?;
+        if activation.merchant_tin.is_empty() {
+            caller.check_all()
+        } else {
+            caller.check(&activation.merchant_tin)
+        }
+    }
+
+    async fn check_session(&self, caller: &Caller, session_id: &str) -> Result<(), Status> {
+        let activation_id = self.mia.session_activation(session_id).await?;
+        self.check_activation(caller, &activation_id).await
+    }
 }
 
 /// The credential a request names, or `default`.
@@ -106,10 +140,11 @@ impl TokenService for Tokens {
             }
             pb::Provider::Fiskaltrust => self.broker.fiskaltrust(&request.merchant_tin, name)?,
             pb::Provider::Mia => {
-                return Err(ApiError::FailedPrecondition(
-                    "MIA seller tokens come from seller sessions, which are not built yet".into(),
-                )
-                .into());
+                self.check_session(&caller, &request.seller_session_id)
+                    .await?;
+                self.mia
+                    .access_token(&request.seller_session_id, min_ttl)
+                    .await?
             }
             _ => {
                 return Err(ApiError::invalid(
@@ -144,7 +179,13 @@ impl TokenService for Tokens {
             )
             .into());
         }
-        caller.check(&request.merchant_tin)?;
+        let provider = pb::Provider::try_from(request.provider).unwrap_or_default();
+        if provider == pb::Provider::Mia {
+            self.check_session(&caller, &request.seller_session_id)
+                .await?;
+        } else {
+            caller.check(&request.merchant_tin)?;
+        }
         let invalidated = match pb::Provider::try_from(request.provider).unwrap_or_default() {
             pb::Provider::Ebarimt => {
                 self.broker
@@ -158,10 +199,9 @@ impl TokenService for Tokens {
             // Configured cash box tokens are not cached: there is nothing to drop.
             pb::Provider::Fiskaltrust => false,
             pb::Provider::Mia => {
-                return Err(ApiError::FailedPrecondition(
-                    "MIA seller tokens come from seller sessions, which are not built yet".into(),
-                )
-                .into());
+                self.mia
+                    .invalidate(&request.seller_session_id, &request.access_token)
+                    .await?
             }
             _ => {
                 return Err(ApiError::invalid(
@@ -172,6 +212,151 @@ impl TokenService for Tokens {
             }
         };
         Ok(Response::new(pb::InvalidateTokenResponse { invalidated }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn init_activation(
+        &self,
+        request: Request<pb::InitActivationRequest>,
+    ) -> Result<Response<pb::InitActivationResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        match &request.terminal {
+            Some(terminal) => caller.check(&terminal.merchant_tin)?,
+            None => caller.check_all()?,
+        }
+        Ok(Response::new(self.mia.init(&request).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn resend_activation_otp(
+        &self,
+        request: Request<pb::ResendActivationOtpRequest>,
+    ) -> Result<Response<pb::ResendActivationOtpResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        self.check_activation(&caller, &request.activation_id)
+            .await?;
+        Ok(Response::new(
+            self.mia.resend(&request.activation_id).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn confirm_activation(
+        &self,
+        request: Request<pb::ConfirmActivationRequest>,
+    ) -> Result<Response<pb::ConfirmActivationResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        self.check_activation(&caller, &request.activation_id)
+            .await?;
+        Ok(Response::new(
+            self.mia
+                .confirm(&request.activation_id, &request.otp_code)
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_activation(
+        &self,
+        request: Request<pb::GetActivationRequest>,
+    ) -> Result<Response<pb::GetActivationResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        self.check_activation(&caller, &request.activation_id)
+            .await?;
+        Ok(Response::new(
+            self.mia.describe(&request.activation_id).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn seller_login(
+        &self,
+        request: Request<pb::SellerLoginRequest>,
+    ) -> Result<Response<pb::SellerLoginResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        self.check_activation(&caller, &request.activation_id)
+            .await?;
+        let (session_id, token) = self
+            .mia
+            .login(&request.activation_id, &request.username, &request.password)
+            .await?;
+        let activation = self.mia.activation(&request.activation_id).await?;
+        Ok(Response::new(pb::SellerLoginResponse {
+            session_id,
+            expires_at: timestamp(token.expires_at),
+            terminal: activation.terminal(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn refresh_seller(
+        &self,
+        request: Request<pb::RefreshSellerRequest>,
+    ) -> Result<Response<pb::RefreshSellerResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        self.check_session(&caller, &request.session_id).await?;
+        let token = self.mia.refresh(&request.session_id).await?;
+        Ok(Response::new(pb::RefreshSellerResponse {
+            session_id: request.session_id,
+            expires_at: timestamp(token.expires_at),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn seller_logout(
+        &self,
+        request: Request<pb::SellerLogoutRequest>,
+    ) -> Result<Response<pb::SellerLogoutResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        self.check_session(&caller, &request.session_id).await?;
+        self.mia.logout(&request.session_id).await?;
+        Ok(Response::new(pb::SellerLogoutResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_seller_session(
+        &self,
+        request: Request<pb::GetSellerSessionRequest>,
+    ) -> Result<Response<pb::GetSellerSessionResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        self.check_session(&caller, &request.session_id).await?;
+        let (info, token, activation_id) = self.mia.seller(&request.session_id).await?;
+        Ok(Response::new(pb::GetSellerSessionResponse {
+            session_id: request.session_id,
+            seller: Some(pb::SellerInfo {
+                id: info.seller_info.id,
+                full_name: info.seller_info.full_name,
+            }),
+            terminal: Some(pb::MiaTerminalInfo {
+                terminal_id: info.terminal_info.terminal_id,
+                pos_id: info.terminal_info.pos_id,
+            }),
+            merchant: Some(pb::MerchantInfo {
+                name: info.merchant_info.merchant_name,
+                idno: info.merchant_info.merchant_idno,
+            }),
+            place: Some(pb::PlaceInfo {
+                name: info.place_info.name,
+                address: info.place_info.address,
+            }),
+            bank: Some(pb::BankInfo {
+                bank_name: info.bank_info.bank_name,
+                image: info.bank_info.image,
+                user_guide_url: info.bank_info.user_guide_url,
+                support_phone: info.bank_info.support_phone,
+                support_email: info.bank_info.support_email,
+            }),
+            expires_at: timestamp(token.expires_at),
+            activation_id,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(client = %request.get_ref().client_id))]
@@ -243,40 +428,5 @@ impl TokenService for Tokens {
     }
 }
 
-const MIA: &str = "MIA terminal activation and seller sessions are being built (issue #4)";
-
-/// RPCs of the contract that answer UNIMPLEMENTED, naming what is missing, until they land.
-static UNLANDED: &[Unlanded] = &[
-    Unlanded {
-        method: "InitActivation",
-        missing: MIA,
-    },
-    Unlanded {
-        method: "ResendActivationOtp",
-        missing: MIA,
-    },
-    Unlanded {
-        method: "ConfirmActivation",
-        missing: MIA,
-    },
-    Unlanded {
-        method: "GetActivation",
-        missing: MIA,
-    },
-    Unlanded {
-        method: "SellerLogin",
-        missing: MIA,
-    },
-    Unlanded {
-        method: "RefreshSeller",
-        missing: MIA,
-    },
-    Unlanded {
-        method: "SellerLogout",
-        missing: MIA,
-    },
-    Unlanded {
-        method: "GetSellerSession",
-        missing: MIA,
-    },
-];
+/// Every RPC of the contract is served.
+static UNLANDED: &[Unlanded] = &[];

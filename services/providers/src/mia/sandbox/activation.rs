@@ -109,6 +109,8 @@ async fn init(
         (t.wait_time_to_resend, t.otp_attempts, t.otp_resends)
     };
     let id = Uuid::new_v4();
+    // The sandbox's SMS: a developer reads the code from the log, a test from `last_otp`.
+    tracing::info!(activation_id = %id, %otp, "MIA sandbox: OTP sent");
     lock(&state.store).activations.insert(
         id,
         Activation {
@@ -162,6 +164,7 @@ async fn resend_otp(
     let id = uuid_field("terminalActivationId", &body.terminal_activation_id)?;
     let wait = lock(&state.tunables).wait_time_to_resend;
     let otp = random_digits(OTP_DIGITS).map_err(ApiError::internal)?;
+    tracing::info!(activation_id = %id, %otp, "MIA sandbox: OTP sent again");
     let mut store = lock(&state.store);
     let activation = store
         .activations
