@@ -58,14 +58,23 @@ struct PlantedKey {
 }
 
 async fn plant_key(data: &std::path::Path) -> PlantedKey {
+    plant_key_made(data, "e2e-planted", [42; 32], chrono::Utc::now()).await
+}
+
+/// Plants a key as if the token service had made it at `made`.
+async fn plant_key_made(
+    data: &std::path::Path,
+    kid: &str,
+    seed: [u8; 32],
+    made: chrono::DateTime<chrono::Utc>,
+) -> PlantedKey {
     let master_hex = std::fs::read_to_string(data.join("master.key")).expect("dev master key");
     let master: Vec<u8> = (0..32)
         .map(|i| u8::from_str_radix(&master_hex[2 * i..2 * i + 2], 16).expect("hex"))
         .collect();
     let master: [u8; 32] = master.try_into().expect("32 bytes");
-    let seed = [42u8; 32];
     let signer = fiscus_domain::keys::ReceiptSigner::from_seed(seed);
-    let kid = "e2e-planted".to_owned();
+    let kid = kid.to_owned();
     let sealed = fiscus_domain::keys::seal(&master, [7; 12], &seed, kid.as_bytes());
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("tokens.db").display()))
         .await
@@ -74,7 +83,7 @@ async fn plant_key(data: &std::path::Path) -> PlantedKey {
         .bind(&kid)
         .bind(&signer.public_key()[..])
         .bind(&sealed)
-        .bind(chrono::Utc::now().timestamp_micros())
+        .bind(made.timestamp_micros())
         .execute(&pool)
         .await
         .expect("planted");
@@ -320,4 +329,89 @@ async fn service_tokens_are_issued_only_to_known_clients_with_their_scopes() {
     );
     let document: serde_json::Value = serde_json::from_str(&jwks.jwks_json).expect("JWKS JSON");
     assert_eq!(document["keys"][0]["kty"], "OKP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_stays_valid_for_one_more_period_and_then_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("fiscus.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nkey_rotation_hours = 1\n{AUTH_CONFIG}"),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let process = Process::dev_with(&data, &["--config", config.to_str().expect("utf-8")])
+        .await
+        .expect("starts");
+    let now = chrono::Utc::now();
+    // Keys made 70 minutes ago (rotated out, still in its overlap) and 3 hours ago (expired).
+    let previous = plant_key_made(
+        &data,
+        "e2e-previous",
+        [1; 32],
+        now - chrono::Duration::minutes(70),
+    )
+    .await;
+    let ancient = plant_key_made(
+        &data,
+        "e2e-ancient",
+        [2; 32],
+        now - chrono::Duration::hours(3),
+    )
+    .await;
+    // The service signs with its newest key (made at start), not with the planted older ones.
+    let fresh = issue_token(
+        process.channel().await,
+        "e2e-admin",
+        "e2e-admin-secret",
+        &[],
+    )
+    .await
+    .expect("issued");
+    let fresh_kid = jsonwebtoken::decode_header(&fresh)
+        .expect("jwt")
+        .kid
+        .expect("kid");
+    assert!(
+        fresh_kid != previous.kid && fresh_kid != ancient.kid,
+        "signs with a current key"
+    );
+
+    let jwks =
+        fiscus_proto::v1::token_service_client::TokenServiceClient::new(process.channel().await)
+            .get_jwks(pb::GetJwksRequest::default())
+            .await
+            .expect("jwks")
+            .into_inner();
+    let kids: Vec<_> = jwks.keys.iter().map(|k| k.kid.as_str()).collect();
+    assert!(
+        kids.contains(&fresh_kid.as_str()) && kids.contains(&"e2e-previous"),
+        "{kids:?}"
+    );
+    assert!(!kids.contains(&"e2e-ancient"), "{kids:?}");
+
+    let verify = |token: String| {
+        let channel = process.channel();
+        async move {
+            ReceiptServiceClient::with_interceptor(channel.await, Bearer::new(&token))
+                .verify_journal(pb::VerifyJournalRequest {
+                    terminal: Some(pb::Terminal {
+                        merchant_tin: "12345678901".into(),
+                        branch_no: "001".into(),
+                        pos_no: "001".into(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    verify(fresh).await.expect("a token of the current key");
+    verify(signed(&previous, &claims(|_| {})))
+        .await
+        .expect("a token of the previous key, in its overlap");
+    let refused = verify(signed(&ancient, &claims(|_| {})))
+        .await
+        .expect_err("a key past its overlap");
+    assert_eq!(refused.code(), Code::Unauthenticated);
 }

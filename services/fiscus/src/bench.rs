@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fiscus_kit::app::{ServiceContext, open_cache};
-use fiscus_kit::config::{Config, MasterKey};
+use fiscus_kit::config::Config;
 use fiscus_kit::db::{ConnectSettings, Database};
 use fiscus_kit::peers::Peers;
 use fiscus_kit::{ServiceModule, server};
@@ -35,6 +35,9 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     database_url: String,
+    /// Run one benchmark only: `receipts` or `tokens`.
+    #[arg(long, value_parser = ["receipts", "tokens"])]
+    only: Option<String>,
     /// Redis; defaults to REDIS_URL, else the local server.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -65,55 +68,47 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         max_connections: 32,
         connect_timeout: Duration::from_secs(5),
     };
+    if args.only.as_deref() != Some("tokens") {
+        receipts(&args, &suffix, &settings).await?;
+    }
+    if args.only.as_deref() != Some("receipts") {
+        tokens(&args, &suffix, &settings).await?;
+    }
+    Ok(())
+}
+
+/// SignReceipt over gRPC beside the storage floor.
+async fn receipts(
+    args: &BenchArgs,
+    suffix: &str,
+    settings: &ConnectSettings,
+) -> anyhow::Result<()> {
     println!(
         "fiscus bench: SignReceipt, {} clients over {} terminals, {} s per run, Postgres + Redis",
         args.clients, args.terminals, args.seconds
     );
 
-    // The receipt service, in this process, on its own port, against Postgres + Redis.
-    let schema = format!("bench_{}", &suffix[..12]);
-    let db = Database::connect(&args.database_url, &schema, &settings).await?;
-    let module: &ServiceModule = &fiscus_receipts::MODULE;
-    db.migrate("receipts", module.migrations).await?;
-    let mut config = Config::from_toml("")?;
-    config.cache.url = SecretString::from(args.redis_url.clone());
-    config.cache.key_prefix = format!("bench-{}", &suffix[..12]);
-    config.keys.master_key = Some(SecretString::from(
-        MasterKey::from_hex(&"5a".repeat(32))?.to_hex(),
-    ));
-    config.telemetry.log_filter = "warn".into();
-    let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let addr = listener.local_addr()?;
-    let config = Arc::new(config);
-    let mut routes = RoutesBuilder::default();
-    let name = (module.mount)(
-        ServiceContext {
-            config: config.clone(),
-            db: db.clone(),
-            cache: open_cache(&config)?,
-            peers: Peers::connect_lazy(&config.peers)?,
-        },
-        &mut routes,
-    )?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_config = config.server.clone();
-    let serving = tokio::spawn(async move {
-        // Measured without the authentication layer: the figure is the journal's, not the JWT check's.
-        server::serve(&server_config, listener, routes, &[name], None, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-
-    let service = sign_receipts(&args, addr).await?;
-    let _ = stop.send(());
-    let _ = serving.await;
+    // The receipt service, in this process, on its own port, against Postgres + Redis; measured
+    // without the authentication layer, so the figure is the journal's, not the JWT check's.
+    let receipts = InProcess::start(
+        &fiscus_receipts::MODULE,
+        bench_config(args, suffix)?,
+        args,
+        &format!("bench_{}", &suffix[..12]),
+        settings,
+        false,
+    )
+    .await?;
+    let service = sign_receipts(args, receipts.addr).await?;
+    receipts.stop().await?;
 
     // The floor: the same rows, straight through sqlx.
     let floor_schema = format!("bench_floor_{}", &suffix[..12]);
-    let floor_db = Database::connect(&args.database_url, &floor_schema, &settings).await?;
-    floor_db.migrate("receipts", module.migrations).await?;
-    let floor = storage_floor(&args, &floor_db).await?;
+    let floor_db = Database::connect(&args.database_url, &floor_schema, settings).await?;
+    floor_db
+        .migrate("receipts", fiscus_receipts::MODULE.migrations)
+        .await?;
+    let floor = storage_floor(args, &floor_db).await?;
 
     println!();
     println!(
@@ -137,16 +132,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         service.percentile(0.99)
     );
 
-    for (db, schema) in [(&db, &schema), (&floor_db, &floor_schema)] {
-        if let Database::Postgres(pool) = db {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(pool)
-                .await
-                .context("dropping the bench schema")?;
-        }
-        db.close().await;
-    }
-    Ok(())
+    drop_schema(&floor_db, &floor_schema).await
 }
 
 fn request(terminal: usize) -> pb::SignReceiptRequest {
@@ -300,4 +286,214 @@ async fn storage_floor(args: &BenchArgs, db: &Database) -> anyhow::Result<Run> {
         }
     })
     .await
+}
+
+/// Cached GetAccessToken (authenticated, as clients call it) beside the health check on the
+/// same server.
+async fn tokens(args: &BenchArgs, suffix: &str, settings: &ConnectSettings) -> anyhow::Result<()> {
+    use fiscus_kit::config::{AuthClient, EbarimtCredential};
+    use fiscus_providers::keycloak::{SandboxClient, SandboxRealm};
+    use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig};
+    use tonic_health::pb::health_client::HealthClient;
+
+    println!(
+        "\nfiscus bench: cached GetAccessToken, {} clients, {} s per run, Postgres + Redis",
+        args.clients, args.seconds
+    );
+    let keycloak = KeycloakSandbox::start(KeycloakSandboxConfig::default().with_realm(
+        SandboxRealm::new("ITC").with_client(SandboxClient::new("posapi", "posapi-secret")),
+    ))
+    .await?;
+    let mut config = bench_config(args, suffix)?;
+    config.auth.clients.push(AuthClient {
+        client_id: "bench".into(),
+        client_secret: SecretString::from("bench-secret".to_owned()),
+        scopes: vec!["admin".into()],
+        merchants: Vec::new(),
+    });
+    config.tokens.ebarimt.push(EbarimtCredential {
+        merchant_tin: "37900846788".into(),
+        credential: "default".into(),
+        auth_url: keycloak.base_url().to_owned(),
+        auth_realm: "ITC".into(),
+        auth_client_id: "posapi".into(),
+        auth_client_secret: SecretString::from("posapi-secret".to_owned()),
+        username: None,
+        password: None,
+    });
+    let service = InProcess::start(
+        &fiscus_tokens::MODULE,
+        config,
+        args,
+        &format!("bench_tokens_{}", &suffix[..12]),
+        settings,
+        true,
+    )
+    .await?;
+    let addr = service.addr;
+
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(
+            Channel::from_shared(format!("http://{addr}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let channels = Arc::new(channels);
+    let token =
+        fiscus_proto::v1::token_service_client::TokenServiceClient::new(channels[0].clone())
+            .issue_service_token(pb::IssueServiceTokenRequest {
+                client_id: "bench".into(),
+                client_secret: "bench-secret".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .access_token;
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+
+    let get = {
+        let channels = channels.clone();
+        measure(args, move |i| {
+            let mut client = fiscus_proto::v1::token_service_client::TokenServiceClient::new(
+                channels[i % channels.len()].clone(),
+            );
+            let mut request = tonic::Request::new(pb::GetAccessTokenRequest {
+                provider: pb::Provider::Ebarimt.into(),
+                merchant_tin: "37900846788".into(),
+                ..Default::default()
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            async move {
+                client.get_access_token(request).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let health = {
+        let channels = channels.clone();
+        measure(args, move |i| {
+            let mut client = HealthClient::new(channels[i % channels.len()].clone());
+            async move {
+                client
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    println!();
+    println!(
+        "{:<28} {:>12} {:>10} {:>10}",
+        "", "calls/s", "p50 ms", "p99 ms"
+    );
+    for (label, run) in [
+        ("GetAccessToken (cached)", &get),
+        ("health check (floor)", &health),
+    ] {
+        println!(
+            "{label:<28} {:>12.0} {:>10.2} {:>10.2}",
+            run.rate(),
+            run.percentile(0.50),
+            run.percentile(0.99)
+        );
+    }
+    println!(
+        "\nratio to the floor: {:.2} (goal ≥ 0.70); upstream token requests: {}",
+        get.rate() / health.rate(),
+        keycloak.token_requests()
+    );
+    service.stop().await
+}
+
+/// The configuration every measured service starts from: Postgres and Redis from the flags.
+fn bench_config(args: &BenchArgs, suffix: &str) -> anyhow::Result<Config> {
+    let mut config = Config::from_toml("")?;
+    config.cache.url = SecretString::from(args.redis_url.clone());
+    config.cache.key_prefix = format!("bench-{}", &suffix[..12]);
+    config.keys.master_key = Some(SecretString::from("5a".repeat(32)));
+    config.telemetry.log_filter = "warn".into();
+    Ok(config)
+}
+
+async fn drop_schema(db: &Database, schema: &str) -> anyhow::Result<()> {
+    if let Database::Postgres(pool) = db {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(pool)
+            .await
+            .context("dropping the bench schema")?;
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// A service served by this process on a loopback port, in a schema of its own.
+struct InProcess {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+    db: Database,
+    schema: String,
+}
+
+impl InProcess {
+    async fn start(
+        module: &'static ServiceModule,
+        mut config: Config,
+        args: &BenchArgs,
+        schema: &str,
+        settings: &ConnectSettings,
+        authenticate: bool,
+    ) -> anyhow::Result<Self> {
+        let db = Database::connect(&args.database_url, schema, settings).await?;
+        db.migrate(module.kind.name(), module.migrations).await?;
+        let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        config.peers = fiscus_kit::config::PeersConfig::all_at(&format!("http://{addr}"));
+        let config = Arc::new(config);
+        let peers = Peers::connect_lazy(&config.peers)?;
+        let auth = if authenticate {
+            fiscus_kit::app::auth_layer(&config, &peers)
+        } else {
+            None
+        };
+        let mut routes = RoutesBuilder::default();
+        let name = (module.mount)(
+            ServiceContext {
+                config: config.clone(),
+                db: db.clone(),
+                cache: open_cache(&config)?,
+                peers,
+            },
+            &mut routes,
+        )?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            server::serve(&config.server, listener, routes, &[name], auth, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Ok(Self {
+            addr,
+            stop,
+            serving,
+            db,
+            schema: schema.to_owned(),
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+        drop_schema(&self.db, &self.schema).await
+    }
 }

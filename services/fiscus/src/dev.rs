@@ -217,9 +217,11 @@ fn print_banner(addr: SocketAddr, data_dir: &Path, names: &[&str], auth: bool) {
     }
     let token_file = data_dir.join("dev-token");
     if auth {
+        let token = std::fs::read_to_string(&token_file).unwrap_or_default();
+        let _ = writeln!(out, "admin token (valid 15 minutes): {}", token.trim());
         let _ = writeln!(
             out,
-            "an admin token (renewed every 10 minutes) is in {}",
+            "the current one is always in {} (renewed every 10 minutes)",
             token_file.display()
         );
     }

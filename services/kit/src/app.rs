@@ -108,8 +108,8 @@ async fn run(module: &'static ServiceModule, config: Option<PathBuf>) -> anyhow:
     let cache = open_cache(&config)?;
     let peers = Peers::connect_lazy(&config.peers)?;
 
+    let auth = auth_layer(&config, &peers);
     let config = Arc::new(config);
-    let peers_for_auth = peers.clone();
     let mut routes = RoutesBuilder::default();
     let name = (module.mount)(
         ServiceContext {
@@ -122,7 +122,6 @@ async fn run(module: &'static ServiceModule, config: Option<PathBuf>) -> anyhow:
     )?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, service = name, database = db.backend(), "listening");
-    let auth = auth_layer(&config, &peers_for_auth);
     crate::server::serve(
         &config.server,
         listener,

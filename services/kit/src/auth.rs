@@ -118,6 +118,10 @@ impl KeySource for PeerKeys {
 /// Fetching keys again on an unknown `kid` happens at most this often.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Tokens whose signature was checked are remembered (until they expire) up to this many;
+/// checking a signature costs far more than the rest of a cached RPC.
+const VERIFIED_CAPACITY: usize = 10_000;
+
 /// Checks tokens against the issuer's keys.
 pub struct TokenVerifier {
     validation: Validation,
@@ -125,6 +129,9 @@ pub struct TokenVerifier {
     keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
     fetched_at: Mutex<Option<Instant>>,
     fetch_lock: tokio::sync::Mutex<()>,
+    /// Tokens already verified, with their claims; emptied whenever the key set is fetched again,
+    /// so a key that leaves the JWKS takes its tokens with it.
+    verified: RwLock<HashMap<String, Claims>>,
 }
 
 fn unauthenticated(message: impl Into<String>) -> Status {
@@ -148,6 +155,7 @@ impl TokenVerifier {
             keys: RwLock::default(),
             fetched_at: Mutex::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
+            verified: RwLock::default(),
         }
     }
 
@@ -187,6 +195,10 @@ impl TokenVerifier {
                 }
             }
             *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+            self.verified
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             *self.fetched_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         }
         self.cached(kid)
@@ -195,6 +207,38 @@ impl TokenVerifier {
 
     /// The claims of a valid token.
     pub async fn verify(&self, token: &str) -> Result<Claims, Status> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(claims) = remembered {
+            // The signature and the fixed claims were checked; time moves on.
+            if claims.exp + self.validation.leeway > now
+                && claims.nbf <= now + self.validation.leeway
+            {
+                return Ok(claims);
+            }
+            return Err(unauthenticated("token refused: ExpiredSignature"));
+        }
+        let claims = self.verify_signature(token).await?;
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, c| c.exp > now);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, Status> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| unauthenticated(format!("malformed token: {e}")))?;
         if header.alg != Algorithm::EdDSA {

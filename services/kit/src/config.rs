@@ -449,8 +449,8 @@ impl Config {
         Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
     }
 
-    /// Loads from TOML text and explicit `(key, value)` overrides: the same rules as [`Config::load`]
-    /// without touching the process environment (for tests and the dev launcher).
+    /// Loads from TOML text alone, by the same rules as [`Config::load`] but without the process
+    /// environment (for tests and benchmarks).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         Self::extract(Figment::new().merge(Toml::string(text)))
     }

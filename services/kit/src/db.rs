@@ -3,7 +3,6 @@
 //! Both backends run the same SQL where the dialects agree (`$1` placeholders work on both);
 //! [`with_db!`](crate::with_db) writes a query once and type-checks it against each backend.
 
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,16 +39,7 @@ impl Migrations {
 
 /// Tables every service has (the idempotency journal), tracked apart from the service's own
 /// migrations so that both sets can grow independently.
-static KIT_MIGRATIONS: Migrations = Migrations {
-    postgres: Migrator {
-        table_name: Cow::Borrowed("_fiscus_kit_migrations"),
-        ..sqlx::migrate!("./migrations/postgres")
-    },
-    sqlite: Migrator {
-        table_name: Cow::Borrowed("_fiscus_kit_migrations"),
-        ..sqlx::migrate!("./migrations/sqlite")
-    },
-};
+static KIT_MIGRATIONS: Migrations = crate::service_migrations!("_fiscus_kit_migrations");
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -260,6 +250,24 @@ fn tolerate_concurrent_create(
         }
         _ => Err(error),
     }
+}
+
+/// The [`Migrations`] of the crate this is written in: `./migrations/postgres` and
+/// `./migrations/sqlite`, tracked in a table of their own named `$table`.
+#[macro_export]
+macro_rules! service_migrations {
+    ($table:literal) => {
+        $crate::db::Migrations {
+            postgres: ::sqlx::migrate::Migrator {
+                table_name: ::std::borrow::Cow::Borrowed($table),
+                ..::sqlx::migrate!("./migrations/postgres")
+            },
+            sqlite: ::sqlx::migrate::Migrator {
+                table_name: ::std::borrow::Cow::Borrowed($table),
+                ..::sqlx::migrate!("./migrations/sqlite")
+            },
+        }
+    };
 }
 
 /// Runs the same body against whichever backend `$db` holds, binding the pool to `$pool`.

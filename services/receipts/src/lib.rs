@@ -12,13 +12,11 @@ mod signers;
 mod store;
 mod validate;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1::receipt_service_server::ReceiptServiceServer;
-use sqlx::migrate::Migrator;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
@@ -31,16 +29,7 @@ pub static MODULE: ServiceModule = ServiceModule {
     mount,
 };
 
-static MIGRATIONS: Migrations = Migrations {
-    postgres: Migrator {
-        table_name: Cow::Borrowed("_receipts_migrations"),
-        ..sqlx::migrate!("./migrations/postgres")
-    },
-    sqlite: Migrator {
-        table_name: Cow::Borrowed("_receipts_migrations"),
-        ..sqlx::migrate!("./migrations/sqlite")
-    },
-};
+static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_receipts_migrations");
 
 fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
     let policy = validate::Policy::from_config(&ctx.config.receipts)?;

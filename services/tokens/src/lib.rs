@@ -6,7 +6,6 @@ mod broker;
 mod identity;
 mod mia;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -15,7 +14,6 @@ use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{ApiError, Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::token_service_server::{TokenService, TokenServiceServer};
-use sqlx::migrate::Migrator;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
@@ -29,16 +27,7 @@ pub static MODULE: ServiceModule = ServiceModule {
     mount,
 };
 
-static MIGRATIONS: Migrations = Migrations {
-    postgres: Migrator {
-        table_name: Cow::Borrowed("_tokens_migrations"),
-        ..sqlx::migrate!("./migrations/postgres")
-    },
-    sqlite: Migrator {
-        table_name: Cow::Borrowed("_tokens_migrations"),
-        ..sqlx::migrate!("./migrations/sqlite")
-    },
-};
+static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_tokens_migrations");
 
 fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
     let identity = Identity::new(
