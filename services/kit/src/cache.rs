@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -51,6 +53,20 @@ pub trait Cache: Send + Sync + 'static {
         key: &'a str,
         expected: &'a [u8],
     ) -> BoxFuture<'a, Result<bool, CacheError>>;
+
+    /// Sends `message` to every current subscriber of `channel` (in every process).
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), CacheError>>;
+
+    /// The messages published on `channel` from now on; the stream ends when the connection
+    /// does (a subscriber may then have missed messages, and should resubscribe).
+    fn subscribe<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Vec<u8>>, CacheError>>;
 }
 
 /// The cache as services hold it.
@@ -94,6 +110,7 @@ fn positive(ttl: Duration) -> Duration {
 /// Redis through a reconnecting multiplexed connection.
 #[derive(Clone)]
 pub struct RedisCache {
+    client: redis::Client,
     connection: ConnectionManager,
     prefix: String,
     response_timeout: Duration,
@@ -108,9 +125,10 @@ impl RedisCache {
             // Fail fast and let the caller fall back to the database; reconnect on the next call.
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| CacheError::Unavailable(e.to_string()))?;
         Ok(Self {
+            client,
             connection,
             prefix: format!("{}:", settings.key_prefix),
             response_timeout: settings.response_timeout,
@@ -208,13 +226,47 @@ impl Cache for RedisCache {
             Ok(removed > 0)
         })
     }
+
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            let mut conn = self.connection.clone();
+            self.run(conn.publish::<_, _, ()>(self.key(channel), message))
+                .await
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Vec<u8>>, CacheError>> {
+        Box::pin(async move {
+            let unavailable = |e: redis::RedisError| CacheError::Unavailable(e.to_string());
+            let mut pubsub =
+                tokio::time::timeout(self.response_timeout * 2, self.client.get_async_pubsub())
+                    .await
+                    .map_err(|_| CacheError::Unavailable("redis did not answer in time".into()))?
+                    .map_err(unavailable)?;
+            pubsub
+                .subscribe(self.key(channel))
+                .await
+                .map_err(unavailable)?;
+            Ok(pubsub
+                .into_on_message()
+                .map(|message| message.get_payload_bytes().to_vec())
+                .boxed())
+        })
+    }
 }
 
 /// An in-process cache for a single process (`fiscus dev`): the same contract as Redis.
-#[derive(Default)]
 pub struct MemoryCache {
     prefix: String,
     entries: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    messages: tokio::sync::broadcast::Sender<(String, Vec<u8>)>,
 }
 
 impl MemoryCache {
@@ -222,6 +274,7 @@ impl MemoryCache {
         Self {
             prefix: format!("{prefix}:"),
             entries: Mutex::default(),
+            messages: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -290,6 +343,36 @@ impl Cache for MemoryCache {
                 Some((value, _)) if value == expected => e.remove(&key).is_some(),
                 _ => false,
             }))
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        // No subscriber is not an error, as with Redis.
+        let _ = self.messages.send((channel.to_owned(), message.to_vec()));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Vec<u8>>, CacheError>> {
+        let channel = channel.to_owned();
+        let receiver = self.messages.subscribe();
+        Box::pin(async move {
+            Ok(tokio_stream::wrappers::BroadcastStream::new(receiver)
+                // A subscriber that lagged has missed messages: end the stream, as Redis would.
+                .take_while(|m| std::future::ready(m.is_ok()))
+                .filter_map(move |m| {
+                    std::future::ready(match m {
+                        Ok((c, message)) if c == channel => Some(message),
+                        _ => None,
+                    })
+                })
+                .boxed())
         })
     }
 }

@@ -7,8 +7,11 @@
 //! broker still answers, fetching upstream with only the local gate to coalesce.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use chrono::{DateTime, Utc};
 use fiscus_domain::keys;
@@ -30,15 +33,44 @@ pub struct Token {
 /// How often a caller that lost the lease looks for the winner's token.
 const POLL: Duration = Duration::from_millis(20);
 
+/// The channel on which replicas announce a key whose token changed or was dropped.
+const CHANGES: &str = "token-changes";
+
+/// Keeps this process's token copies honest: drops a key when any replica announces a change,
+/// and drops them all (and stops answering from them) while the channel is not heard.
+async fn listen(
+    cache: SharedCache,
+    local: Arc<Mutex<HashMap<String, Entry>>>,
+    listening: Arc<AtomicBool>,
+) {
+    loop {
+        if let Ok(mut changes) = cache.subscribe(CHANGES).await {
+            listening.store(true, Ordering::SeqCst);
+            while let Some(key) = changes.next().await {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                local.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            }
+            listening.store(false, Ordering::SeqCst);
+            // Changes may have been missed while the channel was down.
+            local.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 pub struct Broker {
     cache: SharedCache,
     master: MasterKey,
     config: TokensConfig,
     keycloak: KeycloakClient,
     gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// What this process fetched last, per key: served only while the shared cache cannot be
-    /// reached, so that an outage costs one fetch per replica rather than one per call.
-    fetched: Mutex<HashMap<String, Entry>>,
+    /// This process's copy of the tokens it saw last, per key. It answers first while this
+    /// process hears the replicas' invalidations (so a token dropped anywhere is dropped here
+    /// too), and whenever the shared cache cannot be reached, so that an outage costs one fetch
+    /// per replica rather than one per call.
+    local: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Whether the invalidation channel is subscribed right now.
+    listening: Arc<AtomicBool>,
     /// This process's lease value, so that it releases only its own lease.
     owner: String,
 }
@@ -48,6 +80,8 @@ pub struct Broker {
 struct Entry {
     issued_at_ms: i64,
     expires_at_ms: i64,
+    /// When it is renewed: its expiry less the refresh margin (and jitter).
+    renew_at_ms: i64,
     token: String,
 }
 
@@ -79,13 +113,17 @@ impl Broker {
         config: TokensConfig,
     ) -> anyhow::Result<Self> {
         let keycloak = KeycloakClient::new(Duration::from_millis(config.upstream_timeout_ms))?;
+        let local: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
+        let listening = Arc::new(AtomicBool::new(false));
+        tokio::spawn(listen(cache.clone(), local.clone(), listening.clone()));
         Ok(Self {
             cache,
             master,
             config,
             keycloak,
             gates: Mutex::default(),
-            fetched: Mutex::default(),
+            local,
+            listening,
             owner: uuid::Uuid::new_v4().to_string(),
         })
     }
@@ -138,22 +176,34 @@ impl Broker {
 
     /// The cached token, if it has `min_ttl` left (or its upstream never gives that much).
     async fn cached(&self, key: &str, min_ttl: Duration) -> Option<Token> {
-        let entry = match self.cache.get(key).await {
-            Ok(stored) => self.open(key, &stored?)?,
-            Err(e) => {
-                tracing::warn!(error = %e, "token cache unavailable; using this process's last token");
-                self.fetched
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(key)
-                    .cloned()?
-            }
-        };
         let now_ms = Utc::now().timestamp_millis();
-        let min_ms = i64::try_from(min_ttl.as_millis()).unwrap_or(i64::MAX);
-        if entry.expires_at_ms <= now_ms {
+        // A copy due for renewal says nothing: another replica may have renewed it already.
+        let local = || {
+            self.local
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .filter(|e| e.renew_at_ms > now_ms)
+                .cloned()
+        };
+        let entry = match local().filter(|_| self.listening.load(Ordering::SeqCst)) {
+            Some(entry) => entry,
+            None => match self.cache.get(key).await {
+                Ok(stored) => {
+                    let entry = self.open(key, &stored?)?;
+                    self.remember(key, &entry);
+                    entry
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "token cache unavailable; using this process's last token");
+                    local()?
+                }
+            },
+        };
+        if entry.renew_at_ms <= now_ms {
             return None;
         }
+        let min_ms = i64::try_from(min_ttl.as_millis()).unwrap_or(i64::MAX);
         let lifetime_ms = entry.expires_at_ms - entry.issued_at_ms;
         // A renewal can only help when the upstream's tokens live longer than what is asked.
         if lifetime_ms > min_ms && entry.expires_at_ms - now_ms < min_ms {
@@ -167,17 +217,40 @@ impl Broker {
         })
     }
 
+    fn remember(&self, key: &str, entry: &Entry) {
+        self.local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), entry.clone());
+    }
+
+    /// Tells every replica (this one included) that `key` changed.
+    async fn announce(&self, key: &str) {
+        self.local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        if let Err(e) = self.cache.publish(CHANGES, key.as_bytes()).await {
+            tracing::warn!(error = %e, "cannot announce a token change; replicas renew on expiry");
+        }
+    }
+
     fn open(&self, key: &str, stored: &[u8]) -> Option<Entry> {
-        if stored.len() < 16 {
+        if stored.len() < 24 {
             return None;
         }
-        let (times, sealed) = stored.split_at(16);
-        let issued_at_ms = i64::from_be_bytes(times[..8].try_into().ok()?);
-        let expires_at_ms = i64::from_be_bytes(times[8..].try_into().ok()?);
+        let (times, sealed) = stored.split_at(24);
+        let time = |i: usize| {
+            times[i * 8..(i + 1) * 8]
+                .try_into()
+                .ok()
+                .map(i64::from_be_bytes)
+        };
         let token = keys::open(self.master.bytes(), sealed, key.as_bytes()).ok()?;
         Some(Entry {
-            issued_at_ms,
-            expires_at_ms,
+            issued_at_ms: time(0)?,
+            expires_at_ms: time(1)?,
+            renew_at_ms: time(2)?,
             token: String::from_utf8(token).ok()?,
         })
     }
@@ -318,8 +391,17 @@ impl Broker {
         } else {
             lifetime / 2
         };
-        let mut value = now.timestamp_millis().to_be_bytes().to_vec();
-        value.extend_from_slice(&expires_at.timestamp_millis().to_be_bytes());
+        let entry = Entry {
+            issued_at_ms: now.timestamp_millis(),
+            expires_at_ms: expires_at.timestamp_millis(),
+            renew_at_ms: (now + chrono::Duration::from_std(keep).unwrap_or_default())
+                .timestamp_millis(),
+            token: token.to_owned(),
+        };
+        let mut value = Vec::with_capacity(24 + token.len() + 28);
+        for time in [entry.issued_at_ms, entry.expires_at_ms, entry.renew_at_ms] {
+            value.extend_from_slice(&time.to_be_bytes());
+        }
         value.extend_from_slice(&keys::seal(
             self.master.bytes(),
             random()?,
@@ -329,18 +411,8 @@ impl Broker {
         if let Err(e) = self.cache.set(key, &value, keep).await {
             tracing::warn!(error = %e, "token cache unavailable; the token is not shared this time");
         }
-        self.fetched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                key.to_owned(),
-                Entry {
-                    issued_at_ms: now.timestamp_millis(),
-                    expires_at_ms: (now + chrono::Duration::from_std(keep).unwrap_or_default())
-                        .timestamp_millis(),
-                    token: token.to_owned(),
-                },
-            );
+        self.announce(key).await;
+        self.remember(key, &entry);
         tracing::info!(key, ?lifetime, "upstream token fetched");
         Ok(Token {
             access_token: token.to_owned(),
@@ -352,11 +424,8 @@ impl Broker {
 
     /// Forgets the token under `key` (a session that ended).
     pub async fn forget(&self, key: &str) {
-        self.fetched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
         let _ = self.cache.delete(key).await;
+        self.announce(key).await;
     }
 
     /// Drops the cached e-barimt token only if it is the one the upstream refused.
@@ -372,20 +441,24 @@ impl Broker {
 
     /// Drops the token under `key` only if it is `refused`; `true` when it was dropped.
     pub async fn invalidate(&self, key: &str, refused: &str) -> bool {
-        self.fetched
+        self.local
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, entry| k != key || entry.token != refused);
         let Ok(Some(stored)) = self.cache.get(key).await else {
             return false;
         };
-        match self.open(key, &stored) {
+        let dropped = match self.open(key, &stored) {
             Some(entry) if entry.token == refused => self
                 .cache
                 .delete_if_equals(key, &stored)
                 .await
                 .unwrap_or(false),
             _ => false,
+        };
+        if dropped {
+            self.announce(key).await;
         }
+        dropped
     }
 }

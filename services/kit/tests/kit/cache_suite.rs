@@ -87,6 +87,25 @@ async fn delete_if_equals_releases_only_ones_own_lease(cache: SharedCache) {
     assert_eq!(cache.get("lease").await.expect("get"), None);
 }
 
+async fn published_messages_reach_subscribers_of_the_channel(cache: SharedCache) {
+    use futures::StreamExt;
+    let mut changes = cache.subscribe("changes").await.expect("subscribes");
+    let mut other = cache.subscribe("other").await.expect("subscribes");
+    // Redis confirms a subscription before messages flow; give it a moment on a slow machine.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache
+        .publish("changes", b"token:a")
+        .await
+        .expect("publishes");
+    let message = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .expect("arrives")
+        .expect("a message");
+    assert_eq!(message, b"token:a");
+    let nothing = tokio::time::timeout(Duration::from_millis(100), other.next()).await;
+    assert!(nothing.is_err(), "another channel hears nothing");
+}
+
 macro_rules! on_both_caches {
     ($($name:ident),* $(,)?) => {
         mod redis {
@@ -103,6 +122,7 @@ on_both_caches!(
     entries_expire,
     get_set_delete,
     delete_if_equals_releases_only_ones_own_lease,
+    published_messages_reach_subscribers_of_the_channel,
 );
 
 #[tokio::test]
