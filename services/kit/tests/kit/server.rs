@@ -23,7 +23,7 @@ impl ShiftService for Slow {
         &self,
         _request: tonic::Request<GetCurrentShiftRequest>,
     ) -> Result<tonic::Response<GetCurrentShiftResponse>, tonic::Status> {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
         Ok(tonic::Response::new(GetCurrentShiftResponse {
             open: true,
             ..Default::default()
@@ -42,7 +42,8 @@ async fn connect(addr: std::net::SocketAddr) -> Result<Channel, tonic::transport
 #[tokio::test]
 async fn shutdown_reports_not_serving_finishes_in_flight_calls_and_refuses_new_ones() {
     let config = ServerConfig {
-        drain_delay_ms: 300,
+        // Generous, so that a loaded machine still checks health inside the drain.
+        drain_delay_ms: 1_000,
         shutdown_grace_ms: 5_000,
         ..ServerConfig::default()
     };
