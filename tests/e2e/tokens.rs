@@ -395,8 +395,8 @@ mod mia {
         assert!(!first.masked_phone_number.is_empty());
         let early = client
             .resend_activation_otp(pb::ResendActivationOtpRequest {
+                operation_id: uuid::Uuid::new_v4().to_string(),
                 activation_id: first.activation_id.clone(),
-                ..Default::default()
             })
             .await
             .expect_err("too early to resend");
@@ -407,9 +407,9 @@ mod mia {
             early.message()
         );
         let confirm = |activation_id: &str, otp: &str| pb::ConfirmActivationRequest {
+            operation_id: uuid::Uuid::new_v4().to_string(),
             activation_id: activation_id.into(),
             otp_code: otp.into(),
-            ..Default::default()
         };
         let right = sandbox
             .last_otp(first.activation_id.parse().expect("uuid"))
@@ -471,24 +471,34 @@ mod mia {
 
         let refused = client
             .seller_login(pb::SellerLoginRequest {
+                operation_id: uuid::Uuid::new_v4().to_string(),
                 activation_id: second.activation_id.clone(),
                 username: "ana".into(),
                 password: "guess".into(),
-                ..Default::default()
             })
             .await
             .expect_err("wrong password");
         assert_eq!(refused.code(), Code::FailedPrecondition);
+        let login_request = pb::SellerLoginRequest {
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            activation_id: second.activation_id.clone(),
+            username: "ana".into(),
+            password: "ana-password".into(),
+        };
         let login = client
-            .seller_login(pb::SellerLoginRequest {
-                activation_id: second.activation_id.clone(),
-                username: "ana".into(),
-                password: "ana-password".into(),
-                ..Default::default()
-            })
+            .seller_login(login_request.clone())
             .await
             .expect("logs in")
             .into_inner();
+        let again = client
+            .seller_login(login_request)
+            .await
+            .expect("replays")
+            .into_inner();
+        assert_eq!(
+            again.session_id, login.session_id,
+            "a retried login is the same session"
+        );
         let session = client
             .get_seller_session(pb::GetSellerSessionRequest {
                 session_id: login.session_id.clone(),
@@ -513,8 +523,8 @@ mod mia {
         assert!(sandbox.is_access_token_live(&before.access_token));
         client
             .refresh_seller(pb::RefreshSellerRequest {
+                operation_id: uuid::Uuid::new_v4().to_string(),
                 session_id: login.session_id.clone(),
-                ..Default::default()
             })
             .await
             .expect("refreshes");
@@ -531,8 +541,8 @@ mod mia {
 
         client
             .seller_logout(pb::SellerLogoutRequest {
+                operation_id: uuid::Uuid::new_v4().to_string(),
                 session_id: login.session_id.clone(),
-                ..Default::default()
             })
             .await
             .expect("logs out");

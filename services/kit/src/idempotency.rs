@@ -212,6 +212,46 @@ impl Operation {
         Ok(())
     }
 
+    /// For work that calls an upstream, which must not hold a transaction open: the stored
+    /// response when this operation was done before with the same request; `ALREADY_EXISTS` when
+    /// it was done with another; `None` when the work is still to do.
+    pub async fn lookup(
+        &self,
+        db: &Database,
+        cache: &dyn Cache,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        if let Ok(Some(stored)) = cache.get(&self.cache_key()).await
+            && stored.len() >= 32
+            && stored[..32] == self.fingerprint
+        {
+            return Ok(Some(stored[32..].to_vec()));
+        }
+        match find(db, &self.tenant, &self.id).await? {
+            Some(stored) if stored.rpc == self.rpc && stored.fingerprint == self.fingerprint => {
+                Ok(stored.response)
+            }
+            Some(stored) => Err(self.conflict(&stored.rpc)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the response of work done after [`Operation::lookup`] found nothing; answers the
+    /// response that stands — this one, or a concurrent duplicate's that was recorded first.
+    pub async fn record(
+        &self,
+        db: &Database,
+        cache: &dyn Cache,
+        response: &[u8],
+    ) -> Result<Vec<u8>, ApiError> {
+        match self.start(db, cache).await? {
+            Start::Fresh(tx) => {
+                self.finish(tx, cache, response).await?;
+                Ok(response.to_vec())
+            }
+            Start::Replay(earlier) => Ok(earlier),
+        }
+    }
+
     async fn remember(&self, cache: &dyn Cache, response: &[u8]) {
         let mut value = self.fingerprint.to_vec();
         value.extend_from_slice(response);

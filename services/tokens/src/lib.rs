@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use fiscus_kit::auth::Caller;
+use fiscus_kit::idempotency::Operation;
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{ApiError, Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1 as pb;
@@ -51,6 +52,8 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'st
         identity: Arc::new(identity),
         broker,
         mia: Arc::new(mia),
+        db: ctx.db.clone(),
+        cache: ctx.cache.clone(),
     };
     routes.add_service(WithUnlanded::new(
         TokenServiceServer::new(service),
@@ -65,6 +68,19 @@ pub struct Tokens {
     identity: Arc<Identity>,
     broker: Arc<broker::Broker>,
     mia: Arc<mia::Mia>,
+    db: fiscus_kit::Database,
+    cache: fiscus_kit::cache::SharedCache,
+}
+
+/// The idempotency tenant of MIA operations (their ids are UUIDs, unique on their own).
+const MIA_TENANT: &str = "mia";
+
+fn metadata_operation_id<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("x-operation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn timestamp(at: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
@@ -75,6 +91,50 @@ fn timestamp(at: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
 }
 
 impl Tokens {
+    /// Runs upstream-calling `work` once per operation id: a retry of the same request gets the
+    /// first answer, the same id with another request is `ALREADY_EXISTS`.
+    async fn once<Req, Res, F>(
+        &self,
+        rpc: &'static str,
+        operation_id: &str,
+        metadata_id: Option<String>,
+        request: &Req,
+        work: F,
+    ) -> Result<Res, Status>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default,
+        F: std::future::Future<Output = Result<Res, ApiError>>,
+    {
+        let id = match operation_id {
+            "" => metadata_id.unwrap_or_default(),
+            id => id.to_owned(),
+        };
+        if uuid::Uuid::parse_str(&id).is_err() {
+            return Err(ApiError::invalid(
+                "operation_id",
+                "is required: a UUID (or metadata x-operation-id)",
+            )
+            .into());
+        }
+        let decode = |bytes: &[u8]| {
+            Res::decode(bytes).map_err(|e| {
+                Status::from(ApiError::Internal(anyhow::anyhow!(
+                    "stored response does not decode: {e}"
+                )))
+            })
+        };
+        let operation = Operation::new(MIA_TENANT, &id, rpc, &request.encode_to_vec());
+        if let Some(stored) = operation.lookup(&self.db, self.cache.as_ref()).await? {
+            return decode(&stored);
+        }
+        let response = work.await?;
+        let standing = operation
+            .record(&self.db, self.cache.as_ref(), &response.encode_to_vec())
+            .await?;
+        decode(&standing)
+    }
+
     /// Refuses a caller whose token does not cover the merchant an activation is bound to.
     async fn check_activation(&self, caller: &Caller, activation_id: &str) -> Result<(), Status> {
         let activation = self.mia.activation(activation_id).await?;
@@ -209,12 +269,23 @@ impl TokenService for Tokens {
         request: Request<pb::InitActivationRequest>,
     ) -> Result<Response<pb::InitActivationResponse>, Status> {
         let caller = Caller::of(&request);
+        let metadata_id = metadata_operation_id(&request);
         let request = request.into_inner();
         match &request.terminal {
             Some(terminal) => caller.check(&terminal.merchant_tin)?,
             None => caller.check_all()?,
         }
-        Ok(Response::new(self.mia.init(&request).await?))
+        let work = self.mia.init(&request);
+        let response = self
+            .once(
+                "InitActivation",
+                &request.operation_id,
+                metadata_id,
+                &request,
+                work,
+            )
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all)]
@@ -223,12 +294,21 @@ impl TokenService for Tokens {
         request: Request<pb::ResendActivationOtpRequest>,
     ) -> Result<Response<pb::ResendActivationOtpResponse>, Status> {
         let caller = Caller::of(&request);
+        let metadata_id = metadata_operation_id(&request);
         let request = request.into_inner();
         self.check_activation(&caller, &request.activation_id)
             .await?;
-        Ok(Response::new(
-            self.mia.resend(&request.activation_id).await?,
-        ))
+        let work = self.mia.resend(&request.activation_id);
+        let response = self
+            .once(
+                "ResendActivationOtp",
+                &request.operation_id,
+                metadata_id,
+                &request,
+                work,
+            )
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all)]
@@ -237,14 +317,21 @@ impl TokenService for Tokens {
         request: Request<pb::ConfirmActivationRequest>,
     ) -> Result<Response<pb::ConfirmActivationResponse>, Status> {
         let caller = Caller::of(&request);
+        let metadata_id = metadata_operation_id(&request);
         let request = request.into_inner();
         self.check_activation(&caller, &request.activation_id)
             .await?;
-        Ok(Response::new(
-            self.mia
-                .confirm(&request.activation_id, &request.otp_code)
-                .await?,
-        ))
+        let work = self.mia.confirm(&request.activation_id, &request.otp_code);
+        let response = self
+            .once(
+                "ConfirmActivation",
+                &request.operation_id,
+                metadata_id,
+                &request,
+                work,
+            )
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all)]
@@ -267,19 +354,32 @@ impl TokenService for Tokens {
         request: Request<pb::SellerLoginRequest>,
     ) -> Result<Response<pb::SellerLoginResponse>, Status> {
         let caller = Caller::of(&request);
+        let metadata_id = metadata_operation_id(&request);
         let request = request.into_inner();
         self.check_activation(&caller, &request.activation_id)
             .await?;
-        let (session_id, token) = self
-            .mia
-            .login(&request.activation_id, &request.username, &request.password)
+        let work = async {
+            let (session_id, token) = self
+                .mia
+                .login(&request.activation_id, &request.username, &request.password)
+                .await?;
+            let activation = self.mia.activation(&request.activation_id).await?;
+            Ok(pb::SellerLoginResponse {
+                session_id,
+                expires_at: timestamp(token.expires_at),
+                terminal: activation.terminal(),
+            })
+        };
+        let response = self
+            .once(
+                "SellerLogin",
+                &request.operation_id,
+                metadata_id,
+                &request,
+                work,
+            )
             .await?;
-        let activation = self.mia.activation(&request.activation_id).await?;
-        Ok(Response::new(pb::SellerLoginResponse {
-            session_id,
-            expires_at: timestamp(token.expires_at),
-            terminal: activation.terminal(),
-        }))
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all)]
@@ -288,13 +388,26 @@ impl TokenService for Tokens {
         request: Request<pb::RefreshSellerRequest>,
     ) -> Result<Response<pb::RefreshSellerResponse>, Status> {
         let caller = Caller::of(&request);
+        let metadata_id = metadata_operation_id(&request);
         let request = request.into_inner();
         self.check_session(&caller, &request.session_id).await?;
-        let token = self.mia.refresh(&request.session_id).await?;
-        Ok(Response::new(pb::RefreshSellerResponse {
-            session_id: request.session_id,
-            expires_at: timestamp(token.expires_at),
-        }))
+        let work = async {
+            let token = self.mia.refresh(&request.session_id).await?;
+            Ok(pb::RefreshSellerResponse {
+                session_id: request.session_id.clone(),
+                expires_at: timestamp(token.expires_at),
+            })
+        };
+        let response = self
+            .once(
+                "RefreshSeller",
+                &request.operation_id,
+                metadata_id,
+                &request,
+                work,
+            )
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all)]
@@ -303,10 +416,23 @@ impl TokenService for Tokens {
         request: Request<pb::SellerLogoutRequest>,
     ) -> Result<Response<pb::SellerLogoutResponse>, Status> {
         let caller = Caller::of(&request);
+        let metadata_id = metadata_operation_id(&request);
         let request = request.into_inner();
         self.check_session(&caller, &request.session_id).await?;
-        self.mia.logout(&request.session_id).await?;
-        Ok(Response::new(pb::SellerLogoutResponse {}))
+        let work = async {
+            self.mia.logout(&request.session_id).await?;
+            Ok(pb::SellerLogoutResponse {})
+        };
+        let response = self
+            .once(
+                "SellerLogout",
+                &request.operation_id,
+                metadata_id,
+                &request,
+                work,
+            )
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all)]
