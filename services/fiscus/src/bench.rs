@@ -211,8 +211,8 @@ where
     })
 }
 
-async fn sign_receipts(args: &BenchArgs, addr: SocketAddr) -> anyhow::Result<Run> {
-    // A few HTTP/2 connections, as a pool of client instances would open.
+/// A few HTTP/2 connections, as a pool of client instances would open.
+async fn connections(addr: SocketAddr) -> anyhow::Result<Arc<Vec<Channel>>> {
     let mut channels = Vec::new();
     for _ in 0..4 {
         channels.push(
@@ -222,7 +222,11 @@ async fn sign_receipts(args: &BenchArgs, addr: SocketAddr) -> anyhow::Result<Run
                 .await?,
         );
     }
-    let channels = Arc::new(channels);
+    Ok(Arc::new(channels))
+}
+
+async fn sign_receipts(args: &BenchArgs, addr: SocketAddr) -> anyhow::Result<Run> {
+    let channels = connections(addr).await?;
     measure(args, move |terminal| {
         let mut client = ReceiptServiceClient::new(channels[terminal % channels.len()].clone());
         async move {
@@ -332,16 +336,7 @@ async fn tokens(args: &BenchArgs, suffix: &str, settings: &ConnectSettings) -> a
     .await?;
     let addr = service.addr;
 
-    let mut channels = Vec::new();
-    for _ in 0..4 {
-        channels.push(
-            Channel::from_shared(format!("http://{addr}"))?
-                .tcp_nodelay(true)
-                .connect()
-                .await?,
-        );
-    }
-    let channels = Arc::new(channels);
+    let channels = connections(addr).await?;
     let token =
         fiscus_proto::v1::token_service_client::TokenServiceClient::new(channels[0].clone())
             .issue_service_token(pb::IssueServiceTokenRequest {

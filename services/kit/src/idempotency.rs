@@ -9,8 +9,36 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::db::{Database, Tx};
-use crate::error::ApiError;
+use crate::error::{ApiError, Violation};
 use crate::{with_db, with_tx};
+
+/// The `x-operation-id` metadata of a request, which stands in for an empty `operation_id` field.
+pub fn metadata_operation_id<T>(request: &tonic::Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("x-operation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The operation id of a mutating request: its `operation_id` field, else the metadata; a UUID.
+pub fn operation_id(field: &str, metadata: Option<&str>) -> Result<String, Violation> {
+    let value = if field.is_empty() {
+        metadata.unwrap_or_default()
+    } else {
+        field
+    };
+    if value.is_empty() {
+        Err(Violation::new(
+            "operation_id",
+            "is required (a UUID, or metadata x-operation-id)",
+        ))
+    } else if uuid::Uuid::parse_str(value).is_err() {
+        Err(Violation::new("operation_id", "must be a UUID"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
 
 /// SHA-256 of the RPC name and the request's encoded bytes (as the client sent them).
 pub type Fingerprint = [u8; 32];

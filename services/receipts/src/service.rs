@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use fiscus_kit::ApiError;
 use fiscus_kit::auth::Caller;
-use fiscus_kit::idempotency::Operation;
+use fiscus_kit::idempotency::{Operation, metadata_operation_id};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_server::ReceiptService;
 use futures::Stream;
@@ -27,14 +27,6 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Clone)]
 pub struct Receipts {
     pub(crate) journal: Arc<Journal>,
-}
-
-fn metadata_operation_id<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("x-operation-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 fn invalid(v: Violations) -> Status {

@@ -180,20 +180,10 @@ pub fn terminal(
 
 /// The operation id: from the field, else from the `x-operation-id` metadata; a UUID.
 pub fn operation_id(field: &str, metadata: Option<&str>, v: &mut Violations) -> String {
-    let value = if field.is_empty() {
-        metadata.unwrap_or_default()
-    } else {
-        field
-    };
-    if value.is_empty() {
-        v.add(
-            "operation_id",
-            "is required (a UUID, or metadata x-operation-id)",
-        );
-    } else if uuid::Uuid::parse_str(value).is_err() {
-        v.add("operation_id", "must be a UUID");
-    }
-    value.to_owned()
+    fiscus_kit::idempotency::operation_id(field, metadata).unwrap_or_else(|violation| {
+        v.0.push(violation);
+        String::new()
+    })
 }
 
 /// Where a refund's original is and what of it is refunded.

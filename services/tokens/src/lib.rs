@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use fiscus_kit::auth::Caller;
-use fiscus_kit::idempotency::Operation;
+use fiscus_kit::idempotency::{Operation, metadata_operation_id};
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{ApiError, Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1 as pb;
@@ -75,14 +75,6 @@ pub struct Tokens {
 /// The idempotency tenant of MIA operations (their ids are UUIDs, unique on their own).
 const MIA_TENANT: &str = "mia";
 
-fn metadata_operation_id<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("x-operation-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
 fn timestamp(at: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp {
         seconds: at.timestamp(),
@@ -106,17 +98,8 @@ impl Tokens {
         Res: prost::Message + Default,
         F: std::future::Future<Output = Result<Res, ApiError>>,
     {
-        let id = match operation_id {
-            "" => metadata_id.unwrap_or_default(),
-            id => id.to_owned(),
-        };
-        if uuid::Uuid::parse_str(&id).is_err() {
-            return Err(ApiError::invalid(
-                "operation_id",
-                "is required: a UUID (or metadata x-operation-id)",
-            )
-            .into());
-        }
+        let id = fiscus_kit::idempotency::operation_id(operation_id, metadata_id.as_deref())
+            .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
         let decode = |bytes: &[u8]| {
             Res::decode(bytes).map_err(|e| {
                 Status::from(ApiError::Internal(anyhow::anyhow!(
