@@ -37,6 +37,9 @@ struct Fixture {
     _tokens: Option<Process>,
     store: Store,
     client: ReceiptServiceClient<Authed>,
+    token: String,
+    /// How another replica on the same database starts: its schema and arguments (Postgres).
+    replica: Option<(String, Vec<String>, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,7 +55,7 @@ impl Fixture {
         let config = dir.path().join("fiscus.toml");
         std::fs::write(&config, format!("{CONFIG}{AUTH_CONFIG}")).expect("config");
         let config = config.to_str().expect("utf-8").to_owned();
-        let (process, tokens, store) = match backend {
+        let (process, tokens, store, replica) = match backend {
             Backend::Postgres => {
                 let tokens = Process::service_in(
                     "tokens",
@@ -80,7 +83,8 @@ impl Fixture {
                     .connect_with(options)
                     .await
                     .expect("postgres");
-                (process, Some(tokens), Store::Postgres(pool))
+                let replica = (schema, vec!["--config".to_owned(), config.clone()], peer);
+                (process, Some(tokens), Store::Postgres(pool), Some(replica))
             }
             Backend::Sqlite => {
                 let data = dir.path().join("data");
@@ -95,7 +99,7 @@ impl Fixture {
                     .connect_with(options)
                     .await
                     .expect("sqlite");
-                (process, None, Store::Sqlite(pool))
+                (process, None, Store::Sqlite(pool), None)
             }
         };
         let issuer = tokens.as_ref().unwrap_or(&process).channel().await;
@@ -110,7 +114,42 @@ impl Fixture {
             _tokens: tokens,
             store,
             client,
+            token,
+            replica,
             _dir: dir,
+        }
+    }
+
+    /// Another receipts process on the same database and Redis, and a client of it (Postgres).
+    async fn second_replica(&self) -> (Process, ReceiptServiceClient<Authed>) {
+        let (schema, args, peer) = self.replica.as_ref().expect("a Postgres fixture");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process =
+            Process::service_in("receipts", schema, &args, &[("FISCUS_PEERS__TOKENS", peer)])
+                .await
+                .expect("a second fiscus-receipts starts");
+        let client = ReceiptServiceClient::with_interceptor(
+            process.channel().await,
+            Bearer::new(&self.token),
+        );
+        (process, client)
+    }
+
+    /// Drops the cached answer of an operation, so that only the database can give it again.
+    /// (The in-process cache of `fiscus dev` is out of reach, and keeps answering.)
+    async fn forget_cached_answer(&self, merchant_tin: &str, operation_id: &str) {
+        if matches!(self.store, Store::Postgres(_)) {
+            let client = redis::Client::open(redis_url()).expect("redis url");
+            let mut connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let removed: u64 = redis::cmd("DEL")
+                .arg(format!("fiscus:op:{merchant_tin}:{operation_id}"))
+                .query_async(&mut connection)
+                .await
+                .expect("del");
+            assert_eq!(removed, 1, "the answer was cached");
         }
     }
 
@@ -247,6 +286,7 @@ on_both_backends!(
     tampering_with_the_journal_is_named_by_verify_journal,
     bad_requests_are_refused_naming_the_field_and_write_nothing,
     refunds_never_exceed_what_was_sold,
+    a_refund_sent_many_times_at_once_is_journaled_once,
     a_receipt_is_cancelled_once_and_only_on_its_business_day,
     watch_receipt_streams_fiscal_state_changes,
     list_receipts_pages_newest_first_with_filters,
@@ -755,8 +795,13 @@ async fn refunds_never_exceed_what_was_sold(backend: Backend) {
     assert_eq!(violations(&status), ["refund_of.lines[0].position"]);
 
     // The rest, without naming lines: one egg and the bread.
-    let rest = fx.sign(refund(&till, &original.id, &[], "1600")).await;
+    let rest_request = refund(&till, &original.id, &[], "1600");
+    let rest = fx.sign(rest_request.clone()).await;
     assert_eq!(rest.total_amount, "1600.00");
+    // Its retry, with the sale now used up, is still answered — by the journal.
+    fx.forget_cached_answer(PLAIN_TIN, &rest_request.operation_id)
+        .await;
+    assert_eq!(fx.sign(rest_request).await, rest, "the same refund again");
     let status = fx
         .client()
         .sign_receipt(refund(&till, &original.id, &[], "1"))
@@ -772,6 +817,97 @@ async fn refunds_never_exceed_what_was_sold(backend: Backend) {
     assert!(fx.verify(&till).await.ok);
 }
 
+async fn a_refund_sent_many_times_at_once_is_journaled_once(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let original = fx.sign(bread_sale(&till)).await;
+    let request = refund(&till, &original.id, &[], "5600");
+    let calls = (0..10).map(|_| {
+        let mut client = fx.client();
+        let request = request.clone();
+        async move { client.sign_receipt(request).await }
+    });
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every duplicate gets the answer").into_inner())
+        .collect();
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "10 identical answers"
+    );
+    let refunds = fx
+        .count(&format!(
+            "SELECT COUNT(*) FROM receipts WHERE original_receipt_id = '{}'",
+            original.id
+        ))
+        .await;
+    assert_eq!(refunds, 1, "one refund journaled");
+    assert!(fx.verify(&till).await.ok);
+}
+
+/// Sales on one terminal sent to two replicas at once, with refunds (which lock the chain inside
+/// their transaction) among them: one gap-free chain, whichever replica appended each receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_appending_to_one_terminal_keep_one_chain() {
+    let fx = Fixture::start(Backend::Postgres).await;
+    let (_replica, other) = fx.second_replica().await;
+    let till = unique_terminal(PLAIN_TIN);
+    let mut originals = Vec::new();
+    for _ in 0..4 {
+        originals.push(fx.sign(bread_sale(&till)).await);
+    }
+    let sales = (0..60).map(|i| {
+        let mut client = if i % 2 == 0 {
+            fx.client()
+        } else {
+            other.clone()
+        };
+        let request = bread_sale(&till);
+        async move { client.sign_receipt(request).await }
+    });
+    let refunds = originals.iter().enumerate().map(|(i, original)| {
+        let mut client = if i % 2 == 0 {
+            other.clone()
+        } else {
+            fx.client()
+        };
+        let request = refund(&till, &original.id, &[], "5600");
+        async move { client.sign_receipt(request).await }
+    });
+    let (sales, refunds) = futures::future::join(
+        futures::future::join_all(sales),
+        futures::future::join_all(refunds),
+    )
+    .await;
+    let mut numbers: Vec<u64> = originals.iter().map(|r| r.receipt_number).collect();
+    for answer in sales.into_iter().chain(refunds) {
+        let receipt = answer
+            .expect("signs")
+            .into_inner()
+            .receipt
+            .expect("receipt");
+        numbers.push(receipt.receipt_number);
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=68).collect::<Vec<_>>());
+    let verdict = fx.verify(&till).await;
+    assert!(verdict.ok && verdict.count_checked == 68, "{verdict:?}");
+
+    // Each replica still appends after the other's receipts.
+    let mine = fx.sign(bread_sale(&till)).await;
+    let theirs = other
+        .clone()
+        .sign_receipt(bread_sale(&till))
+        .await
+        .expect("signs")
+        .into_inner()
+        .receipt
+        .expect("receipt");
+    assert_eq!((mine.receipt_number, theirs.receipt_number), (69, 70));
+    assert!(fx.verify(&till).await.ok);
+}
+
 async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backend) {
     let fx = Fixture::start(backend).await;
     let till = unique_terminal(PLAIN_TIN);
@@ -783,12 +919,23 @@ async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backe
         reason: "wrong item".into(),
         ..Default::default()
     };
+    let request = cancel(&original.id);
     let done = fx
         .client()
-        .cancel_receipt(cancel(&original.id))
+        .cancel_receipt(request.clone())
         .await
         .expect("cancels")
         .into_inner();
+    // Its retry, with the receipt now cancelled, is still answered — by the journal.
+    fx.forget_cached_answer(PLAIN_TIN, &request.operation_id)
+        .await;
+    let retried = fx
+        .client()
+        .cancel_receipt(request)
+        .await
+        .expect("the same cancellation again")
+        .into_inner();
+    assert_eq!(retried, done);
     let cancelled = done.receipt.expect("original");
     let cancellation = done.cancellation.expect("cancellation");
     assert_eq!(cancelled.fiscal_state(), pb::FiscalState::Cancelled);

@@ -153,6 +153,28 @@ pub async fn find(
     }))
 }
 
+/// Reads an operation inside `tx` (after the locks that order it behind a concurrent duplicate).
+pub async fn find_in(
+    tx: &mut Tx,
+    tenant: &str,
+    operation_id: &str,
+) -> Result<Option<StoredOperation>, sqlx::Error> {
+    let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> = with_tx!(tx, |conn| {
+        sqlx::query_as(
+        "SELECT rpc, fingerprint, response FROM operations WHERE tenant = $1 AND operation_id = $2"
+    )
+    .bind(tenant)
+    .bind(operation_id)
+    .fetch_optional(conn)
+    .await?
+    });
+    Ok(row.map(|(rpc, fingerprint, response)| StoredOperation {
+        rpc,
+        fingerprint,
+        response,
+    }))
+}
+
 /// One mutating request, identified for idempotency: the database is the truth, the cache
 /// the fast path.
 #[derive(Debug, Clone)]
@@ -199,18 +221,8 @@ impl Operation {
     /// Replays a finished operation from the cache, else claims it in a new transaction
     /// (waiting for a concurrent duplicate to finish, then replaying its answer).
     pub async fn start(&self, db: &Database, cache: &dyn Cache) -> Result<Start, ApiError> {
-        match cache.get(&self.cache_key()).await {
-            Ok(Some(stored)) if stored.len() >= 32 => {
-                let (fingerprint, response) = stored.split_at(32);
-                if fingerprint == self.fingerprint {
-                    return Ok(Start::Replay(response.to_vec()));
-                }
-                // The cache may be stale or foreign: only the database may refuse.
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "idempotency cache unavailable; using the database")
-            }
+        if let Some(response) = self.cached(cache).await {
+            return Ok(Start::Replay(response));
         }
         let mut tx = db.begin().await?;
         match claim(&mut tx, &self.tenant, &self.id, self.rpc, &self.fingerprint).await? {
@@ -240,25 +252,60 @@ impl Operation {
         Ok(())
     }
 
-    /// For work that calls an upstream, which must not hold a transaction open: the stored
-    /// response when this operation was done before with the same request; `ALREADY_EXISTS` when
-    /// it was done with another; `None` when the work is still to do.
+    /// The cache's answer for this operation, when it holds one for this very request.
+    pub async fn cached(&self, cache: &dyn Cache) -> Option<Vec<u8>> {
+        match cache.get(&self.cache_key()).await {
+            Ok(Some(stored)) if stored.len() >= 32 && stored[..32] == self.fingerprint => {
+                Some(stored[32..].to_vec())
+            }
+            // A stale or foreign entry: only the database may refuse.
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "idempotency cache unavailable; using the database");
+                None
+            }
+        }
+    }
+
+    /// For work that calls an upstream, which must not hold a transaction open — and for work
+    /// that writes its operation row in the same statement as its journal row and has just been
+    /// refused as a duplicate: the stored response when this operation was done before with the
+    /// same request; `ALREADY_EXISTS` when it was done with another; `None` when the work is
+    /// still to do.
     pub async fn lookup(
         &self,
         db: &Database,
         cache: &dyn Cache,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        if let Ok(Some(stored)) = cache.get(&self.cache_key()).await
-            && stored.len() >= 32
-            && stored[..32] == self.fingerprint
-        {
-            return Ok(Some(stored[32..].to_vec()));
+        if let Some(response) = self.cached(cache).await {
+            return Ok(Some(response));
         }
-        match find(db, &self.tenant, &self.id).await? {
-            Some(stored) if stored.rpc == self.rpc && stored.fingerprint == self.fingerprint => {
-                Ok(stored.response)
+        let found = self.judge(find(db, &self.tenant, &self.id).await?)?;
+        if let Some(response) = &found {
+            self.remember(cache, response).await;
+        }
+        Ok(found)
+    }
+
+    /// [`Operation::lookup`] inside a transaction, without the cache: for work that first takes
+    /// the locks that order it behind a concurrent duplicate, then asks whether it was done.
+    pub async fn lookup_in(&self, tx: &mut Tx) -> Result<Option<Vec<u8>>, ApiError> {
+        self.judge(find_in(tx, &self.tenant, &self.id).await?)
+    }
+
+    fn judge(&self, stored: Option<StoredOperation>) -> Result<Option<Vec<u8>>, ApiError> {
+        match stored {
+            Some(stored) if stored.rpc != self.rpc || stored.fingerprint != self.fingerprint => {
+                Err(self.conflict(&stored.rpc))
             }
-            Some(stored) => Err(self.conflict(&stored.rpc)),
+            Some(StoredOperation {
+                response: Some(response),
+                ..
+            }) => Ok(Some(response)),
+            Some(_) => Err(ApiError::Aborted(format!(
+                "operation_id {} is still being done; retry",
+                self.id
+            ))),
             None => Ok(None),
         }
     }
@@ -280,7 +327,8 @@ impl Operation {
         }
     }
 
-    async fn remember(&self, cache: &dyn Cache, response: &[u8]) {
+    /// Tells the cache the response of a finished operation (best effort: the database has it).
+    pub async fn remember(&self, cache: &dyn Cache, response: &[u8]) {
         let mut value = self.fingerprint.to_vec();
         value.extend_from_slice(response);
         if let Err(e) = cache.set(&self.cache_key(), &value, CACHE_TTL).await {

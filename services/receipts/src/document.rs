@@ -13,6 +13,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use fiscus_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+use crate::validate::TerminalId;
+
 pub const FORMAT: &str = "fiscus.receipt/1";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +96,15 @@ pub struct Payment {
 }
 
 impl Document {
+    /// The terminal whose chain the document belongs to.
+    pub fn terminal(&self) -> TerminalId {
+        TerminalId {
+            merchant_tin: self.merchant_tin.clone(),
+            branch_no: self.branch_no.clone(),
+            pos_no: self.pos_no.clone(),
+        }
+    }
+
     /// The canonical bytes.
     pub fn canonical(&self) -> Vec<u8> {
         // Serializing plain strings, numbers and maps into memory cannot fail.

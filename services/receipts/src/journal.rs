@@ -1,6 +1,7 @@
 //! The receipt journal: signing, cancelling and verifying receipts of per-terminal hash chains.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fiscus_domain::chain::{self, Problem, StoredLink, Verifier};
@@ -8,7 +9,7 @@ use fiscus_domain::tax::line_amounts;
 use fiscus_domain::{Money, Quantity, Rate, keys};
 use fiscus_kit::cache::SharedCache;
 use fiscus_kit::db::{Database, Tx};
-use fiscus_kit::idempotency::{Operation, Start};
+use fiscus_kit::idempotency::Operation;
 use fiscus_kit::{ApiError, Violation};
 use fiscus_proto::v1 as pb;
 use prost::Message;
@@ -16,7 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::document::{self, Document, Item, Named};
 use crate::signers::Signers;
-use crate::store::{self, Lookup, NewReceipt, StoredReceipt};
+use crate::store::{self, Appended, Lookup, NewReceipt, StoredReceipt};
 use crate::validate::{self, Draft, Original, Policy, TerminalId, Violations};
 
 pub struct Journal {
@@ -24,6 +25,7 @@ pub struct Journal {
     pub cache: SharedCache,
     pub policy: Policy,
     signers: Signers,
+    heads: Heads,
     events: broadcast::Sender<pb::ReceiptEvent>,
 }
 
@@ -38,6 +40,138 @@ fn corrupt(e: serde_json::Error) -> ApiError {
     ))
 }
 
+/// How many times a lone append chains a receipt anew after other replicas moved the head.
+const APPEND_ATTEMPTS: usize = 16;
+
+/// The last number and hash of a chain.
+type Head = (u64, Vec<u8>);
+
+/// The head each terminal's chain had after this process's last append to it, behind the lock
+/// that makes this process's appends to one terminal take turns.
+#[derive(Default)]
+struct Heads(std::sync::Mutex<HashMap<TerminalId, Arc<tokio::sync::Mutex<Option<Head>>>>>);
+
+impl Heads {
+    fn slot(&self, terminal: &TerminalId) -> Arc<tokio::sync::Mutex<Option<Head>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(terminal.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+/// A receipt given its place in a chain: numbered, linked to the head before it and signed.
+struct Chained {
+    document: Document,
+    canonical: String,
+    totals: [Money; 3],
+    previous: [u8; 32],
+    hash: [u8; 32],
+    signature: [u8; 64],
+    created_at_us: i64,
+}
+
+impl Chained {
+    fn new(
+        mut document: Document,
+        totals: [Money; 3],
+        (last_number, last_hash): Head,
+        signer: &keys::ReceiptSigner,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ApiError> {
+        let previous: [u8; 32] = last_hash.as_slice().try_into().map_err(|_| {
+            ApiError::Internal(anyhow::anyhow!(
+                "chain head of {} holds a malformed hash",
+                document.terminal()
+            ))
+        })?;
+        document.number = last_number + 1;
+        let canonical = document.canonical();
+        let hash = chain::link(&previous, &canonical);
+        let canonical = String::from_utf8(canonical).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!("canonical document is not UTF-8: {e}"))
+        })?;
+        Ok(Self {
+            signature: signer.sign(&hash),
+            document,
+            canonical,
+            totals,
+            previous,
+            hash,
+            created_at_us: now.timestamp_micros(),
+        })
+    }
+
+    fn row(&self) -> NewReceipt<'_> {
+        let d = &self.document;
+        NewReceipt {
+            id: &d.id,
+            merchant_tin: &d.merchant_tin,
+            branch_no: &d.branch_no,
+            pos_no: &d.pos_no,
+            number: d.number,
+            kind: &d.kind,
+            receipt_type: &d.receipt_type,
+            reference: &d.reference,
+            totals: self.totals.map(Money::minor),
+            currency: &d.currency,
+            original_receipt_id: (!d.original_receipt_id.is_empty())
+                .then_some(d.original_receipt_id.as_str()),
+            fiscal_state: pb::FiscalState::LocalSigned.name(),
+            document: &self.canonical,
+            previous_hash: &self.previous,
+            hash: &self.hash,
+            signature: &self.signature,
+            key_id: &d.key_id,
+            created_at_us: self.created_at_us,
+        }
+    }
+
+    fn receipt(&self) -> pb::Receipt {
+        self.document.to_proto(&document::Standing {
+            fiscal_state: pb::FiscalState::LocalSigned.name().to_owned(),
+            previous_hash: self.previous.to_vec(),
+            hash: self.hash.to_vec(),
+            signature: self.signature.to_vec(),
+            created_at_us: self.created_at_us,
+            ..Default::default()
+        })
+    }
+}
+
+/// How a SignReceipt was answered.
+enum Signed {
+    /// This request's receipt was journaled.
+    New(Box<pb::Receipt>),
+    /// A duplicate of this operation was journaled first: its stored answer.
+    Earlier(Vec<u8>),
+}
+
+fn replayed_receipt(bytes: &[u8]) -> Result<pb::Receipt, ApiError> {
+    Ok(decode::<pb::SignReceiptResponse>(bytes)?
+        .receipt
+        .unwrap_or_default())
+}
+
+/// The checks on a refund's (locked) original.
+fn check_refundable(found: &StoredReceipt) -> Result<(), ApiError> {
+    if found.kind != pb::ReceiptKind::Sale.name() {
+        return Err(ApiError::FailedPrecondition(format!(
+            "receipt {} is a {}, only a SALE can be refunded",
+            found.id, found.kind
+        )));
+    }
+    if found.fiscal_state == pb::FiscalState::Cancelled.name() {
+        return Err(ApiError::FailedPrecondition(format!(
+            "receipt {} is cancelled and cannot be refunded",
+            found.id
+        )));
+    }
+    Ok(())
+}
+
 impl Journal {
     pub fn new(
         db: Database,
@@ -48,6 +182,7 @@ impl Journal {
         let (events, _) = broadcast::channel(1024);
         Self {
             signers: Signers::new(db.clone(), master),
+            heads: Heads::default(),
             db,
             cache,
             policy,
@@ -77,38 +212,77 @@ impl Journal {
         operation: &Operation,
         now: DateTime<Utc>,
     ) -> Result<pb::Receipt, ApiError> {
+        if let Some(bytes) = operation.cached(self.cache.as_ref()).await {
+            return replayed_receipt(&bytes);
+        }
         let signer = self
             .signers
             .for_merchant(&draft.terminal.merchant_tin)
             .await?;
-        let mut tx = match operation.start(&self.db, self.cache.as_ref()).await? {
-            Start::Replay(bytes) => {
-                return Ok(decode::<pb::SignReceiptResponse>(&bytes)?
-                    .receipt
-                    .unwrap_or_default());
+        let signed = match draft.refund.clone() {
+            None => {
+                let (document, totals) = self.document(draft, None, &signer, now)?;
+                self.append_alone(document, totals, &signer, now, operation)
+                    .await?
             }
-            Start::Fresh(tx) => tx,
+            Some(refund) => {
+                // A refund reads what was refunded before: under the original's lock, in the
+                // transaction that writes it.
+                let mut tx = self.db.begin().await?;
+                let original = self
+                    .refundable(&mut tx, &draft.terminal, &refund.original)
+                    .await?;
+                if let Some(bytes) = operation.lookup_in(&mut tx).await? {
+                    tx.rollback().await?;
+                    operation.remember(self.cache.as_ref(), &bytes).await;
+                    return replayed_receipt(&bytes);
+                }
+                check_refundable(&original)?;
+                let original_doc =
+                    Document::parse(original.document.as_bytes()).map_err(corrupt)?;
+                let refunded = refunded_quantities(&mut tx, &original.id).await?;
+                let mut draft = draft;
+                draft.items = refund_items(&original_doc, &refund.lines, &refunded)?;
+                if draft.receipt_type != pb::ReceiptType::Unspecified
+                    && draft.receipt_type.name() != original_doc.receipt_type
+                {
+                    return Err(ApiError::invalid(
+                        "type",
+                        format!("must be the original's type {}", original_doc.receipt_type),
+                    ));
+                }
+                draft.receipt_type = pb::ReceiptType::from_name(&original_doc.receipt_type);
+                let (document, totals) = self.document(draft, Some(original.id), &signer, now)?;
+                let head = store::lock_head(&mut tx, &document.terminal()).await?;
+                let chained = Chained::new(document, totals, head, &signer, now)?;
+                let receipt = chained.receipt();
+                let response = pb::SignReceiptResponse {
+                    receipt: Some(receipt.clone()),
+                }
+                .encode_to_vec();
+                match self.commit(tx, &chained, operation, &response).await? {
+                    None => Signed::New(Box::new(receipt)),
+                    Some(earlier) => Signed::Earlier(earlier),
+                }
+            }
         };
-        let mut draft = draft;
-        let mut original_id = None;
-        if let Some(refund) = draft.refund.clone() {
-            let original = self
-                .refundable(&mut tx, &draft.terminal, &refund.original)
-                .await?;
-            let original_doc = Document::parse(original.document.as_bytes()).map_err(corrupt)?;
-            let refunded = refunded_quantities(&mut tx, &original.id).await?;
-            draft.items = refund_items(&original_doc, &refund.lines, &refunded)?;
-            if draft.receipt_type != pb::ReceiptType::Unspecified
-                && draft.receipt_type.name() != original_doc.receipt_type
-            {
-                return Err(ApiError::invalid(
-                    "type",
-                    format!("must be the original's type {}", original_doc.receipt_type),
-                ));
+        match signed {
+            Signed::New(receipt) => {
+                self.announce(&receipt);
+                Ok(*receipt)
             }
-            draft.receipt_type = pb::ReceiptType::from_name(&original_doc.receipt_type);
-            original_id = Some(original.id);
+            Signed::Earlier(bytes) => replayed_receipt(&bytes),
         }
+    }
+
+    /// The document of a checked draft, before it has a place in a chain, and its totals.
+    fn document(
+        &self,
+        mut draft: Draft,
+        original_id: Option<String>,
+        signer: &keys::ReceiptSigner,
+        now: DateTime<Utc>,
+    ) -> Result<(Document, [Money; 3]), ApiError> {
         let mut v = Violations::default();
         let (total, vat, city_tax) = validate::check_totals(&draft, &mut v);
         if !v.is_empty() {
@@ -119,7 +293,7 @@ impl Journal {
         } else {
             draft.receipt_type
         };
-        let request = &operation_request(&draft);
+        let request = operation_request(&draft);
         let document = Document {
             format: document::FORMAT.to_owned(),
             id: uuid::Uuid::now_v7().to_string(),
@@ -138,87 +312,98 @@ impl Journal {
             total_amount: total.to_string(),
             total_vat: vat.to_string(),
             total_city_tax: city_tax.to_string(),
-            original_receipt_id: original_id.clone().unwrap_or_default(),
+            original_receipt_id: original_id.unwrap_or_default(),
             reason: String::new(),
             key_id: signer.key_id().to_owned(),
             algorithm: keys::ALGORITHM.to_owned(),
-            ..request.clone()
+            ..request
         };
-        let receipt = self
-            .append(&mut tx, document, [total, vat, city_tax], &signer, now)
-            .await?;
-        let response = pb::SignReceiptResponse {
-            receipt: Some(receipt.clone()),
-        };
-        operation
-            .finish(tx, self.cache.as_ref(), &response.encode_to_vec())
-            .await?;
-        self.announce(&receipt);
-        Ok(receipt)
+        Ok((document, [total, vat, city_tax]))
     }
 
-    /// Numbers, chains, signs and stores `document` on its terminal's chain (inside `tx`).
-    async fn append(
+    /// Appends a receipt that reads nothing of the journal (a sale, a zero receipt) after the
+    /// head this process last saw of its terminal, and answers it. Appends on one terminal take
+    /// turns within this process; another replica's append in between is caught by the append
+    /// itself, which moves the head only from the receipt's previous one — then the head is read
+    /// again and the receipt chained anew.
+    async fn append_alone(
         &self,
-        tx: &mut Tx,
-        mut document: Document,
+        document: Document,
         totals: [Money; 3],
         signer: &keys::ReceiptSigner,
         now: DateTime<Utc>,
-    ) -> Result<pb::Receipt, ApiError> {
-        let terminal = TerminalId {
-            merchant_tin: document.merchant_tin.clone(),
-            branch_no: document.branch_no.clone(),
-            pos_no: document.pos_no.clone(),
-        };
-        let (last_number, last_hash) = store::lock_head(tx, &terminal).await?;
-        let previous: [u8; 32] = last_hash.as_slice().try_into().map_err(|_| {
-            ApiError::Internal(anyhow::anyhow!(
-                "chain head of {terminal} holds a malformed hash"
-            ))
-        })?;
-        document.number = last_number + 1;
-        let canonical = document.canonical();
-        let hash = chain::link(&previous, &canonical);
-        let signature = signer.sign(&hash);
-        let text = String::from_utf8(canonical).map_err(|e| {
-            ApiError::Internal(anyhow::anyhow!("canonical document is not UTF-8: {e}"))
-        })?;
-        let created_at_us = now.timestamp_micros();
-        store::append(
-            tx,
-            &NewReceipt {
-                id: &document.id,
-                terminal: &terminal,
-                number: document.number,
-                kind: &document.kind,
-                receipt_type: &document.receipt_type,
-                reference: &document.reference,
-                totals: totals.map(Money::minor),
-                currency: &document.currency,
-                original_receipt_id: (!document.original_receipt_id.is_empty())
-                    .then_some(document.original_receipt_id.as_str()),
-                fiscal_state: pb::FiscalState::LocalSigned.name(),
-                document: &text,
-                previous_hash: &previous,
-                hash: &hash,
-                signature: &signature,
-                key_id: signer.key_id(),
-                created_at_us,
-            },
-        )
-        .await?;
-        Ok(document.to_proto(&document::Standing {
-            fiscal_state: pb::FiscalState::LocalSigned.name().to_owned(),
-            previous_hash: previous.to_vec(),
-            hash: hash.to_vec(),
-            signature: signature.to_vec(),
-            created_at_us,
-            ..Default::default()
-        }))
+        operation: &Operation,
+    ) -> Result<Signed, ApiError> {
+        let terminal = document.terminal();
+        let slot = self.heads.slot(&terminal);
+        let mut known = slot.lock().await;
+        for _ in 0..APPEND_ATTEMPTS {
+            let head = match known.take() {
+                Some(head) => head,
+                None => store::open_head(&self.db, &terminal).await?,
+            };
+            let chained = Chained::new(document.clone(), totals, head, signer, now)?;
+            let receipt = chained.receipt();
+            let response = pb::SignReceiptResponse {
+                receipt: Some(receipt.clone()),
+            }
+            .encode_to_vec();
+            match store::append(&self.db, &chained.row(), operation, &response).await {
+                Ok(Appended::Done) => {
+                    *known = Some((chained.document.number, chained.hash.to_vec()));
+                    operation.remember(self.cache.as_ref(), &response).await;
+                    return Ok(Signed::New(Box::new(receipt)));
+                }
+                Ok(Appended::Moved) => {
+                    tracing::debug!(%terminal, "another writer appended first; chaining again");
+                }
+                Err(e) => return self.duplicate(operation, e).await.map(Signed::Earlier),
+            }
+        }
+        Err(ApiError::Aborted(format!(
+            "the chain of terminal {terminal} moved under each of {APPEND_ATTEMPTS} attempts; retry"
+        )))
     }
 
-    /// The original of a refund, locked, checked to be refundable.
+    /// Appends inside `tx`, which holds the head's lock, and commits. `None` when this
+    /// request's receipt went in; the earlier answer when a duplicate operation got there first.
+    async fn commit(
+        &self,
+        mut tx: Tx,
+        chained: &Chained,
+        operation: &Operation,
+        response: &[u8],
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        match store::append_in(&mut tx, &chained.row(), operation, response).await {
+            Ok(Appended::Done) => {
+                tx.commit().await?;
+                operation.remember(self.cache.as_ref(), response).await;
+                Ok(None)
+            }
+            Ok(Appended::Moved) => Err(ApiError::Internal(anyhow::anyhow!(
+                "the chain head of {} moved under its lock",
+                chained.document.terminal()
+            ))),
+            Err(e) => {
+                tx.rollback().await?;
+                self.duplicate(operation, e).await.map(Some)
+            }
+        }
+    }
+
+    /// After a failed append: the earlier answer when the operation id was taken meanwhile
+    /// (or `ALREADY_EXISTS`), else the failure itself.
+    async fn duplicate(&self, operation: &Operation, e: sqlx::Error) -> Result<Vec<u8>, ApiError> {
+        let unique = e
+            .as_database_error()
+            .is_some_and(|d| d.is_unique_violation());
+        if unique && let Some(earlier) = operation.lookup(&self.db, self.cache.as_ref()).await? {
+            return Ok(earlier);
+        }
+        Err(e.into())
+    }
+
+    /// The original of a refund, locked.
     async fn refundable(
         &self,
         tx: &mut Tx,
@@ -232,7 +417,7 @@ impl Journal {
                 "refund_of.receipt_reference",
             ),
         };
-        let found = store::find_in(tx, &lookup)
+        store::find_in(tx, &lookup)
             .await?
             .filter(|r| r.merchant_tin == terminal.merchant_tin)
             .ok_or_else(|| {
@@ -240,20 +425,7 @@ impl Journal {
                     "{field}: no receipt of merchant {} matches",
                     terminal.merchant_tin
                 ))
-            })?;
-        if found.kind != pb::ReceiptKind::Sale.name() {
-            return Err(ApiError::FailedPrecondition(format!(
-                "receipt {} is a {}, only a SALE can be refunded",
-                found.id, found.kind
-            )));
-        }
-        if found.fiscal_state == pb::FiscalState::Cancelled.name() {
-            return Err(ApiError::FailedPrecondition(format!(
-                "receipt {} is cancelled and cannot be refunded",
-                found.id
-            )));
-        }
-        Ok(found)
+            })
     }
 
     /// Cancels a receipt of today: marks it CANCELLED and journals the cancellation itself.
@@ -267,15 +439,21 @@ impl Journal {
         operation: &Operation,
         now: DateTime<Utc>,
     ) -> Result<pb::CancelReceiptResponse, ApiError> {
+        if let Some(bytes) = operation.cached(self.cache.as_ref()).await {
+            return decode(&bytes);
+        }
         let signer = self.signers.for_merchant(&terminal.merchant_tin).await?;
-        let mut tx = match operation.start(&self.db, self.cache.as_ref()).await? {
-            Start::Replay(bytes) => return decode(&bytes),
-            Start::Fresh(tx) => tx,
-        };
+        let mut tx = self.db.begin().await?;
         let original = store::find_in(&mut tx, &lookup)
             .await?
             .filter(|r| r.terminal() == *terminal)
             .ok_or_else(|| ApiError::NotFound(format!("no such receipt on terminal {terminal}")))?;
+        // Under the original's lock, a duplicate of this cancellation has finished or not begun.
+        if let Some(bytes) = operation.lookup_in(&mut tx).await? {
+            tx.rollback().await?;
+            operation.remember(self.cache.as_ref(), &bytes).await;
+            return decode(&bytes);
+        }
         if original.fiscal_state == pb::FiscalState::Cancelled.name() {
             return Err(ApiError::FailedPrecondition(format!(
                 "receipt {} is already cancelled",
@@ -340,9 +518,9 @@ impl Journal {
             algorithm: keys::ALGORITHM.to_owned(),
             ..original_doc.clone()
         };
-        let cancellation = self
-            .append(&mut tx, cancellation, totals, &signer, now)
-            .await?;
+        let head = store::lock_head(&mut tx, terminal).await?;
+        let chained = Chained::new(cancellation, totals, head, &signer, now)?;
+        let cancellation = chained.receipt();
         let at_us = now.timestamp_micros();
         store::mark_cancelled(&mut tx, &original.id, &cancellation.id, at_us, reason).await?;
         let mut standing = original.standing();
@@ -355,9 +533,12 @@ impl Journal {
             receipt: Some(cancelled.clone()),
             cancellation: Some(cancellation.clone()),
         };
-        operation
-            .finish(tx, self.cache.as_ref(), &response.encode_to_vec())
-            .await?;
+        if let Some(earlier) = self
+            .commit(tx, &chained, operation, &response.encode_to_vec())
+            .await?
+        {
+            return decode(&earlier);
+        }
         self.announce(&cancelled);
         self.announce(&cancellation);
         Ok(response)

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use fiscus_kit::db::{Database, Tx};
+use fiscus_kit::idempotency::Operation;
 use fiscus_kit::{with_db, with_tx};
 
 use crate::document::Standing;
@@ -69,7 +70,9 @@ impl StoredReceipt {
 #[derive(Debug)]
 pub struct NewReceipt<'a> {
     pub id: &'a str,
-    pub terminal: &'a TerminalId,
+    pub merchant_tin: &'a str,
+    pub branch_no: &'a str,
+    pub pos_no: &'a str,
     pub number: u64,
     pub kind: &'a str,
     pub receipt_type: &'a str,
@@ -91,7 +94,7 @@ fn to_i64(n: u64) -> i64 {
 }
 
 /// Locks the terminal's chain head for this transaction (creating it at the genesis hash) and
-/// answers its last number and hash: the one writer per chain.
+/// answers its last number and hash: for appends that read the journal before they write.
 pub async fn lock_head(tx: &mut Tx, terminal: &TerminalId) -> Result<(u64, Vec<u8>), sqlx::Error> {
     let (number, hash): (i64, Vec<u8>) = with_tx!(tx, |conn| sqlx::query_as(
         "INSERT INTO chain_heads (merchant_tin, branch_no, pos_no, last_number, last_hash) \
@@ -109,52 +112,200 @@ pub async fn lock_head(tx: &mut Tx, terminal: &TerminalId) -> Result<(u64, Vec<u
     Ok((u64::try_from(number).unwrap_or(0), hash))
 }
 
-/// Appends a receipt and moves the chain head to it (inside the head's lock).
-pub async fn append(tx: &mut Tx, receipt: &NewReceipt<'_>) -> Result<(), sqlx::Error> {
-    with_tx!(tx, |conn| {
-        sqlx::query(
-        "INSERT INTO receipts (id, merchant_tin, branch_no, pos_no, number, kind, receipt_type, \
-         reference, total_minor, vat_minor, city_tax_minor, currency, original_receipt_id, \
-         fiscal_state, document, previous_hash, hash, signature, key_id, created_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+/// How an append found the terminal's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The receipt is in the journal, with its operation row, and the head has moved to it.
+    Done,
+    /// The head was no longer the receipt's previous one (another writer appended first):
+    /// nothing was written.
+    Moved,
+}
+
+/// The receipt row's columns, bound by [`bind_receipt!`] in this order.
+const RECEIPT_INSERT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind, \
+     receipt_type, reference, total_minor, vat_minor, city_tax_minor, currency, \
+     original_receipt_id, fiscal_state, document, previous_hash, hash, signature, key_id, \
+     created_at_us";
+
+macro_rules! bind_receipt {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind($r.id)
+            .bind($r.merchant_tin)
+            .bind($r.branch_no)
+            .bind($r.pos_no)
+            .bind(to_i64($r.number))
+            .bind($r.kind)
+            .bind($r.receipt_type)
+            .bind($r.reference)
+            .bind($r.totals[0])
+            .bind($r.totals[1])
+            .bind($r.totals[2])
+            .bind($r.currency)
+            .bind($r.original_receipt_id)
+            .bind($r.fiscal_state)
+            .bind($r.document)
+            .bind($r.previous_hash)
+            .bind($r.hash)
+            .bind($r.signature)
+            .bind($r.key_id)
+            .bind($r.created_at_us)
+    };
+}
+
+/// On Postgres an append is one statement: it moves the head only from the receipt's previous
+/// number and hash (taking the head's row lock), inserts the receipt only where the head moved,
+/// and the completed operation row only where the receipt went in. A duplicate operation id
+/// fails the whole statement on the operations key.
+static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH head AS (\
+            UPDATE chain_heads SET last_number = $5, last_hash = $17 \
+            WHERE merchant_tin = $2 AND branch_no = $3 AND pos_no = $4 \
+              AND last_number = $5 - 1 AND last_hash = $16 \
+            RETURNING 1), \
+         receipt AS (\
+            INSERT INTO receipts ({RECEIPT_INSERT_COLUMNS}) \
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                   $18, $19, $20 FROM head \
+            RETURNING 1) \
+         INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
+         SELECT $21, $22, $23, $24, $25, CURRENT_TIMESTAMP FROM receipt"
     )
-    .bind(receipt.id)
-    .bind(&receipt.terminal.merchant_tin)
-    .bind(&receipt.terminal.branch_no)
-    .bind(&receipt.terminal.pos_no)
+});
+
+static INSERT_RECEIPT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO receipts ({RECEIPT_INSERT_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    )
+});
+
+async fn append_postgres<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    receipt: &NewReceipt<'_>,
+    operation: &Operation,
+    response: &[u8],
+) -> Result<Appended, sqlx::Error> {
+    let inserted = bind_receipt!(
+        sqlx::query(sqlx::AssertSqlSafe(APPEND_POSTGRES.as_str())),
+        receipt
+    )
+    .bind(&operation.tenant)
+    .bind(&operation.id)
+    .bind(operation.rpc)
+    .bind(&operation.fingerprint[..])
+    .bind(response)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(if inserted == 1 {
+        Appended::Done
+    } else {
+        Appended::Moved
+    })
+}
+
+/// SQLite has no writing CTEs: the same three writes, inside the caller's transaction.
+async fn append_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    receipt: &NewReceipt<'_>,
+    operation: &Operation,
+    response: &[u8],
+) -> Result<Appended, sqlx::Error> {
+    let moved = sqlx::query(
+        "UPDATE chain_heads SET last_number = $4, last_hash = $6 \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 \
+           AND last_number = $4 - 1 AND last_hash = $5",
+    )
+    .bind(receipt.merchant_tin)
+    .bind(receipt.branch_no)
+    .bind(receipt.pos_no)
     .bind(to_i64(receipt.number))
-    .bind(receipt.kind)
-    .bind(receipt.receipt_type)
-    .bind(receipt.reference)
-    .bind(receipt.totals[0])
-    .bind(receipt.totals[1])
-    .bind(receipt.totals[2])
-    .bind(receipt.currency)
-    .bind(receipt.original_receipt_id)
-    .bind(receipt.fiscal_state)
-    .bind(receipt.document)
     .bind(receipt.previous_hash)
     .bind(receipt.hash)
-    .bind(receipt.signature)
-    .bind(receipt.key_id)
-    .bind(receipt.created_at_us)
-    .execute(conn)
-    .await
-    .map(drop)?
-    });
-    with_tx!(tx, |conn| sqlx::query(
-        "UPDATE chain_heads SET last_number = $4, last_hash = $5 \
-         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3"
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if moved != 1 {
+        return Ok(Appended::Moved);
+    }
+    bind_receipt!(
+        sqlx::query(sqlx::AssertSqlSafe(INSERT_RECEIPT_SQLITE.as_str())),
+        receipt
     )
-    .bind(&receipt.terminal.merchant_tin)
-    .bind(&receipt.terminal.branch_no)
-    .bind(&receipt.terminal.pos_no)
-    .bind(to_i64(receipt.number))
-    .bind(receipt.hash)
-    .execute(conn)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
+         VALUES ($1, $2, $3, $4, $5, CURRENT_TIMESTAMP)",
+    )
+    .bind(&operation.tenant)
+    .bind(&operation.id)
+    .bind(operation.rpc)
+    .bind(&operation.fingerprint[..])
+    .bind(response)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Appended::Done)
+}
+
+/// Appends a receipt after the head its caller last knew, with the operation it answers, in
+/// a transaction of its own (one statement on Postgres).
+pub async fn append(
+    db: &Database,
+    receipt: &NewReceipt<'_>,
+    operation: &Operation,
+    response: &[u8],
+) -> Result<Appended, sqlx::Error> {
+    match db {
+        Database::Postgres(pool) => append_postgres(pool, receipt, operation, response).await,
+        Database::Sqlite(_) => {
+            let mut tx = db.begin().await?;
+            let appended = append_in(&mut tx, receipt, operation, response).await?;
+            match appended {
+                Appended::Done => tx.commit().await?,
+                Appended::Moved => tx.rollback().await?,
+            }
+            Ok(appended)
+        }
+    }
+}
+
+/// [`append`] inside a transaction (which, holding the head's lock, finds it where it was).
+pub async fn append_in(
+    tx: &mut Tx,
+    receipt: &NewReceipt<'_>,
+    operation: &Operation,
+    response: &[u8],
+) -> Result<Appended, sqlx::Error> {
+    match tx {
+        Tx::Postgres(tx) => append_postgres(&mut **tx, receipt, operation, response).await,
+        Tx::Sqlite(tx) => append_sqlite(tx, receipt, operation, response).await,
+    }
+}
+
+/// The terminal's chain head as it stands, created at the genesis hash on first use.
+pub async fn open_head(
+    db: &Database,
+    terminal: &TerminalId,
+) -> Result<(u64, Vec<u8>), sqlx::Error> {
+    if let Some(head) = head(db, terminal).await? {
+        return Ok(head);
+    }
+    with_db!(db, |pool| sqlx::query(
+        "INSERT INTO chain_heads (merchant_tin, branch_no, pos_no, last_number, last_hash) \
+         VALUES ($1, $2, $3, 0, $4) ON CONFLICT (merchant_tin, branch_no, pos_no) DO NOTHING"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(&fiscus_domain::chain::GENESIS[..])
+    .execute(pool)
     .await
     .map(drop)?);
-    Ok(())
+    head(db, terminal).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// How a request names a receipt.
