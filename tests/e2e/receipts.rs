@@ -905,7 +905,29 @@ async fn two_replicas_appending_to_one_terminal_keep_one_chain() {
         .receipt
         .expect("receipt");
     assert_eq!((mine.receipt_number, theirs.receipt_number), (69, 70));
-    assert!(fx.verify(&till).await.ok);
+
+    // One operation sent to both replicas at once: one receipt, one answer.
+    let request = bread_sale(&till);
+    let calls = (0..10).map(|i| {
+        let mut client = if i % 2 == 0 {
+            fx.client()
+        } else {
+            other.clone()
+        };
+        let request = request.clone();
+        async move { client.sign_receipt(request).await }
+    });
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every duplicate gets the answer").into_inner())
+        .collect();
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "10 identical answers"
+    );
+    let verdict = fx.verify(&till).await;
+    assert!(verdict.ok && verdict.count_checked == 71, "{verdict:?}");
 }
 
 async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backend) {

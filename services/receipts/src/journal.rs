@@ -16,8 +16,9 @@ use prost::Message;
 use tokio::sync::broadcast;
 
 use crate::document::{self, Document, Item, Named};
+use crate::group_commit::GroupCommit;
 use crate::signers::Signers;
-use crate::store::{self, Appended, Lookup, NewReceipt, StoredReceipt};
+use crate::store::{self, Appended, Entry, Lookup, NewReceipt, StoredReceipt};
 use crate::validate::{self, Draft, Original, Policy, TerminalId, Violations};
 
 pub struct Journal {
@@ -26,6 +27,8 @@ pub struct Journal {
     pub policy: Policy,
     signers: Signers,
     heads: Heads,
+    /// Where lone appends go on Postgres; on SQLite each is a transaction of its own.
+    group_commit: Option<GroupCommit>,
     events: broadcast::Sender<pb::ReceiptEvent>,
 }
 
@@ -104,28 +107,33 @@ impl Chained {
         })
     }
 
-    fn row(&self) -> NewReceipt<'_> {
+    /// The journal entry of this receipt, answering `operation` with `response`.
+    fn entry(&self, operation: &Operation, response: Vec<u8>) -> Entry {
         let d = &self.document;
-        NewReceipt {
-            id: &d.id,
-            merchant_tin: &d.merchant_tin,
-            branch_no: &d.branch_no,
-            pos_no: &d.pos_no,
-            number: d.number,
-            kind: &d.kind,
-            receipt_type: &d.receipt_type,
-            reference: &d.reference,
-            totals: self.totals.map(Money::minor),
-            currency: &d.currency,
-            original_receipt_id: (!d.original_receipt_id.is_empty())
-                .then_some(d.original_receipt_id.as_str()),
-            fiscal_state: pb::FiscalState::LocalSigned.name(),
-            document: &self.canonical,
-            previous_hash: &self.previous,
-            hash: &self.hash,
-            signature: &self.signature,
-            key_id: &d.key_id,
-            created_at_us: self.created_at_us,
+        Entry {
+            receipt: NewReceipt {
+                id: d.id.clone(),
+                merchant_tin: d.merchant_tin.clone(),
+                branch_no: d.branch_no.clone(),
+                pos_no: d.pos_no.clone(),
+                number: d.number,
+                kind: d.kind.clone(),
+                receipt_type: d.receipt_type.clone(),
+                reference: d.reference.clone(),
+                totals: self.totals.map(Money::minor),
+                currency: d.currency.clone(),
+                original_receipt_id: (!d.original_receipt_id.is_empty())
+                    .then(|| d.original_receipt_id.clone()),
+                fiscal_state: pb::FiscalState::LocalSigned.name(),
+                document: self.canonical.clone(),
+                previous_hash: self.previous.to_vec(),
+                hash: self.hash.to_vec(),
+                signature: self.signature.to_vec(),
+                key_id: d.key_id.clone(),
+                created_at_us: self.created_at_us,
+            },
+            operation: operation.clone(),
+            response,
         }
     }
 
@@ -183,6 +191,10 @@ impl Journal {
         Self {
             signers: Signers::new(db.clone(), master),
             heads: Heads::default(),
+            group_commit: match &db {
+                Database::Postgres(pool) => Some(GroupCommit::start(pool.clone())),
+                Database::Sqlite(_) => None,
+            },
             db,
             cache,
             policy,
@@ -348,7 +360,12 @@ impl Journal {
                 receipt: Some(receipt.clone()),
             }
             .encode_to_vec();
-            match store::append(&self.db, &chained.row(), operation, &response).await {
+            let entry = chained.entry(operation, response.clone());
+            let appended = match &self.group_commit {
+                Some(group) => group.append(entry).await,
+                None => store::append(&self.db, &entry).await,
+            };
+            match appended {
                 Ok(Appended::Done) => {
                     *known = Some((chained.document.number, chained.hash.to_vec()));
                     operation.remember(self.cache.as_ref(), &response).await;
@@ -357,6 +374,7 @@ impl Journal {
                 Ok(Appended::Moved) => {
                     tracing::debug!(%terminal, "another writer appended first; chaining again");
                 }
+                Ok(Appended::Taken) => return self.earlier(operation).await.map(Signed::Earlier),
                 Err(e) => return self.duplicate(operation, e).await.map(Signed::Earlier),
             }
         }
@@ -374,7 +392,8 @@ impl Journal {
         operation: &Operation,
         response: &[u8],
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        match store::append_in(&mut tx, &chained.row(), operation, response).await {
+        let entry = chained.entry(operation, response.to_vec());
+        match store::append_in(&mut tx, &entry).await {
             Ok(Appended::Done) => {
                 tx.commit().await?;
                 operation.remember(self.cache.as_ref(), response).await;
@@ -384,6 +403,10 @@ impl Journal {
                 "the chain head of {} moved under its lock",
                 chained.document.terminal()
             ))),
+            Ok(Appended::Taken) => {
+                tx.rollback().await?;
+                self.earlier(operation).await.map(Some)
+            }
             Err(e) => {
                 tx.rollback().await?;
                 self.duplicate(operation, e).await.map(Some)
@@ -394,13 +417,26 @@ impl Journal {
     /// After a failed append: the earlier answer when the operation id was taken meanwhile
     /// (or `ALREADY_EXISTS`), else the failure itself.
     async fn duplicate(&self, operation: &Operation, e: sqlx::Error) -> Result<Vec<u8>, ApiError> {
-        let unique = e
-            .as_database_error()
-            .is_some_and(|d| d.is_unique_violation());
-        if unique && let Some(earlier) = operation.lookup(&self.db, self.cache.as_ref()).await? {
-            return Ok(earlier);
+        if e.as_database_error()
+            .is_some_and(|d| d.is_unique_violation())
+        {
+            self.earlier(operation).await
+        } else {
+            Err(e.into())
         }
-        Err(e.into())
+    }
+
+    /// The answer recorded for an operation id found taken (or `ALREADY_EXISTS`).
+    async fn earlier(&self, operation: &Operation) -> Result<Vec<u8>, ApiError> {
+        operation
+            .lookup(&self.db, self.cache.as_ref())
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!(
+                    "operation_id {} was taken, yet nothing is recorded for it",
+                    operation.id
+                ))
+            })
     }
 
     /// The original of a refund, locked.

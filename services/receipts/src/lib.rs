@@ -5,6 +5,7 @@
 
 mod document;
 mod export;
+mod group_commit;
 mod journal;
 mod render;
 mod service;

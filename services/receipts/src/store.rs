@@ -67,26 +67,34 @@ impl StoredReceipt {
 }
 
 /// A receipt about to be appended.
-#[derive(Debug)]
-pub struct NewReceipt<'a> {
-    pub id: &'a str,
-    pub merchant_tin: &'a str,
-    pub branch_no: &'a str,
-    pub pos_no: &'a str,
+#[derive(Debug, Clone)]
+pub struct NewReceipt {
+    pub id: String,
+    pub merchant_tin: String,
+    pub branch_no: String,
+    pub pos_no: String,
     pub number: u64,
-    pub kind: &'a str,
-    pub receipt_type: &'a str,
-    pub reference: &'a str,
+    pub kind: String,
+    pub receipt_type: String,
+    pub reference: String,
     pub totals: [i64; 3],
-    pub currency: &'a str,
-    pub original_receipt_id: Option<&'a str>,
-    pub fiscal_state: &'a str,
-    pub document: &'a str,
-    pub previous_hash: &'a [u8],
-    pub hash: &'a [u8],
-    pub signature: &'a [u8],
-    pub key_id: &'a str,
+    pub currency: String,
+    pub original_receipt_id: Option<String>,
+    pub fiscal_state: &'static str,
+    pub document: String,
+    pub previous_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub key_id: String,
     pub created_at_us: i64,
+}
+
+/// A receipt to append, with the operation it answers and the answer to store for it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub receipt: NewReceipt,
+    pub operation: Operation,
+    pub response: Vec<u8>,
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -120,58 +128,52 @@ pub enum Appended {
     /// The head was no longer the receipt's previous one (another writer appended first):
     /// nothing was written.
     Moved,
+    /// The operation id had been recorded already (by a duplicate of this request, or by
+    /// another request): nothing was written.
+    Taken,
 }
 
-/// The receipt row's columns, bound by [`bind_receipt!`] in this order.
+/// The receipt row's columns, as [`NewReceipt`] holds them.
 const RECEIPT_INSERT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind, \
      receipt_type, reference, total_minor, vat_minor, city_tax_minor, currency, \
      original_receipt_id, fiscal_state, document, previous_hash, hash, signature, key_id, \
      created_at_us";
 
-macro_rules! bind_receipt {
-    ($query:expr, $r:expr) => {
-        $query
-            .bind($r.id)
-            .bind($r.merchant_tin)
-            .bind($r.branch_no)
-            .bind($r.pos_no)
-            .bind(to_i64($r.number))
-            .bind($r.kind)
-            .bind($r.receipt_type)
-            .bind($r.reference)
-            .bind($r.totals[0])
-            .bind($r.totals[1])
-            .bind($r.totals[2])
-            .bind($r.currency)
-            .bind($r.original_receipt_id)
-            .bind($r.fiscal_state)
-            .bind($r.document)
-            .bind($r.previous_hash)
-            .bind($r.hash)
-            .bind($r.signature)
-            .bind($r.key_id)
-            .bind($r.created_at_us)
-    };
-}
-
-/// On Postgres an append is one statement: it moves the head only from the receipt's previous
-/// number and hash (taking the head's row lock), inserts the receipt only where the head moved,
-/// and the completed operation row only where the receipt went in. A duplicate operation id
-/// fails the whole statement on the operations key.
+/// On Postgres any number of entries append in one statement. An entry whose operation id is
+/// recorded already is left out. Each other entry moves its terminal's head only from its
+/// receipt's previous number and hash (taking the head's row lock); its receipt goes in only
+/// where its head moved, and its completed operation row only where its receipt went in. What
+/// comes back: the ids of the receipts that went in (`true`) and of those left out (`false`).
+/// An operation id recorded by a concurrent statement fails the whole statement on the
+/// operations key.
 static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "WITH head AS (\
-            UPDATE chain_heads SET last_number = $5, last_hash = $17 \
-            WHERE merchant_tin = $2 AND branch_no = $3 AND pos_no = $4 \
-              AND last_number = $5 - 1 AND last_hash = $16 \
-            RETURNING 1), \
+        "WITH entry AS (\
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
+                $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
+                $12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::bytea[], \
+                $18::bytea[], $19::text[], $20::int8[], \
+                $21::text[], $22::text[], $23::text[], $24::bytea[], $25::bytea[]) \
+            AS e({RECEIPT_INSERT_COLUMNS}, tenant, operation_id, rpc, fingerprint, response)), \
+         taken AS (\
+            SELECT e.id FROM entry e JOIN operations o \
+            ON o.tenant = e.tenant AND o.operation_id = e.operation_id), \
+         head AS (\
+            UPDATE chain_heads h SET last_number = e.number, last_hash = e.hash FROM entry e \
+            WHERE e.id NOT IN (SELECT id FROM taken) \
+              AND h.merchant_tin = e.merchant_tin AND h.branch_no = e.branch_no \
+              AND h.pos_no = e.pos_no \
+              AND h.last_number = e.number - 1 AND h.last_hash = e.previous_hash \
+            RETURNING e.id), \
          receipt AS (\
             INSERT INTO receipts ({RECEIPT_INSERT_COLUMNS}) \
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                   $18, $19, $20 FROM head \
-            RETURNING 1) \
-         INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
-         SELECT $21, $22, $23, $24, $25, CURRENT_TIMESTAMP FROM receipt"
+            SELECT {RECEIPT_INSERT_COLUMNS} FROM entry JOIN head USING (id) \
+            RETURNING id), \
+         operation AS (\
+            INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
+            SELECT tenant, operation_id, rpc, fingerprint, response, CURRENT_TIMESTAMP \
+            FROM entry JOIN receipt USING (id)) \
+         SELECT id, true FROM receipt UNION ALL SELECT id, false FROM taken"
     )
 });
 
@@ -182,61 +184,105 @@ static INSERT_RECEIPT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock:
     )
 });
 
-async fn append_postgres<'e>(
+/// Appends entries of distinct terminals in one statement on Postgres; how each found its chain.
+pub async fn append_postgres<'e>(
     conn: impl sqlx::PgExecutor<'e>,
-    receipt: &NewReceipt<'_>,
-    operation: &Operation,
-    response: &[u8],
-) -> Result<Appended, sqlx::Error> {
-    let inserted = bind_receipt!(
-        sqlx::query(sqlx::AssertSqlSafe(APPEND_POSTGRES.as_str())),
-        receipt
-    )
-    .bind(&operation.tenant)
-    .bind(&operation.id)
-    .bind(operation.rpc)
-    .bind(&operation.fingerprint[..])
-    .bind(response)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(if inserted == 1 {
-        Appended::Done
-    } else {
-        Appended::Moved
-    })
+    entries: &[&Entry],
+) -> Result<Vec<Appended>, sqlx::Error> {
+    fn column<'a, T>(entries: &[&'a Entry], field: impl Fn(&'a NewReceipt) -> T) -> Vec<T> {
+        entries.iter().map(|e| field(&e.receipt)).collect()
+    }
+    fn operation<'a, T>(entries: &[&'a Entry], field: impl Fn(&'a Entry) -> T) -> Vec<T> {
+        entries.iter().map(|e| field(e)).collect()
+    }
+    let outcomes: HashMap<String, bool> =
+        sqlx::query_as(sqlx::AssertSqlSafe(APPEND_POSTGRES.as_str()))
+            .bind(column(entries, |r| r.id.as_str()))
+            .bind(column(entries, |r| r.merchant_tin.as_str()))
+            .bind(column(entries, |r| r.branch_no.as_str()))
+            .bind(column(entries, |r| r.pos_no.as_str()))
+            .bind(column(entries, |r| to_i64(r.number)))
+            .bind(column(entries, |r| r.kind.as_str()))
+            .bind(column(entries, |r| r.receipt_type.as_str()))
+            .bind(column(entries, |r| r.reference.as_str()))
+            .bind(column(entries, |r| r.totals[0]))
+            .bind(column(entries, |r| r.totals[1]))
+            .bind(column(entries, |r| r.totals[2]))
+            .bind(column(entries, |r| r.currency.as_str()))
+            .bind(column(entries, |r| r.original_receipt_id.as_deref()))
+            .bind(column(entries, |r| r.fiscal_state))
+            .bind(column(entries, |r| r.document.as_str()))
+            .bind(column(entries, |r| r.previous_hash.as_slice()))
+            .bind(column(entries, |r| r.hash.as_slice()))
+            .bind(column(entries, |r| r.signature.as_slice()))
+            .bind(column(entries, |r| r.key_id.as_str()))
+            .bind(column(entries, |r| r.created_at_us))
+            .bind(operation(entries, |e| e.operation.tenant.as_str()))
+            .bind(operation(entries, |e| e.operation.id.as_str()))
+            .bind(operation(entries, |e| e.operation.rpc))
+            .bind(operation(entries, |e| &e.operation.fingerprint[..]))
+            .bind(operation(entries, |e| e.response.as_slice()))
+            .fetch_all(conn)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(entries
+        .iter()
+        .map(|e| match outcomes.get(&e.receipt.id) {
+            Some(true) => Appended::Done,
+            Some(false) => Appended::Taken,
+            None => Appended::Moved,
+        })
+        .collect())
 }
 
 /// SQLite has no writing CTEs: the same three writes, inside the caller's transaction.
 async fn append_sqlite(
     conn: &mut sqlx::SqliteConnection,
-    receipt: &NewReceipt<'_>,
-    operation: &Operation,
-    response: &[u8],
+    entry: &Entry,
 ) -> Result<Appended, sqlx::Error> {
+    let r = &entry.receipt;
     let moved = sqlx::query(
         "UPDATE chain_heads SET last_number = $4, last_hash = $6 \
          WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 \
            AND last_number = $4 - 1 AND last_hash = $5",
     )
-    .bind(receipt.merchant_tin)
-    .bind(receipt.branch_no)
-    .bind(receipt.pos_no)
-    .bind(to_i64(receipt.number))
-    .bind(receipt.previous_hash)
-    .bind(receipt.hash)
+    .bind(&r.merchant_tin)
+    .bind(&r.branch_no)
+    .bind(&r.pos_no)
+    .bind(to_i64(r.number))
+    .bind(&r.previous_hash)
+    .bind(&r.hash)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if moved != 1 {
         return Ok(Appended::Moved);
     }
-    bind_receipt!(
-        sqlx::query(sqlx::AssertSqlSafe(INSERT_RECEIPT_SQLITE.as_str())),
-        receipt
-    )
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(INSERT_RECEIPT_SQLITE.as_str()))
+        .bind(&r.id)
+        .bind(&r.merchant_tin)
+        .bind(&r.branch_no)
+        .bind(&r.pos_no)
+        .bind(to_i64(r.number))
+        .bind(&r.kind)
+        .bind(&r.receipt_type)
+        .bind(&r.reference)
+        .bind(r.totals[0])
+        .bind(r.totals[1])
+        .bind(r.totals[2])
+        .bind(&r.currency)
+        .bind(&r.original_receipt_id)
+        .bind(r.fiscal_state)
+        .bind(&r.document)
+        .bind(&r.previous_hash)
+        .bind(&r.hash)
+        .bind(&r.signature)
+        .bind(&r.key_id)
+        .bind(r.created_at_us)
+        .execute(&mut *conn)
+        .await?;
+    let operation = &entry.operation;
     sqlx::query(
         "INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
          VALUES ($1, $2, $3, $4, $5, CURRENT_TIMESTAMP)",
@@ -245,28 +291,23 @@ async fn append_sqlite(
     .bind(&operation.id)
     .bind(operation.rpc)
     .bind(&operation.fingerprint[..])
-    .bind(response)
+    .bind(&entry.response)
     .execute(&mut *conn)
     .await?;
     Ok(Appended::Done)
 }
 
-/// Appends a receipt after the head its caller last knew, with the operation it answers, in
-/// a transaction of its own (one statement on Postgres).
-pub async fn append(
-    db: &Database,
-    receipt: &NewReceipt<'_>,
-    operation: &Operation,
-    response: &[u8],
-) -> Result<Appended, sqlx::Error> {
+/// Appends one entry after the head its caller last knew, in a transaction of its own (one
+/// statement on Postgres).
+pub async fn append(db: &Database, entry: &Entry) -> Result<Appended, sqlx::Error> {
     match db {
-        Database::Postgres(pool) => append_postgres(pool, receipt, operation, response).await,
+        Database::Postgres(pool) => Ok(append_postgres(pool, &[entry]).await?[0]),
         Database::Sqlite(_) => {
             let mut tx = db.begin().await?;
-            let appended = append_in(&mut tx, receipt, operation, response).await?;
+            let appended = append_in(&mut tx, entry).await?;
             match appended {
                 Appended::Done => tx.commit().await?,
-                Appended::Moved => tx.rollback().await?,
+                Appended::Moved | Appended::Taken => tx.rollback().await?,
             }
             Ok(appended)
         }
@@ -274,15 +315,10 @@ pub async fn append(
 }
 
 /// [`append`] inside a transaction (which, holding the head's lock, finds it where it was).
-pub async fn append_in(
-    tx: &mut Tx,
-    receipt: &NewReceipt<'_>,
-    operation: &Operation,
-    response: &[u8],
-) -> Result<Appended, sqlx::Error> {
+pub async fn append_in(tx: &mut Tx, entry: &Entry) -> Result<Appended, sqlx::Error> {
     match tx {
-        Tx::Postgres(tx) => append_postgres(&mut **tx, receipt, operation, response).await,
-        Tx::Sqlite(tx) => append_sqlite(tx, receipt, operation, response).await,
+        Tx::Postgres(tx) => Ok(append_postgres(&mut **tx, &[entry]).await?[0]),
+        Tx::Sqlite(tx) => append_sqlite(tx, entry).await,
     }
 }
 
