@@ -43,9 +43,6 @@ fn corrupt(e: serde_json::Error) -> ApiError {
     ))
 }
 
-/// How many times a lone append chains a receipt anew after other replicas moved the head.
-const APPEND_ATTEMPTS: usize = 16;
-
 /// The last number and hash of a chain.
 type Head = (u64, Vec<u8>);
 
@@ -105,6 +102,11 @@ impl Chained {
             hash,
             created_at_us: now.timestamp_micros(),
         })
+    }
+
+    /// The chain's head once this receipt is appended.
+    fn head(&self) -> Head {
+        (self.document.number, self.hash.to_vec())
     }
 
     /// The journal entry of this receipt, answering `operation` with `response`.
@@ -237,46 +239,7 @@ impl Journal {
                 self.append_alone(document, totals, &signer, now, operation)
                     .await?
             }
-            Some(refund) => {
-                // A refund reads what was refunded before: under the original's lock, in the
-                // transaction that writes it.
-                let mut tx = self.db.begin().await?;
-                let original = self
-                    .refundable(&mut tx, &draft.terminal, &refund.original)
-                    .await?;
-                if let Some(bytes) = operation.lookup_in(&mut tx).await? {
-                    tx.rollback().await?;
-                    operation.remember(self.cache.as_ref(), &bytes).await;
-                    return replayed_receipt(&bytes);
-                }
-                check_refundable(&original)?;
-                let original_doc =
-                    Document::parse(original.document.as_bytes()).map_err(corrupt)?;
-                let refunded = refunded_quantities(&mut tx, &original.id).await?;
-                let mut draft = draft;
-                draft.items = refund_items(&original_doc, &refund.lines, &refunded)?;
-                if draft.receipt_type != pb::ReceiptType::Unspecified
-                    && draft.receipt_type.name() != original_doc.receipt_type
-                {
-                    return Err(ApiError::invalid(
-                        "type",
-                        format!("must be the original's type {}", original_doc.receipt_type),
-                    ));
-                }
-                draft.receipt_type = pb::ReceiptType::from_name(&original_doc.receipt_type);
-                let (document, totals) = self.document(draft, Some(original.id), &signer, now)?;
-                let head = store::lock_head(&mut tx, &document.terminal()).await?;
-                let chained = Chained::new(document, totals, head, &signer, now)?;
-                let receipt = chained.receipt();
-                let response = pb::SignReceiptResponse {
-                    receipt: Some(receipt.clone()),
-                }
-                .encode_to_vec();
-                match self.commit(tx, &chained, operation, &response).await? {
-                    None => Signed::New(Box::new(receipt)),
-                    Some(earlier) => Signed::Earlier(earlier),
-                }
-            }
+            Some(refund) => self.refund(draft, &refund, &signer, operation, now).await?,
         };
         match signed {
             Signed::New(receipt) => {
@@ -285,6 +248,70 @@ impl Journal {
             }
             Signed::Earlier(bytes) => replayed_receipt(&bytes),
         }
+    }
+
+    /// Signs a refund. It reads what was refunded before, so it does so under the original's
+    /// lock, in the transaction that writes it: a duplicate has finished by then, or not begun.
+    async fn refund(
+        &self,
+        mut draft: Draft,
+        refund: &validate::RefundRequest,
+        signer: &keys::ReceiptSigner,
+        operation: &Operation,
+        now: DateTime<Utc>,
+    ) -> Result<Signed, ApiError> {
+        let mut tx = self.db.begin().await?;
+        let original = self
+            .refundable(&mut tx, &draft.terminal, &refund.original)
+            .await?;
+        if let Some(bytes) = operation.lookup_in(&mut tx).await? {
+            tx.rollback().await?;
+            operation.remember(self.cache.as_ref(), &bytes).await;
+            return Ok(Signed::Earlier(bytes));
+        }
+        check_refundable(&original)?;
+        let original_doc = Document::parse(original.document.as_bytes()).map_err(corrupt)?;
+        let refunded = refunded_quantities(&mut tx, &original.id).await?;
+        draft.items = refund_items(&original_doc, &refund.lines, &refunded)?;
+        if draft.receipt_type != pb::ReceiptType::Unspecified
+            && draft.receipt_type.name() != original_doc.receipt_type
+        {
+            return Err(ApiError::invalid(
+                "type",
+                format!("must be the original's type {}", original_doc.receipt_type),
+            ));
+        }
+        draft.receipt_type = pb::ReceiptType::from_name(&original_doc.receipt_type);
+        let (document, totals) = self.document(draft, Some(original.id), signer, now)?;
+        let (signed, _) = self
+            .append_locked(tx, document, totals, signer, now, operation)
+            .await?;
+        Ok(signed)
+    }
+
+    /// Chains a receipt on its terminal's head, locked inside `tx`, appends it and commits;
+    /// answers it and the head after it.
+    async fn append_locked(
+        &self,
+        mut tx: Tx,
+        document: Document,
+        totals: [Money; 3],
+        signer: &keys::ReceiptSigner,
+        now: DateTime<Utc>,
+        operation: &Operation,
+    ) -> Result<(Signed, Head), ApiError> {
+        let head = store::lock_head(&mut tx, &document.terminal()).await?;
+        let chained = Chained::new(document, totals, head, signer, now)?;
+        let receipt = chained.receipt();
+        let response = pb::SignReceiptResponse {
+            receipt: Some(receipt.clone()),
+        }
+        .encode_to_vec();
+        let signed = match self.commit(tx, &chained, operation, &response).await? {
+            None => Signed::New(Box::new(receipt)),
+            Some(earlier) => Signed::Earlier(earlier),
+        };
+        Ok((signed, chained.head()))
     }
 
     /// The document of a checked draft, before it has a place in a chain, and its totals.
@@ -333,11 +360,11 @@ impl Journal {
         Ok((document, [total, vat, city_tax]))
     }
 
-    /// Appends a receipt that reads nothing of the journal (a sale, a zero receipt) after the
-    /// head this process last saw of its terminal, and answers it. Appends on one terminal take
-    /// turns within this process; another replica's append in between is caught by the append
-    /// itself, which moves the head only from the receipt's previous one — then the head is read
-    /// again and the receipt chained anew.
+    /// Appends a receipt that reads nothing of the journal (a sale, a zero receipt), and answers
+    /// it. Appends to one terminal take turns within this process, and the first try chains the
+    /// receipt on the head this process last saw: the append moves the head only from there, so
+    /// another replica's append in between leaves it without effect. Then — and when this process
+    /// has no head to go on — the receipt is chained and appended under the head's row lock.
     async fn append_alone(
         &self,
         document: Document,
@@ -349,11 +376,7 @@ impl Journal {
         let terminal = document.terminal();
         let slot = self.heads.slot(&terminal);
         let mut known = slot.lock().await;
-        for _ in 0..APPEND_ATTEMPTS {
-            let head = match known.take() {
-                Some(head) => head,
-                None => store::open_head(&self.db, &terminal).await?,
-            };
+        if let Some(head) = known.take() {
             let chained = Chained::new(document.clone(), totals, head, signer, now)?;
             let receipt = chained.receipt();
             let response = pb::SignReceiptResponse {
@@ -367,20 +390,27 @@ impl Journal {
             };
             match appended {
                 Ok(Appended::Done) => {
-                    *known = Some((chained.document.number, chained.hash.to_vec()));
+                    *known = Some(chained.head());
+                    // The next append to this terminal need not wait for the cache.
+                    drop(known);
                     operation.remember(self.cache.as_ref(), &response).await;
                     return Ok(Signed::New(Box::new(receipt)));
                 }
                 Ok(Appended::Moved) => {
-                    tracing::debug!(%terminal, "another writer appended first; chaining again");
+                    tracing::debug!(%terminal, "another writer appended first; appending under the head's lock");
                 }
                 Ok(Appended::Taken) => return self.earlier(operation).await.map(Signed::Earlier),
                 Err(e) => return self.duplicate(operation, e).await.map(Signed::Earlier),
             }
         }
-        Err(ApiError::Aborted(format!(
-            "the chain of terminal {terminal} moved under each of {APPEND_ATTEMPTS} attempts; retry"
-        )))
+        let tx = self.db.begin().await?;
+        let (signed, head) = self
+            .append_locked(tx, document, totals, signer, now, operation)
+            .await?;
+        if matches!(signed, Signed::New(_)) {
+            *known = Some(head);
+        }
+        Ok(signed)
     }
 
     /// Appends inside `tx`, which holds the head's lock, and commits. `None` when this

@@ -322,28 +322,6 @@ pub async fn append_in(tx: &mut Tx, entry: &Entry) -> Result<Appended, sqlx::Err
     }
 }
 
-/// The terminal's chain head as it stands, created at the genesis hash on first use.
-pub async fn open_head(
-    db: &Database,
-    terminal: &TerminalId,
-) -> Result<(u64, Vec<u8>), sqlx::Error> {
-    if let Some(head) = head(db, terminal).await? {
-        return Ok(head);
-    }
-    with_db!(db, |pool| sqlx::query(
-        "INSERT INTO chain_heads (merchant_tin, branch_no, pos_no, last_number, last_hash) \
-         VALUES ($1, $2, $3, 0, $4) ON CONFLICT (merchant_tin, branch_no, pos_no) DO NOTHING"
-    )
-    .bind(&terminal.merchant_tin)
-    .bind(&terminal.branch_no)
-    .bind(&terminal.pos_no)
-    .bind(&fiscus_domain::chain::GENESIS[..])
-    .execute(pool)
-    .await
-    .map(drop)?);
-    head(db, terminal).await?.ok_or(sqlx::Error::RowNotFound)
-}
-
 /// How a request names a receipt.
 #[derive(Debug, Clone)]
 pub enum Lookup<'a> {
