@@ -29,6 +29,11 @@ struct Replicas {
 
 impl Replicas {
     async fn start(sandbox: &KeycloakSandbox, redis_url: &str) -> Self {
+        Self::start_with(sandbox, redis_url, &[]).await
+    }
+
+    /// Like [`Replicas::start`], with more environment for both replicas.
+    async fn start_with(sandbox: &KeycloakSandbox, redis_url: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("fiscus.toml");
         std::fs::write(
@@ -63,6 +68,8 @@ authClientSecret = "posapi-secret"
         ];
         let mut second_env = first_env;
         second_env[3].1 = "127.0.0.1:0";
+        let first_env = [&first_env[..], env].concat();
+        let second_env = [&second_env[..], env].concat();
         let first = Process::service_in("tokens", &schema, &["--config", &config], &first_env)
             .await
             .expect("first replica starts");
@@ -150,6 +157,46 @@ fn one_token(results: Vec<Result<pb::GetAccessTokenResponse, tonic::Status>>) ->
         )
     );
     tokens[0].clone()
+}
+
+/// A token request to the upstream joins the caller's trace: the upstream sees the caller's
+/// trace id in its W3C `traceparent`, under a span of the token service's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_request_carries_the_callers_trace() {
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CALLER_SPAN: &str = "00f067aa0ba902b7";
+    let sandbox = sandbox(Duration::from_secs(60)).await;
+    // A service traces when an OTLP endpoint is set; nothing needs to listen there for this.
+    let replicas = Replicas::start_with(
+        &sandbox,
+        &fiscus_e2e::redis_url(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")],
+    )
+    .await;
+    let [mut client, _] = replicas.clients().await;
+    let mut request = tonic::Request::new(pb::GetAccessTokenRequest {
+        provider: pb::Provider::Ebarimt.into(),
+        merchant_tin: MERCHANT.into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01")
+            .parse()
+            .expect("ascii"),
+    );
+    client.get_access_token(request).await.expect("a token");
+    assert_eq!(sandbox.token_requests(), 1);
+    let seen = sandbox
+        .last_traceparent()
+        .expect("the token request carries a traceparent");
+    let parts: Vec<&str> = seen.split('-').collect();
+    assert_eq!(parts.len(), 4, "{seen}");
+    assert_eq!(parts[1], TRACE_ID, "the caller's trace: {seen}");
+    assert_ne!(
+        parts[2], CALLER_SPAN,
+        "under the token service's span: {seen}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,7 +100,8 @@ pub(crate) fn classify(status: StatusCode) -> StatusClass {
     }
 }
 
-/// Sends `request` and reads the whole answer; transport failures become `Unavailable`.
+/// Sends `request`, in the current trace (W3C `traceparent`), and reads the whole answer;
+/// transport failures become `Unavailable`.
 pub(crate) async fn exchange(
     upstream: Upstream,
     url: &str,
@@ -108,6 +109,7 @@ pub(crate) async fn exchange(
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, ProviderError> {
     let mut response = request
+        .headers(trace_context())
         .send()
         .await
         .map_err(|e| transport_error(upstream, url, timeout, e))?;
@@ -128,6 +130,28 @@ pub(crate) async fn exchange(
         body.extend_from_slice(&chunk);
     }
     Ok(Answer { status, body })
+}
+
+/// The current span's trace context as headers, by the process's propagator (none when the
+/// process does not trace).
+fn trace_context() -> reqwest::header::HeaderMap {
+    struct Headers(reqwest::header::HeaderMap);
+    impl opentelemetry::propagation::Injector for Headers {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(key.as_bytes()),
+                reqwest::header::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+    let context = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
+    let mut headers = Headers(reqwest::header::HeaderMap::new());
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut headers)
+    });
+    headers.0
 }
 
 fn transport_error(

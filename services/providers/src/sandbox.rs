@@ -115,6 +115,8 @@ impl Drop for Server {
 /// Test controls every sandbox has: a request counter, failures, latency, lost answers.
 pub(crate) struct Faults {
     requests: AtomicU64,
+    /// The W3C `traceparent` of the last request, as sent.
+    last_traceparent: std::sync::Mutex<Option<String>>,
     fail_next: AtomicU32,
     drop_next: AtomicU32,
     latency_nanos: AtomicU64,
@@ -127,6 +129,7 @@ impl Faults {
     pub(crate) fn new(unavailable: fn() -> Response, shutdown: watch::Receiver<bool>) -> Self {
         Faults {
             requests: AtomicU64::new(0),
+            last_traceparent: std::sync::Mutex::new(None),
             fail_next: AtomicU32::new(0),
             drop_next: AtomicU32::new(0),
             latency_nanos: AtomicU64::new(0),
@@ -137,6 +140,13 @@ impl Faults {
 
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn last_traceparent(&self) -> Option<String> {
+        self.last_traceparent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn fail_next(&self, n: u32) {
@@ -176,6 +186,14 @@ pub(crate) async fn inject_faults(
     next: Next,
 ) -> Response {
     faults.requests.fetch_add(1, Ordering::SeqCst);
+    *faults
+        .last_traceparent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let latency = faults.latency();
     if !latency.is_zero() {
         tokio::select! {

@@ -214,6 +214,11 @@ impl KeycloakSandbox {
         self.faults.requests()
     }
 
+    /// The W3C `traceparent` header of the last token request, when it carried one.
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.faults.last_traceparent()
+    }
+
     /// The next `n` token requests answer 503, as a Keycloak behind a failing proxy does.
     pub fn fail_next(&self, n: u32) {
         self.faults.fail_next(n);

@@ -297,6 +297,11 @@ impl MiaSandbox {
         self.faults.requests()
     }
 
+    /// The W3C `traceparent` header of the last request, when it carried one.
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.faults.last_traceparent()
+    }
+
     /// The next `n` requests answer 503 `SERVICE_UNAVAILABLE` without being handled.
     pub fn fail_next(&self, n: u32) {
         self.faults.fail_next(n);
