@@ -3,4 +3,5 @@
 mod auth;
 mod foundation;
 mod receipts;
+mod telemetry;
 mod tokens;

@@ -98,8 +98,12 @@ pub struct PeerKeys(pub tonic::transport::Channel);
 
 impl KeySource for PeerKeys {
     fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, Status>> {
+        // The fetch is part of the request being authenticated, so it carries that request's trace.
         let mut client =
-            fiscus_proto::v1::token_service_client::TokenServiceClient::new(self.0.clone());
+            fiscus_proto::v1::token_service_client::TokenServiceClient::with_interceptor(
+                self.0.clone(),
+                crate::peers::PropagateTrace,
+            );
         Box::pin(async move {
             let jwks = client
                 .get_jwks(fiscus_proto::v1::GetJwksRequest::default())
