@@ -1,7 +1,7 @@
 //! Migrations and the idempotency journal, on Postgres and on SQLite.
 
 use fiscus_kit::db::{ConnectSettings, Database, Migrations};
-use fiscus_kit::idempotency::{self, Claim};
+use fiscus_kit::idempotency::{self, Claim, Operation};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -122,6 +122,24 @@ async fn operations_round_trip(fresh: Fresh) {
         None,
         "a rolled-back claim leaves nothing"
     );
+
+    // Read inside a transaction, judged for the request at hand.
+    let mut tx = db.begin().await.expect("begins");
+    let in_tx = idempotency::find_in(&mut tx, "1234567", "op-1")
+        .await
+        .expect("finds in a transaction");
+    assert_eq!(in_tx, Some(stored));
+    let same = Operation::new("1234567", "op-1", "SignReceipt", b"request bytes");
+    assert_eq!(
+        same.lookup_in(&mut tx).await.expect("judges"),
+        Some(response.to_vec())
+    );
+    let changed = Operation::new("1234567", "op-1", "SignReceipt", b"other bytes");
+    let refused = changed.lookup_in(&mut tx).await.expect_err("a conflict");
+    assert!(refused.to_string().contains("op-1"), "{refused}");
+    let unknown = Operation::new("1234567", "op-2", "SignReceipt", b"request bytes");
+    assert_eq!(unknown.lookup_in(&mut tx).await.expect("judges"), None);
+    tx.rollback().await.expect("rolls back");
     db.close().await;
     fresh.drop_schema().await;
 }
