@@ -17,6 +17,7 @@ run: ## the whole cluster in one process on embedded defaults (SQLite + in-proce
 
 test: services ## every test, against the local Postgres and Redis (started if needed)
 	$(CARGO) build --workspace --bins
+	$(CARGO) run --quiet -p fiscus-e2e --bin sweep-schemas
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else

@@ -108,9 +108,10 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A unique, valid Postgres schema name for one test.
+/// A unique, valid Postgres schema name for one test, ending in a UUID v7 so that the name says
+/// when it was made (`sweep-schemas` drops old ones).
 pub fn fresh_schema(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
 /// A running fiscus process, killed when dropped.
