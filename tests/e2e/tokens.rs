@@ -396,42 +396,104 @@ mod mia {
         }
     }
 
+    /// The MIA sandbox with terminals T1 and T2 and seller `ana`, and `fiscus dev` pointed at it.
+    struct Mia {
+        sandbox: MiaSandbox,
+        _process: Process,
+        client: TokenServiceClient<fiscus_e2e::Authed>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Mia {
+        async fn start() -> Self {
+            let sandbox = MiaSandbox::start(
+                MiaSandboxConfig::default()
+                    .with_terminal(MiaTerminal::new("T1", "1003600000000"))
+                    .with_terminal(MiaTerminal::new("T2", "1003600000000"))
+                    .with_seller(MiaSeller::new("ana", "ana-password", 7, "Ana Popescu")),
+            )
+            .await
+            .expect("the MIA sandbox starts");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = dir.path().join("fiscus.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "{AUTH_CONFIG}\n[tokens]\nmia_url = \"{}\"\n",
+                    sandbox.base_url()
+                ),
+            )
+            .expect("config");
+            let process = Process::dev_with(
+                &dir.path().join("data"),
+                &["--config", config.to_str().expect("utf-8")],
+            )
+            .await
+            .expect("starts");
+            let token = issue_token(
+                process.channel().await,
+                "e2e-admin",
+                "e2e-admin-secret",
+                &[],
+            )
+            .await
+            .expect("token");
+            let client =
+                TokenServiceClient::with_interceptor(process.channel().await, Bearer::new(&token));
+            Self {
+                sandbox,
+                _process: process,
+                client,
+                _dir: dir,
+            }
+        }
+    }
+
+    /// One InitActivation sent many times at once reaches MIA once: while the first is with MIA
+    /// the others are told to retry (ABORTED), and a retry afterwards gets the first answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_duplicates_of_an_activation_reach_mia_once() {
+        let mia = Mia::start().await;
+        let request = init("T1");
+        let before = mia.sandbox.requests();
+        mia.sandbox
+            .set_latency(std::time::Duration::from_millis(500));
+        let calls = (0..8).map(|_| {
+            let mut client = mia.client.clone();
+            let request = request.clone();
+            async move { client.init_activation(request).await }
+        });
+        let outcomes = futures::future::join_all(calls).await;
+        mia.sandbox.set_latency(std::time::Duration::ZERO);
+        assert_eq!(mia.sandbox.requests() - before, 1, "one call reached MIA");
+        let answered: Vec<_> = outcomes
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|a| a.get_ref().clone()))
+            .collect();
+        assert!(!answered.is_empty(), "{outcomes:?}");
+        assert!(answered.windows(2).all(|w| w[0] == w[1]), "{answered:?}");
+        for refused in outcomes.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
+        }
+        let retried = mia
+            .client
+            .clone()
+            .init_activation(request)
+            .await
+            .expect("the retry is answered")
+            .into_inner();
+        assert_eq!(retried, answered[0]);
+        assert_eq!(mia.sandbox.requests() - before, 1, "still one call");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn activation_login_refresh_logout_against_the_mia_sandbox() {
-        let sandbox = MiaSandbox::start(
-            MiaSandboxConfig::default()
-                .with_terminal(MiaTerminal::new("T1", "1003600000000"))
-                .with_terminal(MiaTerminal::new("T2", "1003600000000"))
-                .with_seller(MiaSeller::new("ana", "ana-password", 7, "Ana Popescu")),
-        )
-        .await
-        .expect("the MIA sandbox starts");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("fiscus.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{AUTH_CONFIG}\n[tokens]\nmia_url = \"{}\"\n",
-                sandbox.base_url()
-            ),
-        )
-        .expect("config");
-        let process = Process::dev_with(
-            &dir.path().join("data"),
-            &["--config", config.to_str().expect("utf-8")],
-        )
-        .await
-        .expect("starts");
-        let token = issue_token(
-            process.channel().await,
-            "e2e-admin",
-            "e2e-admin-secret",
-            &[],
-        )
-        .await
-        .expect("token");
-        let mut client =
-            TokenServiceClient::with_interceptor(process.channel().await, Bearer::new(&token));
+        let Mia {
+            sandbox,
+            _process,
+            mut client,
+            _dir,
+        } = Mia::start().await;
 
         // A wrong OTP until the attempts run out: then even the right one is refused.
         let first = client

@@ -1,9 +1,11 @@
 //! The idempotency journal: one row per operation id, in the same transaction as the work it
 //! protects, holding the request's fingerprint and the response that was given.
 //!
-//! The database is the truth. A retry with the same id and the same request gets the stored
-//! response; the same id with another request is a conflict. On Postgres a concurrent duplicate
-//! waits on the first one's row and then replays its answer.
+//! The database is the truth, the cache the fast path. A retry with the same id and the same
+//! request gets the stored response; the same id with another request is a conflict. Work that
+//! writes a journal row records its operation row in the same statement or transaction (the
+//! receipt journal does); work that calls an upstream holds the id while it runs
+//! ([`Operation::begin_upstream`]), so that a concurrent duplicate is told to retry.
 
 use sha2::{Digest, Sha256};
 
@@ -51,85 +53,18 @@ pub fn fingerprint(rpc: &str, request: &[u8]) -> Fingerprint {
     hasher.finalize().into()
 }
 
-/// What the journal says about an operation id when a request claims it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// First time: do the work, then [`complete`] in the same transaction.
-    Fresh,
-    /// Done before with the same request: answer this stored response.
-    Replay(Vec<u8>),
-    /// Done (or being done) with a different request, by the named RPC.
-    Conflict { rpc: String },
-}
-
 /// One row of the journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredOperation {
     pub rpc: String,
     pub fingerprint: Vec<u8>,
     pub response: Option<Vec<u8>>,
+    /// Until when work without an answer yet holds the id (microseconds since the Unix epoch).
+    pub lease_until_us: Option<i64>,
 }
 
-/// Claims `operation_id` for `tenant` inside `tx`.
-pub async fn claim(
-    tx: &mut Tx,
-    tenant: &str,
-    operation_id: &str,
-    rpc: &str,
-    fingerprint: &Fingerprint,
-) -> Result<Claim, sqlx::Error> {
-    let inserted = with_tx!(tx, |conn| {
-        sqlx::query(
-        "INSERT INTO operations (tenant, operation_id, rpc, fingerprint) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (tenant, operation_id) DO NOTHING"
-    )
-    .bind(tenant)
-    .bind(operation_id)
-    .bind(rpc)
-    .bind(&fingerprint[..])
-    .execute(conn)
-    .await?
-    .rows_affected()
-    });
-    if inserted == 1 {
-        return Ok(Claim::Fresh);
-    }
-    let existing: (String, Vec<u8>, Option<Vec<u8>>) = with_tx!(tx, |conn| {
-        sqlx::query_as(
-        "SELECT rpc, fingerprint, response FROM operations WHERE tenant = $1 AND operation_id = $2"
-    )
-    .bind(tenant)
-    .bind(operation_id)
-    .fetch_one(conn)
-    .await?
-    });
-    Ok(match existing {
-        (stored_rpc, stored, Some(response)) if stored_rpc == rpc && stored == fingerprint => {
-            Claim::Replay(response)
-        }
-        (stored_rpc, _, _) => Claim::Conflict { rpc: stored_rpc },
-    })
-}
-
-/// Records the response of a [`Claim::Fresh`] operation, in the same transaction as its work.
-pub async fn complete(
-    tx: &mut Tx,
-    tenant: &str,
-    operation_id: &str,
-    response: &[u8],
-) -> Result<(), sqlx::Error> {
-    with_tx!(tx, |conn| sqlx::query(
-        "UPDATE operations SET response = $3, completed_at = CURRENT_TIMESTAMP \
-         WHERE tenant = $1 AND operation_id = $2"
-    )
-    .bind(tenant)
-    .bind(operation_id)
-    .bind(response)
-    .execute(conn)
-    .await
-    .map(drop)?);
-    Ok(())
-}
+const FIND: &str = "SELECT rpc, fingerprint, response, lease_until_us FROM operations \
+     WHERE tenant = $1 AND operation_id = $2";
 
 /// Reads an operation outside any transaction (the slow path behind the cache).
 pub async fn find(
@@ -137,20 +72,11 @@ pub async fn find(
     tenant: &str,
     operation_id: &str,
 ) -> Result<Option<StoredOperation>, sqlx::Error> {
-    let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> = with_db!(db, |pool| {
-        sqlx::query_as(
-        "SELECT rpc, fingerprint, response FROM operations WHERE tenant = $1 AND operation_id = $2"
-    )
-    .bind(tenant)
-    .bind(operation_id)
-    .fetch_optional(pool)
-    .await?
-    });
-    Ok(row.map(|(rpc, fingerprint, response)| StoredOperation {
-        rpc,
-        fingerprint,
-        response,
-    }))
+    with_db!(db, |pool| sqlx::query_as(FIND)
+        .bind(tenant)
+        .bind(operation_id)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// Reads an operation inside `tx` (after the locks that order it behind a concurrent duplicate).
@@ -159,20 +85,11 @@ pub async fn find_in(
     tenant: &str,
     operation_id: &str,
 ) -> Result<Option<StoredOperation>, sqlx::Error> {
-    let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> = with_tx!(tx, |conn| {
-        sqlx::query_as(
-        "SELECT rpc, fingerprint, response FROM operations WHERE tenant = $1 AND operation_id = $2"
-    )
-    .bind(tenant)
-    .bind(operation_id)
-    .fetch_optional(conn)
-    .await?
-    });
-    Ok(row.map(|(rpc, fingerprint, response)| StoredOperation {
-        rpc,
-        fingerprint,
-        response,
-    }))
+    with_tx!(tx, |conn| sqlx::query_as(FIND)
+        .bind(tenant)
+        .bind(operation_id)
+        .fetch_optional(conn)
+        .await)
 }
 
 /// One mutating request, identified for idempotency: the database is the truth, the cache
@@ -183,15 +100,6 @@ pub struct Operation {
     pub id: String,
     pub rpc: &'static str,
     pub fingerprint: Fingerprint,
-}
-
-/// How a mutating request starts.
-#[derive(Debug)]
-pub enum Start {
-    /// First time: do the work in this transaction, then [`Operation::finish`].
-    Fresh(Tx),
-    /// Done before: the stored response, encoded.
-    Replay(Vec<u8>),
 }
 
 /// How long the cache remembers a finished operation; the database remembers it for good.
@@ -216,40 +124,6 @@ impl Operation {
             "operation_id {} was already used by a different {rpc} request; use a new id for a new operation",
             self.id
         ))
-    }
-
-    /// Replays a finished operation from the cache, else claims it in a new transaction
-    /// (waiting for a concurrent duplicate to finish, then replaying its answer).
-    pub async fn start(&self, db: &Database, cache: &dyn Cache) -> Result<Start, ApiError> {
-        if let Some(response) = self.cached(cache).await {
-            return Ok(Start::Replay(response));
-        }
-        let mut tx = db.begin().await?;
-        match claim(&mut tx, &self.tenant, &self.id, self.rpc, &self.fingerprint).await? {
-            Claim::Fresh => Ok(Start::Fresh(tx)),
-            Claim::Replay(response) => {
-                tx.rollback().await?;
-                self.remember(cache, &response).await;
-                Ok(Start::Replay(response))
-            }
-            Claim::Conflict { rpc } => {
-                tx.rollback().await?;
-                Err(self.conflict(&rpc))
-            }
-        }
-    }
-
-    /// Records the response and commits the work with it.
-    pub async fn finish(
-        &self,
-        mut tx: Tx,
-        cache: &dyn Cache,
-        response: &[u8],
-    ) -> Result<(), ApiError> {
-        complete(&mut tx, &self.tenant, &self.id, response).await?;
-        tx.commit().await?;
-        self.remember(cache, response).await;
-        Ok(())
     }
 
     /// The cache's answer for this operation, when it holds one for this very request.
@@ -310,21 +184,116 @@ impl Operation {
         }
     }
 
-    /// Records the response of work done after [`Operation::lookup`] found nothing; answers the
-    /// response that stands — this one, or a concurrent duplicate's that was recorded first.
-    pub async fn record(
+    /// Begins work that calls an upstream, which must not hold a transaction open meanwhile:
+    /// the stored response when this operation was done before with the same request;
+    /// `ALREADY_EXISTS` when it was done with another; `ABORTED` (retry) while a duplicate is
+    /// doing it. Otherwise the id is now held for `lease` — long enough for the work — and the
+    /// work is to be done, then [`Operation::finish_upstream`] or [`Operation::abandon`]. A holder
+    /// that died is taken over when its lease runs out.
+    pub async fn begin_upstream(
+        &self,
+        db: &Database,
+        cache: &dyn Cache,
+        lease: std::time::Duration,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        if let Some(response) = self.cached(cache).await {
+            return Ok(Some(response));
+        }
+        let now = now_us();
+        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let held = with_db!(db, |pool| sqlx::query(
+            "INSERT INTO operations (tenant, operation_id, rpc, fingerprint, lease_until_us) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, operation_id) DO NOTHING"
+        )
+        .bind(&self.tenant)
+        .bind(&self.id)
+        .bind(self.rpc)
+        .bind(&self.fingerprint[..])
+        .bind(until)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if held == 1 {
+            return Ok(None);
+        }
+        let stored = find(db, &self.tenant, &self.id).await?;
+        let expired = stored.as_ref().and_then(|held| {
+            let ours = held.rpc == self.rpc && held.fingerprint == self.fingerprint;
+            (ours && held.response.is_none())
+                .then_some(held.lease_until_us)
+                .flatten()
+                .filter(|&until| until < now)
+        });
+        if let Some(expired) = expired {
+            let taken = with_db!(db, |pool| sqlx::query(
+                "UPDATE operations SET lease_until_us = $4 WHERE tenant = $1 \
+                 AND operation_id = $2 AND response IS NULL AND lease_until_us = $3"
+            )
+            .bind(&self.tenant)
+            .bind(&self.id)
+            .bind(expired)
+            .bind(until)
+            .execute(pool)
+            .await?
+            .rows_affected());
+            if taken == 1 {
+                tracing::warn!(operation = %self.id, "took over an operation whose holder's lease ran out");
+                return Ok(None);
+            }
+        }
+        let found = self.judge(stored)?;
+        if let Some(response) = &found {
+            self.remember(cache, response).await;
+        }
+        Ok(found)
+    }
+
+    /// Records the response of work begun with [`Operation::begin_upstream`] and answers the
+    /// response that stands: this one, or that of a holder that took over after this one's lease
+    /// ran out and finished first.
+    pub async fn finish_upstream(
         &self,
         db: &Database,
         cache: &dyn Cache,
         response: &[u8],
     ) -> Result<Vec<u8>, ApiError> {
-        match self.start(db, cache).await? {
-            Start::Fresh(tx) => {
-                self.finish(tx, cache, response).await?;
-                Ok(response.to_vec())
-            }
-            Start::Replay(earlier) => Ok(earlier),
-        }
+        let recorded = with_db!(db, |pool| sqlx::query(
+            "UPDATE operations SET response = $3, completed_at = CURRENT_TIMESTAMP, \
+             lease_until_us = NULL WHERE tenant = $1 AND operation_id = $2 AND response IS NULL"
+        )
+        .bind(&self.tenant)
+        .bind(&self.id)
+        .bind(response)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        let standing = if recorded == 1 {
+            response.to_vec()
+        } else {
+            self.judge(find(db, &self.tenant, &self.id).await?)?
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "operation_id {} lost its hold before its answer was recorded",
+                        self.id
+                    ))
+                })?
+        };
+        self.remember(cache, &standing).await;
+        Ok(standing)
+    }
+
+    /// Lets go of an operation begun with [`Operation::begin_upstream`] whose work failed, so
+    /// that a retry does it again at once.
+    pub async fn abandon(&self, db: &Database) -> Result<(), ApiError> {
+        with_db!(db, |pool| sqlx::query(
+            "DELETE FROM operations WHERE tenant = $1 AND operation_id = $2 AND response IS NULL"
+        )
+        .bind(&self.tenant)
+        .bind(&self.id)
+        .execute(pool)
+        .await
+        .map(drop)?);
+        Ok(())
     }
 
     /// Tells the cache the response of a finished operation (best effort: the database has it).
@@ -335,4 +304,10 @@ impl Operation {
             tracing::debug!(error = %e, "idempotency cache unavailable; the database keeps the answer");
         }
     }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

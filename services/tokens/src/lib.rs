@@ -82,6 +82,29 @@ fn timestamp(at: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
     })
 }
 
+/// How long an upstream-calling operation holds its id: well past the upstream's timeout, so
+/// that only a holder that died loses it.
+const UPSTREAM_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// While armed, lets go of a held operation (in the background) when dropped: the caller went
+/// away before the upstream work ended.
+struct Hold {
+    operation: Operation,
+    db: fiscus_kit::db::Database,
+    armed: bool,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.armed {
+            let (operation, db) = (self.operation.clone(), self.db.clone());
+            tokio::spawn(async move {
+                let _ = operation.abandon(&db).await;
+            });
+        }
+    }
+}
+
 impl Tokens {
     /// Runs upstream-calling `work` once per operation id: a retry of the same request gets the
     /// first answer, the same id with another request is `ALREADY_EXISTS`.
@@ -108,14 +131,33 @@ impl Tokens {
             })
         };
         let operation = Operation::new(MIA_TENANT, &id, rpc, &request.encode_to_vec());
-        if let Some(stored) = operation.lookup(&self.db, self.cache.as_ref()).await? {
+        if let Some(stored) = operation
+            .begin_upstream(&self.db, self.cache.as_ref(), UPSTREAM_LEASE)
+            .await?
+        {
             return decode(&stored);
         }
-        let response = work.await?;
-        let standing = operation
-            .record(&self.db, self.cache.as_ref(), &response.encode_to_vec())
-            .await?;
-        decode(&standing)
+        let mut hold = Hold {
+            operation: operation.clone(),
+            db: self.db.clone(),
+            armed: true,
+        };
+        let outcome = work.await;
+        hold.armed = false;
+        match outcome {
+            Ok(response) => {
+                let standing = operation
+                    .finish_upstream(&self.db, self.cache.as_ref(), &response.encode_to_vec())
+                    .await?;
+                decode(&standing)
+            }
+            Err(e) => {
+                if let Err(release) = operation.abandon(&self.db).await {
+                    tracing::warn!(error = %release, "could not let go of a failed operation; it is held until its lease runs out");
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Refuses a caller whose token does not cover the merchant an activation is bound to.

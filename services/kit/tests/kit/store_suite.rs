@@ -1,7 +1,11 @@
 //! Migrations and the idempotency journal, on Postgres and on SQLite.
 
 use fiscus_kit::db::{ConnectSettings, Database, Migrations};
-use fiscus_kit::idempotency::{self, Claim, Operation};
+use std::time::Duration;
+
+use fiscus_kit::ApiError;
+use fiscus_kit::cache::MemoryCache;
+use fiscus_kit::idempotency::{self, Operation};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -75,69 +79,108 @@ async fn operations_round_trip(fresh: Fresh) {
     db.migrate("kit-test", &Migrations::NONE)
         .await
         .expect("migrates");
-    let request = idempotency::fingerprint("SignReceipt", b"request bytes");
-    let other = idempotency::fingerprint("SignReceipt", b"other bytes");
+    // `cold()` is a cache that has forgotten everything: its callers hear from the database.
+    let cache = MemoryCache::new("kit-test");
+    let cold = || MemoryCache::new("kit-test-cold");
+    let lease = Duration::from_secs(60);
+    let first = Operation::new("1234567", "op-1", "InitActivation", b"request bytes");
     let response = "ответ · răspuns".as_bytes();
 
-    let mut tx = db.begin().await.expect("begins");
-    let claim = idempotency::claim(&mut tx, "1234567", "op-1", "SignReceipt", &request)
-        .await
-        .expect("claims");
-    assert_eq!(claim, Claim::Fresh);
-    idempotency::complete(&mut tx, "1234567", "op-1", response)
-        .await
-        .expect("completes");
-    tx.commit().await.expect("commits");
-
-    let mut tx = db.begin().await.expect("begins");
-    let same = idempotency::claim(&mut tx, "1234567", "op-1", "SignReceipt", &request)
-        .await
-        .expect("claims again");
-    assert_eq!(same, Claim::Replay(response.to_vec()));
-    let changed = idempotency::claim(&mut tx, "1234567", "op-1", "SignReceipt", &other)
-        .await
-        .expect("claims with another request");
+    // Held while the upstream work runs: a duplicate is told to retry, another request refused.
     assert_eq!(
-        changed,
-        Claim::Conflict {
-            rpc: "SignReceipt".into()
-        }
-    );
-    let other_tenant = idempotency::claim(&mut tx, "7654321", "op-1", "SignReceipt", &other)
-        .await
-        .expect("another tenant");
-    assert_eq!(other_tenant, Claim::Fresh, "operation ids are per tenant");
-    tx.rollback().await.expect("rolls back");
-
-    let stored = idempotency::find(&db, "1234567", "op-1")
-        .await
-        .expect("finds")
-        .expect("present");
-    assert_eq!(stored.fingerprint, request.to_vec());
-    assert_eq!(stored.response.as_deref(), Some(response));
-    assert_eq!(
-        idempotency::find(&db, "7654321", "op-1")
+        first
+            .begin_upstream(&db, &cache, lease)
             .await
-            .expect("finds"),
-        None,
-        "a rolled-back claim leaves nothing"
+            .expect("begins"),
+        None
     );
+    let busy = first
+        .begin_upstream(&db, &cold(), lease)
+        .await
+        .expect_err("held");
+    assert!(matches!(busy, ApiError::Aborted(_)), "{busy:?}");
+    let changed = Operation::new("1234567", "op-1", "InitActivation", b"other bytes");
+    let refused = changed
+        .begin_upstream(&db, &cold(), lease)
+        .await
+        .expect_err("another request");
+    assert!(matches!(refused, ApiError::AlreadyExists(_)), "{refused:?}");
+
+    // Finished: the answer stands, from the database as from the cache.
+    let standing = first
+        .finish_upstream(&db, &cache, response)
+        .await
+        .expect("finishes");
+    assert_eq!(standing, response);
+    for replay in [
+        first.begin_upstream(&db, &cold(), lease).await,
+        first.begin_upstream(&db, &cache, lease).await,
+        first.lookup(&db, &cold()).await,
+    ] {
+        assert_eq!(replay.expect("replays"), Some(response.to_vec()));
+    }
+    let other_tenant = Operation::new("7654321", "op-1", "InitActivation", b"other bytes");
+    assert_eq!(
+        other_tenant.lookup(&db, &cold()).await.expect("looks"),
+        None,
+        "ids are per tenant"
+    );
+
+    // Failed work lets go: a retry does it again at once.
+    let failed = Operation::new("1234567", "op-2", "InitActivation", b"request bytes");
+    assert_eq!(
+        failed
+            .begin_upstream(&db, &cache, lease)
+            .await
+            .expect("begins"),
+        None
+    );
+    failed.abandon(&db).await.expect("lets go");
+    assert_eq!(
+        failed
+            .begin_upstream(&db, &cache, lease)
+            .await
+            .expect("begins again"),
+        None
+    );
+
+    // A holder that died: once its lease has run out, the next attempt takes over.
+    let orphan = Operation::new("1234567", "op-3", "InitActivation", b"request bytes");
+    assert_eq!(
+        orphan
+            .begin_upstream(&db, &cache, Duration::ZERO)
+            .await
+            .expect("begins"),
+        None
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        orphan
+            .begin_upstream(&db, &cold(), lease)
+            .await
+            .expect("takes over"),
+        None
+    );
+    let busy = orphan
+        .begin_upstream(&db, &cold(), lease)
+        .await
+        .expect_err("held again");
+    assert!(matches!(busy, ApiError::Aborted(_)), "{busy:?}");
 
     // Read inside a transaction, judged for the request at hand.
     let mut tx = db.begin().await.expect("begins");
-    let in_tx = idempotency::find_in(&mut tx, "1234567", "op-1")
+    let stored = idempotency::find_in(&mut tx, "1234567", "op-1")
         .await
-        .expect("finds in a transaction");
-    assert_eq!(in_tx, Some(stored));
-    let same = Operation::new("1234567", "op-1", "SignReceipt", b"request bytes");
+        .expect("finds in a transaction")
+        .expect("present");
+    assert_eq!(stored.fingerprint, first.fingerprint.to_vec());
     assert_eq!(
-        same.lookup_in(&mut tx).await.expect("judges"),
+        first.lookup_in(&mut tx).await.expect("judges"),
         Some(response.to_vec())
     );
-    let changed = Operation::new("1234567", "op-1", "SignReceipt", b"other bytes");
     let refused = changed.lookup_in(&mut tx).await.expect_err("a conflict");
     assert!(refused.to_string().contains("op-1"), "{refused}");
-    let unknown = Operation::new("1234567", "op-2", "SignReceipt", b"request bytes");
+    let unknown = Operation::new("1234567", "op-9", "InitActivation", b"request bytes");
     assert_eq!(unknown.lookup_in(&mut tx).await.expect("judges"), None);
     tx.rollback().await.expect("rolls back");
     db.close().await;
