@@ -107,7 +107,8 @@ impl Drop for Hold {
 
 impl Tokens {
     /// Runs upstream-calling `work` once per operation id: a retry of the same request gets the
-    /// first answer, the same id with another request is `ALREADY_EXISTS`.
+    /// first answer, a duplicate while it runs is `ABORTED` (retry), the same id with another
+    /// request is `ALREADY_EXISTS`.
     async fn once<Req, Res, F>(
         &self,
         rpc: &'static str,
