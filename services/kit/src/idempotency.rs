@@ -141,11 +141,10 @@ impl Operation {
         }
     }
 
-    /// For work that calls an upstream, which must not hold a transaction open — and for work
-    /// that writes its operation row in the same statement as its journal row and has just been
-    /// refused as a duplicate: the stored response when this operation was done before with the
-    /// same request; `ALREADY_EXISTS` when it was done with another; `None` when the work is
-    /// still to do.
+    /// What the cache, else the database, says of this operation — for work that writes its
+    /// operation row with its journal row and has just found the id taken: the stored response
+    /// when it was done with the same request; `ALREADY_EXISTS` when with another; `ABORTED`
+    /// while upstream work holds it; `None` when nothing is recorded.
     pub async fn lookup(
         &self,
         db: &Database,

@@ -139,6 +139,16 @@ impl Chained {
         }
     }
 
+    /// The receipt, and the SignReceipt answer that carries it, encoded.
+    fn sign_receipt_answer(&self) -> (pb::Receipt, Vec<u8>) {
+        let receipt = self.receipt();
+        let response = pb::SignReceiptResponse {
+            receipt: Some(receipt.clone()),
+        }
+        .encode_to_vec();
+        (receipt, response)
+    }
+
     fn receipt(&self) -> pb::Receipt {
         self.document.to_proto(&document::Standing {
             fiscal_state: pb::FiscalState::LocalSigned.name().to_owned(),
@@ -302,11 +312,7 @@ impl Journal {
     ) -> Result<(Signed, Head), ApiError> {
         let head = store::lock_head(&mut tx, &document.terminal()).await?;
         let chained = Chained::new(document, totals, head, signer, now)?;
-        let receipt = chained.receipt();
-        let response = pb::SignReceiptResponse {
-            receipt: Some(receipt.clone()),
-        }
-        .encode_to_vec();
+        let (receipt, response) = chained.sign_receipt_answer();
         let signed = match self.commit(tx, &chained, operation, &response).await? {
             None => Signed::New(Box::new(receipt)),
             Some(earlier) => Signed::Earlier(earlier),
@@ -378,11 +384,7 @@ impl Journal {
         let mut known = slot.lock().await;
         if let Some(head) = known.take() {
             let chained = Chained::new(document.clone(), totals, head, signer, now)?;
-            let receipt = chained.receipt();
-            let response = pb::SignReceiptResponse {
-                receipt: Some(receipt.clone()),
-            }
-            .encode_to_vec();
+            let (receipt, response) = chained.sign_receipt_answer();
             let entry = chained.entry(operation, response.clone());
             let appended = match &self.group_commit {
                 Some(group) => group.append(entry).await,

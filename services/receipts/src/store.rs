@@ -102,7 +102,7 @@ fn to_i64(n: u64) -> i64 {
 }
 
 /// Locks the terminal's chain head for this transaction (creating it at the genesis hash) and
-/// answers its last number and hash: for appends that read the journal before they write.
+/// answers its last number and hash: for appends made under the head's lock.
 pub async fn lock_head(tx: &mut Tx, terminal: &TerminalId) -> Result<(u64, Vec<u8>), sqlx::Error> {
     let (number, hash): (i64, Vec<u8>) = with_tx!(tx, |conn| sqlx::query_as(
         "INSERT INTO chain_heads (merchant_tin, branch_no, pos_no, last_number, last_hash) \
@@ -129,7 +129,8 @@ pub enum Appended {
     /// nothing was written.
     Moved,
     /// The operation id had been recorded already (by a duplicate of this request, or by
-    /// another request): nothing was written.
+    /// another request): nothing was written. Postgres only; on SQLite such an append fails on
+    /// the operations key.
     Taken,
 }
 
