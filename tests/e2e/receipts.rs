@@ -282,6 +282,7 @@ on_both_backends!(
     a_sale_is_taxed_per_item_numbered_chained_and_signed,
     concurrent_receipts_on_one_terminal_get_numbers_without_gaps,
     concurrent_receipts_over_32_terminals_each_chain_verifies,
+    retries_among_new_sales_on_one_terminal_leave_no_gap,
     one_operation_id_signs_once_however_often_it_is_sent,
     tampering_with_the_journal_is_named_by_verify_journal,
     bad_requests_are_refused_naming_the_field_and_write_nothing,
@@ -400,6 +401,52 @@ async fn concurrent_receipts_on_one_terminal_get_numbers_without_gaps(backend: B
     assert_eq!(numbers, (1..=64).collect::<Vec<_>>());
     let verdict = fx.verify(&till).await;
     assert!(verdict.ok && verdict.count_checked == 64, "{verdict:?}");
+}
+
+/// Retries of receipts already journaled, sent while new sales stream into the same terminal,
+/// are answered as first time and never break the run of numbers: a retry is left out of the
+/// journal, and on Postgres the new receipts chained behind it in the pipeline are re-chained.
+async fn retries_among_new_sales_on_one_terminal_leave_no_gap(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = unique_terminal(PLAIN_TIN);
+    let mut earlier = Vec::new();
+    for _ in 0..8 {
+        let request = bread_sale(&till);
+        let answer = fx
+            .client()
+            .sign_receipt(request.clone())
+            .await
+            .expect("signs")
+            .into_inner();
+        // The retry must find its answer in the journal, not in the cache.
+        fx.forget_cached_answer(&till.merchant_tin, &request.operation_id)
+            .await;
+        earlier.push((request, answer.encode_to_vec()));
+    }
+    let calls = (0..32).map(|i| {
+        let mut client = fx.client();
+        let (request, first) = match earlier.get(i / 4).filter(|_| i % 4 == 0) {
+            Some((request, first)) => (request.clone(), Some(first.clone())),
+            None => (bread_sale(&till), None),
+        };
+        async move { (client.sign_receipt(request).await, first) }
+    });
+    let mut numbers = Vec::new();
+    for (answer, first) in futures::future::join_all(calls).await {
+        let answer = answer.expect("every call is answered").into_inner();
+        match first {
+            Some(first) => assert_eq!(
+                answer.encode_to_vec(),
+                first,
+                "a retry gets the first answer"
+            ),
+            None => numbers.push(answer.receipt.expect("receipt").receipt_number),
+        }
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (9..=32).collect::<Vec<_>>());
+    let verdict = fx.verify(&till).await;
+    assert!(verdict.ok && verdict.count_checked == 32, "{verdict:?}");
 }
 
 async fn concurrent_receipts_over_32_terminals_each_chain_verifies(backend: Backend) {

@@ -2,6 +2,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod dev;
 mod sandboxes;

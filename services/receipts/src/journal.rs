@@ -46,8 +46,9 @@ fn corrupt(e: serde_json::Error) -> ApiError {
 /// The last number and hash of a chain.
 type Head = (u64, Vec<u8>);
 
-/// The head each terminal's chain had after this process's last append to it, behind the lock
-/// that makes this process's appends to one terminal take turns.
+/// The head this process last gave each terminal's chain — appended, or still queued for commit —
+/// behind the lock under which this process chains that terminal's receipts one at a time. Only
+/// a hint: an append moves the head in the database only from the previous head it names.
 #[derive(Default)]
 struct Heads(std::sync::Mutex<HashMap<TerminalId, Arc<tokio::sync::Mutex<Option<Head>>>>>);
 
@@ -367,10 +368,14 @@ impl Journal {
     }
 
     /// Appends a receipt that reads nothing of the journal (a sale, a zero receipt), and answers
-    /// it. Appends to one terminal take turns within this process, and the first try chains the
-    /// receipt on the head this process last saw: the append moves the head only from there, so
-    /// another replica's append in between leaves it without effect. Then — and when this process
-    /// has no head to go on — the receipt is chained and appended under the head's row lock.
+    /// it.
+    ///
+    /// On Postgres a terminal's appends are pipelined: each is chained on the head this process
+    /// last gave the terminal, even one still queued for commit, and queued behind it. The
+    /// append moves the head only from there, so when that head never came to be — another
+    /// replica appended in between, or the receipt before was left out — it is without effect.
+    /// Then, when this process has no head to go on, and always on SQLite, the receipt is
+    /// chained and appended under the head's row lock.
     async fn append_alone(
         &self,
         document: Document,
@@ -379,30 +384,47 @@ impl Journal {
         now: DateTime<Utc>,
         operation: &Operation,
     ) -> Result<Signed, ApiError> {
+        let Some(group) = &self.group_commit else {
+            let tx = self.db.begin().await?;
+            let (signed, _) = self
+                .append_locked(tx, document, totals, signer, now, operation)
+                .await?;
+            return Ok(signed);
+        };
         let terminal = document.terminal();
         let slot = self.heads.slot(&terminal);
         let mut known = slot.lock().await;
         if let Some(head) = known.take() {
             let chained = Chained::new(document.clone(), totals, head, signer, now)?;
             let (receipt, response) = chained.sign_receipt_answer();
-            let entry = chained.entry(operation, response.clone());
-            let appended = match &self.group_commit {
-                Some(group) => group.append(entry).await,
-                None => store::append(&self.db, &entry).await,
-            };
+            let queued = group
+                .enqueue(chained.entry(operation, response.clone()))
+                .await?;
+            let after = chained.head();
+            *known = Some(after.clone());
+            drop(known);
+            let appended = queued.answer().await;
+            if let Ok(Appended::Done) = appended {
+                operation.remember(self.cache.as_ref(), &response).await;
+                return Ok(Signed::New(Box::new(receipt)));
+            }
+            known = slot.lock().await;
+            // The receipts chained on this one are left out too.
+            if known.as_ref() == Some(&after) {
+                *known = None;
+            }
             match appended {
-                Ok(Appended::Done) => {
-                    *known = Some(chained.head());
-                    // The next append to this terminal need not wait for the cache.
+                Ok(Appended::Taken) => {
                     drop(known);
-                    operation.remember(self.cache.as_ref(), &response).await;
-                    return Ok(Signed::New(Box::new(receipt)));
+                    return self.earlier(operation).await.map(Signed::Earlier);
                 }
-                Ok(Appended::Moved) => {
-                    tracing::debug!(%terminal, "another writer appended first; appending under the head's lock");
+                Err(e) => {
+                    drop(known);
+                    return self.duplicate(operation, e).await.map(Signed::Earlier);
                 }
-                Ok(Appended::Taken) => return self.earlier(operation).await.map(Signed::Earlier),
-                Err(e) => return self.duplicate(operation, e).await.map(Signed::Earlier),
+                Ok(Appended::Moved | Appended::Done) => {
+                    tracing::debug!(%terminal, "the head moved elsewhere; appending under its lock");
+                }
             }
         }
         let tx = self.db.begin().await?;

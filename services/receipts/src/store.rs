@@ -89,6 +89,16 @@ pub struct NewReceipt {
     pub created_at_us: i64,
 }
 
+impl NewReceipt {
+    pub fn terminal(&self) -> TerminalId {
+        TerminalId {
+            merchant_tin: self.merchant_tin.clone(),
+            branch_no: self.branch_no.clone(),
+            pos_no: self.pos_no.clone(),
+        }
+    }
+}
+
 /// A receipt to append, with the operation it answers and the answer to store for it.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -298,24 +308,7 @@ async fn append_sqlite(
     Ok(Appended::Done)
 }
 
-/// Appends one entry after the head its caller last knew, in a transaction of its own (one
-/// statement on Postgres).
-pub async fn append(db: &Database, entry: &Entry) -> Result<Appended, sqlx::Error> {
-    match db {
-        Database::Postgres(pool) => Ok(append_postgres(pool, &[entry]).await?[0]),
-        Database::Sqlite(_) => {
-            let mut tx = db.begin().await?;
-            let appended = append_in(&mut tx, entry).await?;
-            match appended {
-                Appended::Done => tx.commit().await?,
-                Appended::Moved | Appended::Taken => tx.rollback().await?,
-            }
-            Ok(appended)
-        }
-    }
-}
-
-/// [`append`] inside a transaction (which, holding the head's lock, finds it where it was).
+/// Appends one entry inside a transaction which, holding the head's lock, finds it where it was.
 pub async fn append_in(tx: &mut Tx, entry: &Entry) -> Result<Appended, sqlx::Error> {
     match tx {
         Tx::Postgres(tx) => Ok(append_postgres(&mut **tx, &[entry]).await?[0]),
