@@ -520,7 +520,9 @@ async fn one_operation_id_signs_once_however_often_it_is_sent(backend: Backend) 
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
+    // ASYNC: the keys are gone at once, however many other runs left behind.
     let () = redis::cmd("FLUSHALL")
+        .arg("ASYNC")
         .query_async(&mut connection)
         .await
         .expect("flushall");

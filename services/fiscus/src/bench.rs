@@ -74,7 +74,42 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.only.as_deref() != Some("receipts") {
         tokens(&args, &suffix, &settings).await?;
     }
-    Ok(())
+    forget_cached(&args.redis_url, &cache_prefix(&suffix)).await
+}
+
+fn cache_prefix(suffix: &str) -> String {
+    format!("bench-{}", &suffix[..12])
+}
+
+/// Removes what the runs left in Redis (a remembered answer per receipt, kept for a day).
+async fn forget_cached(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+    if !redis_url.starts_with("redis") {
+        return Ok(());
+    }
+    let mut redis = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut redis)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(keys)
+                .query_async::<()>(&mut redis)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 /// SignReceipt over gRPC beside the storage floor.
@@ -413,7 +448,7 @@ async fn tokens(args: &BenchArgs, suffix: &str, settings: &ConnectSettings) -> a
 fn bench_config(args: &BenchArgs, suffix: &str) -> anyhow::Result<Config> {
     let mut config = Config::from_toml("")?;
     config.cache.url = SecretString::from(args.redis_url.clone());
-    config.cache.key_prefix = format!("bench-{}", &suffix[..12]);
+    config.cache.key_prefix = cache_prefix(suffix);
     config.keys.master_key = Some(SecretString::from("5a".repeat(32)));
     config.telemetry.log_filter = "warn".into();
     Ok(config)

@@ -36,6 +36,13 @@ pub trait Cache: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), CacheError>>;
 
+    /// Stores each `(key, value)` for `ttl`, as [`Cache::set`] would, in one round trip.
+    fn set_many<'a>(
+        &'a self,
+        entries: &'a [(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CacheError>>;
+
     /// Stores `value` only if `key` is absent; `true` when this call stored it (a lease was won).
     fn set_if_absent<'a>(
         &'a self,
@@ -181,6 +188,24 @@ impl Cache for RedisCache {
         })
     }
 
+    fn set_many<'a>(
+        &'a self,
+        entries: &'a [(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for (key, value) in entries {
+                pipe.pset_ex(self.key(key), value, millis(ttl)).ignore();
+            }
+            let mut conn = self.connection.clone();
+            self.run(pipe.query_async::<()>(&mut conn)).await
+        })
+    }
+
     fn set_if_absent<'a>(
         &'a self,
         key: &'a str,
@@ -265,33 +290,59 @@ impl Cache for RedisCache {
 /// An in-process cache for a single process (`fiscus dev`): the same contract as Redis.
 pub struct MemoryCache {
     prefix: String,
-    entries: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    entries: Mutex<Entries>,
     messages: tokio::sync::broadcast::Sender<(String, Vec<u8>)>,
 }
+
+type Map = HashMap<String, (Vec<u8>, Instant)>;
+
+struct Entries {
+    map: Map,
+    swept: Instant,
+}
+
+/// How often the in-process cache drops every expired entry; a key is checked on each use.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl MemoryCache {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: format!("{prefix}:"),
-            entries: Mutex::default(),
+            entries: Mutex::new(Entries {
+                map: HashMap::new(),
+                swept: Instant::now(),
+            }),
             messages: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
-    fn with_entries<T>(&self, f: impl FnOnce(&mut HashMap<String, (Vec<u8>, Instant)>) -> T) -> T {
+    /// Runs `f` on the entries, with `key`'s gone if it has expired.
+    fn with_entries<T>(&self, key: Option<&str>, f: impl FnOnce(&mut Map) -> T) -> T {
         // A panic while holding the lock cannot leave a half-written entry behind, so a
         // poisoned map is still consistent.
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        entries.retain(|_, (_, expires)| *expires > now);
-        f(&mut entries)
+        if now.duration_since(entries.swept) >= SWEEP_EVERY {
+            entries.map.retain(|_, (_, expires)| *expires > now);
+            entries.swept = now;
+        } else if let Some(key) = key
+            && entries
+                .map
+                .get(key)
+                .is_some_and(|(_, expires)| *expires <= now)
+        {
+            entries.map.remove(key);
+        }
+        f(&mut entries.map)
     }
 }
 
 impl Cache for MemoryCache {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, CacheError>> {
         let key = format!("{}{}", self.prefix, key);
-        Box::pin(async move { Ok(self.with_entries(|e| e.get(&key).map(|(v, _)| v.clone()))) })
+        Box::pin(async move {
+            Ok(self.with_entries(Some(&key), |e| e.get(&key).map(|(v, _)| v.clone())))
+        })
     }
 
     fn set<'a>(
@@ -303,7 +354,23 @@ impl Cache for MemoryCache {
         let key = format!("{}{}", self.prefix, key);
         Box::pin(async move {
             let expires = Instant::now() + positive(ttl);
-            self.with_entries(|e| e.insert(key, (value.to_vec(), expires)));
+            self.with_entries(None, |e| e.insert(key, (value.to_vec(), expires)));
+            Ok(())
+        })
+    }
+
+    fn set_many<'a>(
+        &'a self,
+        entries: &'a [(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            let expires = Instant::now() + positive(ttl);
+            self.with_entries(None, |e| {
+                for (key, value) in entries {
+                    e.insert(format!("{}{key}", self.prefix), (value.clone(), expires));
+                }
+            });
             Ok(())
         })
     }
@@ -317,19 +384,21 @@ impl Cache for MemoryCache {
         let key = format!("{}{}", self.prefix, key);
         Box::pin(async move {
             let expires = Instant::now() + positive(ttl);
-            Ok(self.with_entries(|e| match e.entry(key) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert((value.to_vec(), expires));
-                    true
-                }
-            }))
+            Ok(
+                self.with_entries(Some(&key), |e| match e.entry(key.clone()) {
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert((value.to_vec(), expires));
+                        true
+                    }
+                }),
+            )
         })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CacheError>> {
         let key = format!("{}{}", self.prefix, key);
-        Box::pin(async move { Ok(self.with_entries(|e| e.remove(&key).is_some())) })
+        Box::pin(async move { Ok(self.with_entries(Some(&key), |e| e.remove(&key).is_some())) })
     }
 
     fn delete_if_equals<'a>(
@@ -339,7 +408,7 @@ impl Cache for MemoryCache {
     ) -> BoxFuture<'a, Result<bool, CacheError>> {
         let key = format!("{}{}", self.prefix, key);
         Box::pin(async move {
-            Ok(self.with_entries(|e| match e.get(&key) {
+            Ok(self.with_entries(Some(&key), |e| match e.get(&key) {
                 Some((value, _)) if value == expected => e.remove(&key).is_some(),
                 _ => false,
             }))

@@ -297,11 +297,26 @@ impl Operation {
 
     /// Tells the cache the response of a finished operation (best effort: the database has it).
     pub async fn remember(&self, cache: &dyn Cache, response: &[u8]) {
-        let mut value = self.fingerprint.to_vec();
-        value.extend_from_slice(response);
-        if let Err(e) = cache.set(&self.cache_key(), &value, CACHE_TTL).await {
+        let (key, value) = self.cache_entry(response);
+        if let Err(e) = cache.set(&key, &value, CACHE_TTL).await {
             tracing::debug!(error = %e, "idempotency cache unavailable; the database keeps the answer");
         }
+    }
+
+    /// The cache entry that remembers this operation answered with `response`, for
+    /// [`remember_all`].
+    pub fn cache_entry(&self, response: &[u8]) -> (String, Vec<u8>) {
+        let mut value = self.fingerprint.to_vec();
+        value.extend_from_slice(response);
+        (self.cache_key(), value)
+    }
+}
+
+/// [`Operation::remember`] for many operations at once, in one round trip; `entries` from
+/// [`Operation::cache_entry`].
+pub async fn remember_all(cache: &dyn Cache, entries: &[(String, Vec<u8>)]) {
+    if let Err(e) = cache.set_many(entries, CACHE_TTL).await {
+        tracing::debug!(error = %e, "idempotency cache unavailable; the database keeps the answers");
     }
 }
 

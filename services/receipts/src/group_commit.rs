@@ -17,6 +17,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use fiscus_kit::cache::{Cache, SharedCache};
+use fiscus_kit::idempotency;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,10 +49,11 @@ impl Queued {
 }
 
 impl GroupCommit {
-    /// Starts the writer; it stops when this is dropped and the queue has drained.
-    pub fn start(pool: PgPool) -> Self {
+    /// Starts the writer; it stops when this is dropped and the queue has drained. Once a
+    /// group is committed and answered, the writer tells `cache` the answers, in one round trip.
+    pub fn start(pool: PgPool, cache: SharedCache) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(writer(pool, jobs));
+        tokio::spawn(writer(pool, cache, jobs));
         Self { queue }
     }
 
@@ -66,7 +69,7 @@ impl GroupCommit {
     }
 }
 
-async fn writer(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
+async fn writer(pool: PgPool, cache: SharedCache, mut jobs: mpsc::Receiver<Job>) {
     // Entries deferred from earlier groups, in queue order, ahead of the queue.
     let mut deferred = VecDeque::new();
     loop {
@@ -92,7 +95,7 @@ async fn writer(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
         }
         later.append(&mut deferred);
         deferred = later;
-        commit(&pool, group).await;
+        commit(&pool, cache.as_ref(), group).await;
     }
 }
 
@@ -100,29 +103,33 @@ fn terminal(job: &Job) -> TerminalId {
     job.entry.receipt.terminal()
 }
 
-async fn commit(pool: &PgPool, group: Vec<Job>) {
+async fn commit(pool: &PgPool, cache: &dyn Cache, group: Vec<Job>) {
     let entries: Vec<&Entry> = group.iter().map(|job| &job.entry).collect();
-    let result = store::append_postgres(pool, &entries).await;
-    match result {
-        Ok(appended) => {
-            for (job, appended) in group.into_iter().zip(appended) {
-                // A caller that stopped waiting finds its answer on retry.
-                let _ = job.done.send(Ok(appended));
-            }
-        }
-        Err(e) if group.len() == 1 => {
-            if let Some(job) = group.into_iter().next() {
-                let _ = job.done.send(Err(e));
-            }
-        }
+    let answers: Vec<Answer> = match store::append_postgres(pool, &entries).await {
+        Ok(appended) => appended.into_iter().map(Ok).collect(),
+        Err(e) if entries.len() == 1 => vec![Err(e)],
         Err(e) => {
-            tracing::debug!(error = %e, size = group.len(), "a group append failed; appending its entries one by one");
-            for job in group {
-                let alone = store::append_postgres(pool, &[&job.entry])
-                    .await
-                    .map(|appended| appended[0]);
-                let _ = job.done.send(alone);
+            tracing::debug!(error = %e, size = entries.len(), "a group append failed; appending its entries one by one");
+            let mut answers = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                answers.push(
+                    store::append_postgres(pool, &[entry])
+                        .await
+                        .map(|appended| appended[0]),
+                );
             }
+            answers
         }
+    };
+    let remembered: Vec<_> = entries
+        .iter()
+        .zip(&answers)
+        .filter(|(_, answer)| matches!(answer, Ok(Appended::Done)))
+        .map(|(entry, _)| entry.operation.cache_entry(&entry.response))
+        .collect();
+    for (job, answer) in group.into_iter().zip(answers) {
+        // A caller that stopped waiting finds its answer on retry.
+        let _ = job.done.send(answer);
     }
+    idempotency::remember_all(cache, &remembered).await;
 }

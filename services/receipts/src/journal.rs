@@ -142,12 +142,11 @@ impl Chained {
 
     /// The receipt, and the SignReceipt answer that carries it, encoded.
     fn sign_receipt_answer(&self) -> (pb::Receipt, Vec<u8>) {
-        let receipt = self.receipt();
-        let response = pb::SignReceiptResponse {
-            receipt: Some(receipt.clone()),
-        }
-        .encode_to_vec();
-        (receipt, response)
+        let answer = pb::SignReceiptResponse {
+            receipt: Some(self.receipt()),
+        };
+        let response = answer.encode_to_vec();
+        (answer.receipt.unwrap_or_default(), response)
     }
 
     fn receipt(&self) -> pb::Receipt {
@@ -205,7 +204,7 @@ impl Journal {
             signers: Signers::new(db.clone(), master),
             heads: Heads::default(),
             group_commit: match &db {
-                Database::Postgres(pool) => Some(GroupCommit::start(pool.clone())),
+                Database::Postgres(pool) => Some(GroupCommit::start(pool.clone(), cache.clone())),
                 Database::Sqlite(_) => None,
             },
             db,
@@ -378,7 +377,7 @@ impl Journal {
     /// chained and appended under the head's row lock.
     async fn append_alone(
         &self,
-        document: Document,
+        mut document: Document,
         totals: [Money; 3],
         signer: &keys::ReceiptSigner,
         now: DateTime<Utc>,
@@ -395,17 +394,15 @@ impl Journal {
         let slot = self.heads.slot(&terminal);
         let mut known = slot.lock().await;
         if let Some(head) = known.take() {
-            let chained = Chained::new(document.clone(), totals, head, signer, now)?;
+            let chained = Chained::new(document, totals, head, signer, now)?;
             let (receipt, response) = chained.sign_receipt_answer();
-            let queued = group
-                .enqueue(chained.entry(operation, response.clone()))
-                .await?;
+            let queued = group.enqueue(chained.entry(operation, response)).await?;
             let after = chained.head();
             *known = Some(after.clone());
             drop(known);
             let appended = queued.answer().await;
             if let Ok(Appended::Done) = appended {
-                operation.remember(self.cache.as_ref(), &response).await;
+                // The writer has told the cache.
                 return Ok(Signed::New(Box::new(receipt)));
             }
             known = slot.lock().await;
@@ -426,6 +423,8 @@ impl Journal {
                     tracing::debug!(%terminal, "the head moved elsewhere; appending under its lock");
                 }
             }
+            // Chained again below, on the head as it now stands.
+            document = chained.document;
         }
         let tx = self.db.begin().await?;
         let (signed, head) = self

@@ -43,6 +43,14 @@ async fn entries_expire(cache: SharedCache) {
         cache.get("token").await.expect("get"),
         Some(b"secret".to_vec())
     );
+    cache
+        .set("lease", b"mine", Duration::from_millis(50))
+        .await
+        .expect("set");
+    cache
+        .set("gone", b"x", Duration::from_millis(50))
+        .await
+        .expect("set");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(cache.get("token").await.expect("get"), None);
     assert!(
@@ -52,6 +60,36 @@ async fn entries_expire(cache: SharedCache) {
             .expect("set after expiry"),
         "an expired key is absent"
     );
+    assert!(
+        !cache
+            .delete_if_equals("lease", b"mine")
+            .await
+            .expect("cas after expiry"),
+        "an expired lease is not there to release"
+    );
+    assert!(
+        !cache.delete("gone").await.expect("delete after expiry"),
+        "an expired key is not there to delete"
+    );
+}
+
+async fn set_many_stores_every_entry_with_its_expiry(cache: SharedCache) {
+    let entries: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i| (format!("op:{i}"), format!("answer {i}").into_bytes()))
+        .collect();
+    cache
+        .set_many(&entries, Duration::from_millis(300))
+        .await
+        .expect("set_many");
+    for (key, value) in &entries {
+        assert_eq!(cache.get(key).await.expect("get").as_ref(), Some(value));
+    }
+    cache
+        .set_many(&[], Duration::from_secs(1))
+        .await
+        .expect("nothing to store");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cache.get("op:7").await.expect("get"), None, "expired");
 }
 
 async fn get_set_delete(cache: SharedCache) {
@@ -120,6 +158,7 @@ macro_rules! on_both_caches {
 on_both_caches!(
     set_if_absent_is_won_once,
     entries_expire,
+    set_many_stores_every_entry_with_its_expiry,
     get_set_delete,
     delete_if_equals_releases_only_ones_own_lease,
     published_messages_reach_subscribers_of_the_channel,
