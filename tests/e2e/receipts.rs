@@ -208,6 +208,30 @@ impl Fixture {
     }
 }
 
+/// Sends `request` from every client at the same moment; each copy must be answered, and all
+/// answers byte for byte alike. Answers the one answer.
+async fn sign_at_once(
+    clients: impl IntoIterator<Item = ReceiptServiceClient<Authed>>,
+    request: &pb::SignReceiptRequest,
+) -> pb::SignReceiptResponse {
+    let calls = clients.into_iter().map(|mut client| {
+        let request = request.clone();
+        async move { client.sign_receipt(request).await }
+    });
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every duplicate gets the answer").into_inner())
+        .collect();
+    let encoded: Vec<_> = answers.iter().map(Message::encode_to_vec).collect();
+    assert!(
+        encoded.windows(2).all(|w| w[0] == w[1]),
+        "{} identical answers",
+        answers.len()
+    );
+    answers.into_iter().next().expect("an answer")
+}
+
 fn op() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -473,24 +497,9 @@ async fn one_operation_id_signs_once_however_often_it_is_sent(backend: Backend) 
     let fx = Fixture::start(backend).await;
     let till = unique_terminal(PLAIN_TIN);
     let request = bread_sale(&till);
-    let calls = (0..20).map(|_| {
-        let mut client = fx.client();
-        let request = request.clone();
-        async move { client.sign_receipt(request).await }
-    });
-    let answers: Vec<_> = futures::future::join_all(calls)
+    let answer = sign_at_once((0..20).map(|_| fx.client()), &request)
         .await
-        .into_iter()
-        .map(|r| {
-            r.expect("every duplicate gets the answer")
-                .into_inner()
-                .encode_to_vec()
-        })
-        .collect();
-    assert!(
-        answers.windows(2).all(|w| w[0] == w[1]),
-        "20 identical answers"
-    );
+        .encode_to_vec();
     let rows = fx
         .count(&format!(
             "SELECT COUNT(*) FROM receipts WHERE pos_no = '{}'",
@@ -532,7 +541,7 @@ async fn one_operation_id_signs_once_however_often_it_is_sent(backend: Backend) 
         .await
         .expect("replay")
         .into_inner();
-    assert_eq!(again.encode_to_vec(), answers[0]);
+    assert_eq!(again.encode_to_vec(), answer);
     let refused = fx
         .client()
         .sign_receipt(changed)
@@ -871,20 +880,7 @@ async fn a_refund_sent_many_times_at_once_is_journaled_once(backend: Backend) {
     let till = unique_terminal(PLAIN_TIN);
     let original = fx.sign(bread_sale(&till)).await;
     let request = refund(&till, &original.id, &[], "5600");
-    let calls = (0..10).map(|_| {
-        let mut client = fx.client();
-        let request = request.clone();
-        async move { client.sign_receipt(request).await }
-    });
-    let answers: Vec<_> = futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.expect("every duplicate gets the answer").into_inner())
-        .collect();
-    assert!(
-        answers.windows(2).all(|w| w[0] == w[1]),
-        "10 identical answers"
-    );
+    sign_at_once((0..10).map(|_| fx.client()), &request).await;
     let refunds = fx
         .count(&format!(
             "SELECT COUNT(*) FROM receipts WHERE original_receipt_id = '{}'",
@@ -957,24 +953,14 @@ async fn two_replicas_appending_to_one_terminal_keep_one_chain() {
 
     // One operation sent to both replicas at once: one receipt, one answer.
     let request = bread_sale(&till);
-    let calls = (0..10).map(|i| {
-        let mut client = if i % 2 == 0 {
+    let both = (0..10).map(|i| {
+        if i % 2 == 0 {
             fx.client()
         } else {
             other.clone()
-        };
-        let request = request.clone();
-        async move { client.sign_receipt(request).await }
+        }
     });
-    let answers: Vec<_> = futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.expect("every duplicate gets the answer").into_inner())
-        .collect();
-    assert!(
-        answers.windows(2).all(|w| w[0] == w[1]),
-        "10 identical answers"
-    );
+    sign_at_once(both, &request).await;
     let verdict = fx.verify(&till).await;
     assert!(verdict.ok && verdict.count_checked == 71, "{verdict:?}");
 }

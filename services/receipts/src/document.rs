@@ -98,11 +98,7 @@ pub struct Payment {
 impl Document {
     /// The terminal whose chain the document belongs to.
     pub fn terminal(&self) -> TerminalId {
-        TerminalId {
-            merchant_tin: self.merchant_tin.clone(),
-            branch_no: self.branch_no.clone(),
-            pos_no: self.pos_no.clone(),
-        }
+        TerminalId::of(&self.merchant_tin, &self.branch_no, &self.pos_no)
     }
 
     /// The canonical bytes.

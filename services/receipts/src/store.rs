@@ -58,11 +58,7 @@ impl StoredReceipt {
     }
 
     pub fn terminal(&self) -> TerminalId {
-        TerminalId {
-            merchant_tin: self.merchant_tin.clone(),
-            branch_no: self.branch_no.clone(),
-            pos_no: self.pos_no.clone(),
-        }
+        TerminalId::of(&self.merchant_tin, &self.branch_no, &self.pos_no)
     }
 }
 
@@ -91,11 +87,7 @@ pub struct NewReceipt {
 
 impl NewReceipt {
     pub fn terminal(&self) -> TerminalId {
-        TerminalId {
-            merchant_tin: self.merchant_tin.clone(),
-            branch_no: self.branch_no.clone(),
-            pos_no: self.pos_no.clone(),
-        }
+        TerminalId::of(&self.merchant_tin, &self.branch_no, &self.pos_no)
     }
 }
 

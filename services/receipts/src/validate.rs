@@ -66,6 +66,17 @@ pub struct TerminalId {
     pub pos_no: String,
 }
 
+impl TerminalId {
+    /// The terminal of a stored or signed receipt, whose parts were checked when it was made.
+    pub fn of(merchant_tin: &str, branch_no: &str, pos_no: &str) -> Self {
+        Self {
+            merchant_tin: merchant_tin.to_owned(),
+            branch_no: branch_no.to_owned(),
+            pos_no: pos_no.to_owned(),
+        }
+    }
+}
+
 impl std::fmt::Display for TerminalId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
