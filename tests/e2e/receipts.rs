@@ -965,6 +965,78 @@ async fn two_replicas_appending_to_one_terminal_keep_one_chain() {
     assert!(verdict.ok && verdict.count_checked == 71, "{verdict:?}");
 }
 
+/// A terminal whose chain head another transaction holds locked (a refund or cancellation being
+/// committed, another replica's append) holds up no other terminal's sales, and its own sale goes
+/// in, next in its chain, once the lock is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_locked_elsewhere_holds_up_no_other_terminal() {
+    let fx = Fixture::start(Backend::Postgres).await;
+    let Store::Postgres(pool) = &fx.store else {
+        unreachable!("a Postgres fixture")
+    };
+    let (busy, free) = (unique_terminal(PLAIN_TIN), unique_terminal(PLAIN_TIN));
+    fx.sign(bread_sale(&busy)).await;
+    fx.sign(bread_sale(&free)).await;
+
+    let mut holder = pool.begin().await.expect("begin");
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .expect("pid");
+    sqlx::query("SELECT 1 FROM chain_heads WHERE pos_no = $1 FOR UPDATE")
+        .bind(&busy.pos_no)
+        .execute(&mut *holder)
+        .await
+        .expect("the head locked");
+    let waiting = tokio::spawn({
+        let mut client = fx.client();
+        let request = bread_sale(&busy);
+        async move { client.sign_receipt(request).await }
+    });
+    // Until the busy terminal's sale is waiting for the lock.
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+    )
+    .bind(holder_pid)
+    .fetch_one(pool)
+    .await
+    .expect("lock waits")
+        == 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    let others = async {
+        let mut numbers = Vec::new();
+        for _ in 0..3 {
+            numbers.push(fx.sign(bread_sale(&free)).await.receipt_number);
+        }
+        numbers
+    };
+    // Not a speed bound: without it a stalled journal would hang the test instead of failing it.
+    let numbers = tokio::time::timeout(std::time::Duration::from_secs(60), others)
+        .await
+        .expect("the other terminal's sales are answered while the busy one is locked");
+    assert_eq!(numbers, [2, 3, 4]);
+    assert!(
+        !waiting.is_finished(),
+        "the busy terminal's sale waits for its lock"
+    );
+
+    holder.rollback().await.expect("the lock let go");
+    let receipt = waiting
+        .await
+        .expect("joined")
+        .expect("signs once the lock is let go")
+        .into_inner()
+        .receipt
+        .expect("receipt");
+    assert_eq!(receipt.receipt_number, 2);
+    for till in [&busy, &free] {
+        assert!(fx.verify(till).await.ok);
+    }
+}
+
 async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backend) {
     let fx = Fixture::start(backend).await;
     let till = unique_terminal(PLAIN_TIN);

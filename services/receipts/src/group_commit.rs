@@ -7,7 +7,9 @@
 //! keeps its place ahead of later entries of its terminal; so a terminal's entries are committed
 //! in the order they were queued, and the next receipt of a terminal may be chained on one that
 //! is still queued. Each receipt still moves its own terminal's head only from its own previous
-//! one, so an entry chained on one that did not go in is left out, never misplaced. When a
+//! one, so an entry chained on one that did not go in is left out, never misplaced; so is one
+//! whose head another transaction holds locked (a refund, a cancellation, another replica), so
+//! the writer never waits on a terminal and every other terminal goes on. When a
 //! group's statement fails (most likely on a duplicate operation id) its entries are appended one
 //! by one, each getting its own answer.
 //!

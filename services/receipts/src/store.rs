@@ -127,8 +127,8 @@ pub async fn lock_head(tx: &mut Tx, terminal: &TerminalId) -> Result<(u64, Vec<u
 pub enum Appended {
     /// The receipt is in the journal, with its operation row, and the head has moved to it.
     Done,
-    /// The head was no longer the receipt's previous one (another writer appended first):
-    /// nothing was written.
+    /// The head was no longer the receipt's previous one (another writer appended first), or
+    /// another transaction held it locked: nothing was written.
     Moved,
     /// The operation id had been recorded already (by a duplicate of this request, or by
     /// another request): nothing was written. Postgres only; on SQLite such an append fails on
@@ -144,11 +144,13 @@ const RECEIPT_INSERT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, numbe
 
 /// On Postgres any number of entries append in one statement. An entry whose operation id is
 /// recorded already is left out. Each other entry moves its terminal's head only from its
-/// receipt's previous number and hash (taking the head's row lock); its receipt goes in only
-/// where its head moved, and its completed operation row only where its receipt went in. What
-/// comes back: the ids of the receipts that went in (`true`) and of those left out (`false`).
-/// An operation id recorded by a concurrent statement fails the whole statement on the
-/// operations key.
+/// receipt's previous number and hash, taking the head's row lock; a head another transaction
+/// holds locked is skipped, not waited for, so one busy terminal never holds up a group (nor
+/// can two groups deadlock). Its receipt goes in only where its head moved, and its completed
+/// operation row only where its receipt went in. What comes back: the ids of the receipts that
+/// went in (`true`) and of those left out because their operation was recorded (`false`); the
+/// rest found their head moved or locked. An operation id recorded by a concurrent statement
+/// fails the whole statement on the operations key.
 static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH entry AS (\
@@ -161,10 +163,17 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
          taken AS (\
             SELECT e.id FROM entry e JOIN operations o \
             ON o.tenant = e.tenant AND o.operation_id = e.operation_id), \
-         head AS (\
-            UPDATE chain_heads h SET last_number = e.number, last_hash = e.hash FROM entry e \
+         free AS (\
+            SELECT e.id FROM entry e JOIN chain_heads h \
+            ON h.merchant_tin = e.merchant_tin AND h.branch_no = e.branch_no \
+              AND h.pos_no = e.pos_no \
             WHERE e.id NOT IN (SELECT id FROM taken) \
-              AND h.merchant_tin = e.merchant_tin AND h.branch_no = e.branch_no \
+              AND h.last_number = e.number - 1 AND h.last_hash = e.previous_hash \
+            FOR UPDATE OF h SKIP LOCKED), \
+         head AS (\
+            UPDATE chain_heads h SET last_number = e.number, last_hash = e.hash \
+            FROM entry e JOIN free USING (id) \
+            WHERE h.merchant_tin = e.merchant_tin AND h.branch_no = e.branch_no \
               AND h.pos_no = e.pos_no \
               AND h.last_number = e.number - 1 AND h.last_hash = e.previous_hash \
             RETURNING e.id), \
