@@ -249,7 +249,8 @@ impl Journal {
                 self.append_alone(document, totals, &signer, now, operation)
                     .await?
             }
-            Some(refund) => self.refund(draft, &refund, &signer, operation, now).await?,
+            // Boxed, so that a sale's future does not carry a refund's.
+            Some(refund) => Box::pin(self.refund(draft, &refund, &signer, operation, now)).await?,
         };
         match signed {
             Signed::New(receipt) => {
@@ -320,6 +321,20 @@ impl Journal {
         Ok((signed, chained.head()))
     }
 
+    /// [`Self::append_locked`] in a transaction of its own.
+    async fn append_anew(
+        &self,
+        document: Document,
+        totals: [Money; 3],
+        signer: &keys::ReceiptSigner,
+        now: DateTime<Utc>,
+        operation: &Operation,
+    ) -> Result<(Signed, Head), ApiError> {
+        let tx = self.db.begin().await?;
+        self.append_locked(tx, document, totals, signer, now, operation)
+            .await
+    }
+
     /// The document of a checked draft, before it has a place in a chain, and its totals.
     fn document(
         &self,
@@ -383,11 +398,11 @@ impl Journal {
         now: DateTime<Utc>,
         operation: &Operation,
     ) -> Result<Signed, ApiError> {
+        // The slow paths are boxed: each is a future of kilobytes that every sale would
+        // otherwise carry and move about.
         let Some(group) = &self.group_commit else {
-            let tx = self.db.begin().await?;
-            let (signed, _) = self
-                .append_locked(tx, document, totals, signer, now, operation)
-                .await?;
+            let (signed, _) =
+                Box::pin(self.append_anew(document, totals, signer, now, operation)).await?;
             return Ok(signed);
         };
         let terminal = document.terminal();
@@ -413,11 +428,13 @@ impl Journal {
             match appended {
                 Ok(Appended::Taken) => {
                     drop(known);
-                    return self.earlier(operation).await.map(Signed::Earlier);
+                    return Box::pin(self.earlier(operation)).await.map(Signed::Earlier);
                 }
                 Err(e) => {
                     drop(known);
-                    return self.duplicate(operation, e).await.map(Signed::Earlier);
+                    return Box::pin(self.duplicate(operation, e))
+                        .await
+                        .map(Signed::Earlier);
                 }
                 Ok(Appended::Moved | Appended::Done) => {
                     tracing::debug!(%terminal, "the head moved elsewhere; appending under its lock");
@@ -426,10 +443,8 @@ impl Journal {
             // Chained again below, on the head as it now stands.
             document = chained.document;
         }
-        let tx = self.db.begin().await?;
-        let (signed, head) = self
-            .append_locked(tx, document, totals, signer, now, operation)
-            .await?;
+        let (signed, head) =
+            Box::pin(self.append_anew(document, totals, signer, now, operation)).await?;
         if matches!(signed, Signed::New(_)) {
             *known = Some(head);
         }

@@ -33,7 +33,6 @@ impl Signers {
     }
 
     /// The merchant's active signer, made and stored on first use.
-    #[tracing::instrument(skip(self))]
     pub async fn for_merchant(&self, merchant_tin: &str) -> anyhow::Result<Arc<ReceiptSigner>> {
         if let Some(signer) = self
             .opened
@@ -43,6 +42,13 @@ impl Signers {
         {
             return Ok(signer.clone());
         }
+        // Boxed: the first call per merchant reads the database, and its future is large.
+        Box::pin(self.open(merchant_tin)).await
+    }
+
+    /// Opens the merchant's active key, making and storing one if it has none, and keeps it.
+    #[tracing::instrument(skip(self))]
+    async fn open(&self, merchant_tin: &str) -> anyhow::Result<Arc<ReceiptSigner>> {
         let stored = match store::active_key(&self.db, merchant_tin).await? {
             Some(stored) => stored,
             None => {
