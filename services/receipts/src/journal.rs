@@ -1,7 +1,6 @@
 //! The receipt journal: signing, cancelling and verifying receipts of per-terminal hash chains.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fiscus_domain::chain::{self, Problem, StoredLink, Verifier};
@@ -17,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::document::{self, Document, Item, Named};
 use crate::group_commit::GroupCommit;
+use crate::heads::{Head, Heads};
 use crate::signers::Signers;
 use crate::store::{self, Appended, Entry, Lookup, NewReceipt, StoredReceipt};
 use crate::validate::{self, Draft, Original, Policy, TerminalId, Violations};
@@ -41,26 +41,6 @@ fn corrupt(e: serde_json::Error) -> ApiError {
     ApiError::Internal(anyhow::anyhow!(
         "stored receipt document does not parse: {e}"
     ))
-}
-
-/// The last number and hash of a chain.
-type Head = (u64, Vec<u8>);
-
-/// The head this process last gave each terminal's chain — appended, or still queued for commit —
-/// behind the lock under which this process chains that terminal's receipts one at a time. Only
-/// a hint: an append moves the head in the database only from the previous head it names.
-#[derive(Default)]
-struct Heads(std::sync::Mutex<HashMap<TerminalId, Arc<tokio::sync::Mutex<Option<Head>>>>>);
-
-impl Heads {
-    fn slot(&self, terminal: &TerminalId) -> Arc<tokio::sync::Mutex<Option<Head>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(terminal.clone())
-            .or_default()
-            .clone()
-    }
 }
 
 /// A receipt given its place in a chain: numbered, linked to the head before it and signed.

@@ -6,6 +6,7 @@
 mod document;
 mod export;
 mod group_commit;
+mod heads;
 mod journal;
 mod render;
 mod service;
