@@ -151,6 +151,11 @@ const RECEIPT_INSERT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, numbe
 /// went in (`true`) and of those left out because their operation was recorded (`false`); the
 /// rest found their head moved or locked. An operation id recorded by a concurrent statement
 /// fails the whole statement on the operations key.
+///
+/// The recorded operations are looked up one entry at a time (`LATERAL … LIMIT 1`, which the
+/// planner cannot turn into a join): the statement's plan is cached per connection, and one
+/// planned while `operations` was still small hashed the entries against a scan of the whole
+/// table, which then cost more with every receipt ever journaled.
 static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH entry AS (\
@@ -161,8 +166,9 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
                 $21::text[], $22::text[], $23::text[], $24::bytea[], $25::bytea[]) \
             AS e({RECEIPT_INSERT_COLUMNS}, tenant, operation_id, rpc, fingerprint, response)), \
          taken AS (\
-            SELECT e.id FROM entry e JOIN operations o \
-            ON o.tenant = e.tenant AND o.operation_id = e.operation_id), \
+            SELECT e.id FROM entry e CROSS JOIN LATERAL (\
+                SELECT FROM operations o \
+                WHERE o.tenant = e.tenant AND o.operation_id = e.operation_id LIMIT 1) o), \
          free AS (\
             SELECT e.id FROM entry e JOIN chain_heads h \
             ON h.merchant_tin = e.merchant_tin AND h.branch_no = e.branch_no \
