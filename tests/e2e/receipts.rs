@@ -136,6 +136,7 @@ impl Fixture {
     }
 
     /// Drops the cached answer of an operation, so that only the database can give it again.
+    /// The journal caches an answer just after giving it, so this waits for it to be there.
     /// (The in-process cache of `fiscus dev` is out of reach, and keeps answering.)
     async fn forget_cached_answer(&self, merchant_tin: &str, operation_id: &str) {
         if matches!(self.store, Store::Postgres(_)) {
@@ -144,12 +145,18 @@ impl Fixture {
                 .get_multiplexed_async_connection()
                 .await
                 .expect("redis");
-            let removed: u64 = redis::cmd("DEL")
-                .arg(format!("fiscus:op:{merchant_tin}:{operation_id}"))
-                .query_async(&mut connection)
-                .await
-                .expect("del");
-            assert_eq!(removed, 1, "the answer was cached");
+            for _ in 0..1000 {
+                let removed: u64 = redis::cmd("DEL")
+                    .arg(format!("fiscus:op:{merchant_tin}:{operation_id}"))
+                    .query_async(&mut connection)
+                    .await
+                    .expect("del");
+                if removed == 1 {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the answer of {operation_id} was never cached");
         }
     }
 
