@@ -133,17 +133,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::sandboxes::MIA_SELLER.0,
         crate::sandboxes::MIA_SELLER.1,
     );
+    // Before saying it listens: whoever waits for that may stop it at once.
+    let stop = server::termination_signal();
     tracing::info!(%addr, services = names.len(), "listening");
     let auth = fiscus_kit::app::auth_layer(&config, &peers);
-    server::serve(
-        &config.server,
-        listener,
-        routes,
-        &names,
-        auth,
-        server::termination_signal(),
-    )
-    .await?;
+    server::serve(&config.server, listener, routes, &names, auth, stop).await?;
     for db in databases {
         db.close().await;
     }

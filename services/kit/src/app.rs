@@ -121,16 +121,10 @@ async fn run(module: &'static ServiceModule, config: Option<PathBuf>) -> anyhow:
         &mut routes,
     )?;
     let addr = listener.local_addr()?;
+    // Before saying it listens: whoever waits for that may stop it at once.
+    let stop = crate::server::termination_signal();
     tracing::info!(%addr, service = name, database = db.backend(), "listening");
-    crate::server::serve(
-        &config.server,
-        listener,
-        routes,
-        &[name],
-        auth,
-        crate::server::termination_signal(),
-    )
-    .await?;
+    crate::server::serve(&config.server, listener, routes, &[name], auth, stop).await?;
     db.close().await;
     Ok(())
 }
