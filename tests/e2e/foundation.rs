@@ -127,6 +127,12 @@ async fn bad_configuration_stops_with_one_clear_line() {
             vec![key, ("FISCUS_SERVER__REQUEST_TIMEOUT_MS", "soon")],
             "server.request_timeout_ms",
         ),
+        (
+            "pool too small",
+            vec![],
+            vec![key, ("FISCUS_DATABASE__MAX_CONNECTIONS", "1")],
+            "database.max_connections must be at least 2",
+        ),
         ("missing secret", vec![], vec![], "FISCUS_KEYS__MASTER_KEY"),
         (
             "malformed secret",

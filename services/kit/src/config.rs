@@ -471,6 +471,11 @@ impl Config {
                 "auth.token_ttl_seconds must be between 1 and 900",
             ));
         }
+        if self.database.max_connections < 2 {
+            return Err(ConfigError::new(
+                "database.max_connections must be at least 2 (the receipt journal's writer keeps one of its own)",
+            ));
+        }
         if self.server.request_timeout_ms == 0 {
             return Err(ConfigError::new(
                 "server.request_timeout_ms must be greater than 0",
