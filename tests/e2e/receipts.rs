@@ -1044,6 +1044,23 @@ async fn a_terminal_locked_elsewhere_holds_up_no_other_terminal() {
     }
 }
 
+/// The journal's writer holds a connection of its own once it has appended: the service still
+/// stops cleanly on SIGTERM, its pool closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_receipt_service_that_has_journaled() {
+    let fx = Fixture::start(Backend::Postgres).await;
+    fx.sign(bread_sale(&unique_terminal(PLAIN_TIN))).await;
+    let Fixture { process, .. } = fx;
+    let (exit, output) = process.terminate().await.expect("stops");
+    assert!(exit.success(), "exited with {exit}");
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("shutdown completed gracefully")),
+        "{output:?}"
+    );
+}
+
 async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backend) {
     let fx = Fixture::start(backend).await;
     let till = unique_terminal(PLAIN_TIN);
