@@ -1051,14 +1051,7 @@ async fn sigterm_stops_a_receipt_service_that_has_journaled() {
     let fx = Fixture::start(Backend::Postgres).await;
     fx.sign(bread_sale(&unique_terminal(PLAIN_TIN))).await;
     let Fixture { process, .. } = fx;
-    let (exit, output) = process.terminate().await.expect("stops");
-    assert!(exit.success(), "exited with {exit}");
-    assert!(
-        output
-            .iter()
-            .any(|l| l.contains("shutdown completed gracefully")),
-        "{output:?}"
-    );
+    process.stop_gracefully().await;
 }
 
 async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backend) {

@@ -249,6 +249,18 @@ impl Process {
         let output = (&mut self.output).await.unwrap_or_default();
         Ok((status, output))
     }
+
+    /// Sends SIGTERM and asserts that the process drains, exits 0 and says it stopped gracefully.
+    pub async fn stop_gracefully(self) {
+        let (exit, output) = self.terminate().await.expect("stops");
+        assert!(exit.success(), "exited with {exit}");
+        assert!(
+            output
+                .iter()
+                .any(|l| l.contains("shutdown completed gracefully")),
+            "{output:?}"
+        );
+    }
 }
 
 /// A plaintext gRPC channel to `addr`.
