@@ -73,14 +73,50 @@ fn run() -> Result<(), BuildError> {
     let descriptor_path = out_dir.join("fiscus_descriptor.bin");
     write_descriptor(&descriptor_path, &descriptor_set)?;
 
+    write_mutating_impls(&out_dir.join("fiscus_mutating.rs"), &descriptor_set)?;
+
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Maps encode in key order: equal requests encode to equal bytes, whatever order their
+        // entries arrived in (idempotency fingerprints rely on it).
+        .btree_map(".")
         // Every RPC a service does not implement answers UNIMPLEMENTED instead of failing to compile.
         .generate_default_stubs(true)
         .out_dir(&out_dir)
         .compile_fds(descriptor_set)
         .map_err(BuildError::Generate)
+}
+
+/// `impl Mutating for …` for every message with an `operation_id` string field: the requests
+/// that change something, whose idempotency fingerprints leave the id out.
+fn write_mutating_impls(
+    path: &Path,
+    descriptor_set: &protox::prost_reflect::prost_types::FileDescriptorSet,
+) -> Result<(), BuildError> {
+    use protox::prost_reflect::prost_types::field_descriptor_proto::Type;
+    let mut code = String::new();
+    for file in descriptor_set
+        .file
+        .iter()
+        .filter(|f| f.package() == "fiscus.v1")
+    {
+        for message in &file.message_type {
+            let mutating = message
+                .field
+                .iter()
+                .any(|f| f.name() == "operation_id" && f.r#type() == Type::String);
+            if mutating {
+                code.push_str(&format!(
+                    "impl crate::Mutating for crate::v1::{name} {{\n    \
+                     fn operation_id_mut(&mut self) -> &mut String {{\n        \
+                     &mut self.operation_id\n    }}\n}}\n",
+                    name = message.name()
+                ));
+            }
+        }
+    }
+    fs::write(path, code).map_err(|err| BuildError::WriteDescriptor(path.to_path_buf(), err))
 }
 
 fn env_path(name: &'static str) -> Result<PathBuf, BuildError> {

@@ -3,9 +3,12 @@
 //! Money is held in minor units (cents), quantities in thousandths and rates in hundredths of a
 //! percent, all as integers: no floating point anywhere on the money path. Parsing accepts only
 //! plain decimal notation (`"12.50"`, `"-3"`, `"0.125"`): no exponent, no `NaN`, no thousands
-//! separators, no leading `+`, and no more fraction digits than the kind allows.
+//! separators, no leading `+`, and no more fraction digits than the kind allows. Every sum and
+//! product is checked: an overflow is a value, never a panic or a wrapped number.
 
 use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
@@ -19,8 +22,16 @@ pub enum DecimalError {
     Overflow(String),
 }
 
+/// A sum or product too large for the type: the amounts of one receipt never come near.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the amount is too large")]
+pub struct Overflow;
+
+/// 10^15 scaled units: a trillion in the currency, far beyond any receipt.
+const MAX_SCALED: i64 = 1_000_000_000_000_000;
+
 /// Parses `text` as a decimal with at most `scale` fraction digits, scaled by `10^scale`.
-fn parse_scaled(text: &str, scale: u32) -> Result<i64, DecimalError> {
+fn parse_scaled(text: &str, scale: usize) -> Result<i64, DecimalError> {
     if text.is_empty() {
         return Err(DecimalError::Empty);
     }
@@ -29,71 +40,84 @@ fn parse_scaled(text: &str, scale: u32) -> Result<i64, DecimalError> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let (int_part, frac_part) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
+    let (int_part, frac) = match digits.split_once('.') {
+        Some((_, "")) => return Err(malformed()),
+        Some((i, f)) => (i, f),
+        None => (digits, ""),
     };
-    if int_part.is_empty() || !int_part.bytes().all(|b| b.is_ascii_digit()) {
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int_part.is_empty() || !all_digits(int_part) || !all_digits(frac) {
         return Err(malformed());
     }
-    let frac = match frac_part {
-        Some(f) if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(malformed());
-        }
-        Some(f) => f,
-        None => "",
-    };
-    if frac.len() > scale as usize {
+    if frac.len() > scale {
         return Err(DecimalError::TooPrecise {
             value: text.to_owned(),
-            max: scale,
+            max: u32::try_from(scale).unwrap_or(u32::MAX),
         });
     }
     let overflow = || DecimalError::Overflow(text.to_owned());
+    let padding = std::iter::repeat_n(b'0', scale.saturating_sub(frac.len()));
     let mut value: i64 = 0;
-    for b in int_part.bytes().chain(frac.bytes()) {
+    for b in int_part.bytes().chain(frac.bytes()).chain(padding) {
+        let digit = i64::from(b.saturating_sub(b'0'));
         value = value
             .checked_mul(10)
-            .and_then(|v| v.checked_add(i64::from(b - b'0')))
+            .and_then(|v| v.checked_add(digit))
+            .filter(|v| *v <= MAX_SCALED)
             .ok_or_else(overflow)?;
     }
-    for _ in frac.len()..scale as usize {
-        value = value.checked_mul(10).ok_or_else(overflow)?;
-    }
-    // Keep amounts far below i64::MAX so that sums and products of a receipt cannot overflow.
-    if value > MAX_SCALED {
-        return Err(overflow());
-    }
-    Ok(if negative { -value } else { value })
+    // Values are bounded far below i64::MAX, so negation cannot overflow.
+    Ok(if negative {
+        value.saturating_neg()
+    } else {
+        value
+    })
 }
 
-/// 10^15 scaled units: a trillion in the currency, far beyond any receipt.
-const MAX_SCALED: i64 = 1_000_000_000_000_000;
-
 fn write_scaled(f: &mut fmt::Formatter<'_>, value: i64, scale: u32) -> fmt::Result {
-    let divisor = 10i64.pow(scale);
+    let divisor = 10u64.pow(scale);
     let sign = if value < 0 { "-" } else { "" };
     let abs = value.unsigned_abs();
-    let divisor = divisor.unsigned_abs();
     write!(
         f,
         "{sign}{}.{:0width$}",
-        abs / divisor,
-        abs % divisor,
+        abs.checked_div(divisor).unwrap_or(0),
+        abs.checked_rem(divisor).unwrap_or(0),
         width = scale as usize
     )
 }
 
-/// Divides with rounding half away from zero (the commercial rounding tax authorities use).
-pub fn div_round_half_away(numerator: i128, denominator: i128) -> i128 {
-    debug_assert!(denominator > 0);
-    let quotient = numerator / denominator;
-    let remainder = numerator % denominator;
-    if remainder.abs() * 2 >= denominator {
-        quotient + numerator.signum()
-    } else {
-        quotient
+/// `numerator / denominator`, rounded half away from zero (the commercial rounding tax
+/// authorities use). `None` when `denominator` is not positive or the result overflows.
+pub fn div_round_half_away(numerator: i128, denominator: i128) -> Option<i128> {
+    if denominator <= 0 {
+        return None;
     }
+    let quotient = numerator.checked_div(denominator)?;
+    let remainder = numerator.checked_rem(denominator)?;
+    if remainder.checked_abs()?.checked_mul(2)? >= denominator {
+        quotient.checked_add(numerator.signum())
+    } else {
+        Some(quotient)
+    }
+}
+
+macro_rules! scaled_serde {
+    ($type:ty) => {
+        impl Serialize for $type {
+            /// As the canonical decimal string, with every fraction digit of the kind.
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                <$type>::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
 /// An amount of money in minor units (two fraction digits).
@@ -106,7 +130,7 @@ impl Money {
 
     /// `"12.50"` → 1250 minor units; at most two fraction digits.
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
-        parse_scaled(text, Self::SCALE).map(Self)
+        parse_scaled(text, Self::SCALE as usize).map(Self)
     }
 
     pub const fn from_minor(minor: i64) -> Self {
@@ -121,6 +145,10 @@ impl Money {
         self.0 < 0
     }
 
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+
     pub fn checked_add(self, other: Money) -> Option<Money> {
         self.0.checked_add(other.0).map(Money)
     }
@@ -129,11 +157,23 @@ impl Money {
         self.0.checked_sub(other.0).map(Money)
     }
 
+    pub fn checked_neg(self) -> Option<Money> {
+        self.0.checked_neg().map(Money)
+    }
+
     /// `quantity × self`, rounded half away from zero to minor units.
     pub fn times(self, quantity: Quantity) -> Option<Money> {
-        let exact = i128::from(self.0) * i128::from(quantity.0);
-        let rounded = div_round_half_away(exact, i128::from(Quantity::ONE.0));
+        let exact = i128::from(self.0).checked_mul(i128::from(quantity.0))?;
+        let rounded = div_round_half_away(exact, i128::from(Quantity::ONE.0))?;
         i64::try_from(rounded).ok().map(Money)
+    }
+
+    /// The exact sum of `amounts`; `Err` when it does not fit.
+    pub fn sum<'a>(amounts: impl IntoIterator<Item = &'a Money>) -> Result<Money, Overflow> {
+        amounts
+            .into_iter()
+            .try_fold(Money::ZERO, |sum, m| sum.checked_add(*m))
+            .ok_or(Overflow)
     }
 }
 
@@ -143,11 +183,7 @@ impl fmt::Display for Money {
     }
 }
 
-impl std::iter::Sum for Money {
-    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
-        Money(iter.map(|m| m.0).sum())
-    }
-}
+scaled_serde!(Money);
 
 /// A quantity in thousandths (three fraction digits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -160,7 +196,7 @@ impl Quantity {
 
     /// `"0.125"` → 125 thousandths; at most three fraction digits.
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
-        parse_scaled(text, Self::SCALE).map(Self)
+        parse_scaled(text, Self::SCALE as usize).map(Self)
     }
 
     pub const fn from_thousandths(value: i64) -> Self {
@@ -178,6 +214,10 @@ impl Quantity {
     pub fn checked_add(self, other: Quantity) -> Option<Quantity> {
         self.0.checked_add(other.0).map(Quantity)
     }
+
+    pub fn checked_sub(self, other: Quantity) -> Option<Quantity> {
+        self.0.checked_sub(other.0).map(Quantity)
+    }
 }
 
 impl fmt::Display for Quantity {
@@ -186,6 +226,8 @@ impl fmt::Display for Quantity {
     }
 }
 
+scaled_serde!(Quantity);
+
 /// A percentage in hundredths of a percent (`"10.00"` → 1000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Rate(i64);
@@ -193,9 +235,11 @@ pub struct Rate(i64);
 impl Rate {
     pub const ZERO: Rate = Rate(0);
     pub const SCALE: u32 = 2;
+    /// 100 %.
+    pub const FULL: Rate = Rate(10_000);
 
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
-        parse_scaled(text, Self::SCALE).map(Self)
+        parse_scaled(text, Self::SCALE as usize).map(Self)
     }
 
     pub const fn from_hundredths(value: i64) -> Self {
@@ -205,6 +249,11 @@ impl Rate {
     pub const fn hundredths(self) -> i64 {
         self.0
     }
+
+    /// Between 0 % and 100 %, as a tax rate must be.
+    pub fn is_percentage(self) -> bool {
+        (0..=Self::FULL.0).contains(&self.0)
+    }
 }
 
 impl fmt::Display for Rate {
@@ -212,6 +261,8 @@ impl fmt::Display for Rate {
         write_scaled(f, self.0, Self::SCALE)
     }
 }
+
+scaled_serde!(Rate);
 
 #[cfg(test)]
 mod tests {
@@ -232,6 +283,7 @@ mod tests {
     fn refuses_what_is_not_a_plain_decimal() {
         for bad in [
             "", "1e3", "NaN", "inf", "1,000", "+1", "1.", ".5", "1.2.3", " 1", "0x10", "--1", "١٢",
+            "-", "-.5",
         ] {
             assert!(Money::parse(bad).is_err(), "{bad:?} must be refused");
         }
@@ -257,42 +309,63 @@ mod tests {
             Err(DecimalError::Overflow(_))
         ));
         assert!(Money::parse("10000000000000.00").is_ok());
+        assert!(Money::parse("10000000000000.01").is_err());
     }
 
     #[test]
     fn displays_with_fixed_fraction_digits() {
         assert_eq!(Money::from_minor(5).to_string(), "0.05");
         assert_eq!(Money::from_minor(-1250).to_string(), "-12.50");
+        assert_eq!(
+            Money::from_minor(i64::MIN).to_string(),
+            "-92233720368547758.08"
+        );
         assert_eq!(Quantity::from_thousandths(1500).to_string(), "1.500");
         assert_eq!(Rate::from_hundredths(200).to_string(), "2.00");
     }
 
     #[test]
+    fn serializes_as_the_canonical_string_and_parses_strictly() {
+        let price = Money::parse("5600").unwrap();
+        assert_eq!(serde_json::to_string(&price).unwrap(), "\"5600.00\"");
+        assert_eq!(serde_json::from_str::<Money>("\"5600.00\"").unwrap(), price);
+        assert!(serde_json::from_str::<Money>("\"5600.001\"").is_err());
+        assert!(serde_json::from_str::<Money>("5600").is_err());
+        assert!(serde_json::from_str::<Quantity>("\"x\"").is_err());
+    }
+
+    #[test]
+    fn sums_are_checked() {
+        let big = Money::from_minor(i64::MAX);
+        assert_eq!(Money::sum(&[big, Money::from_minor(1)]), Err(Overflow));
+        assert_eq!(
+            Money::sum(&[Money::from_minor(1), Money::from_minor(2)]),
+            Ok(Money::from_minor(3))
+        );
+    }
+
+    #[test]
     fn multiplies_with_half_away_from_zero_rounding() {
         let price = Money::parse("0.99").unwrap();
-        assert_eq!(
+        let times = |q: &str| {
             price
-                .times(Quantity::parse("0.5").unwrap())
+                .times(Quantity::parse(q).unwrap())
                 .unwrap()
-                .to_string(),
-            "0.50"
-        );
-        assert_eq!(
-            price
-                .times(Quantity::parse("3").unwrap())
-                .unwrap()
-                .to_string(),
-            "2.97"
-        );
+                .to_string()
+        };
+        assert_eq!(times("0.5"), "0.50");
+        assert_eq!(times("3"), "2.97");
         let price = Money::parse("0.05").unwrap();
         assert_eq!(
-            price
-                .times(Quantity::parse("0.1").unwrap())
-                .unwrap()
-                .to_string(),
-            "0.01"
+            price.times(Quantity::parse("0.1").unwrap()).unwrap(),
+            Money::from_minor(1)
         );
-        assert_eq!(div_round_half_away(-5, 10), -1);
-        assert_eq!(div_round_half_away(-4, 10), 0);
+        assert_eq!(div_round_half_away(-5, 10), Some(-1));
+        assert_eq!(div_round_half_away(-4, 10), Some(0));
+        assert_eq!(div_round_half_away(1, 0), None);
+        assert_eq!(
+            Money::from_minor(i64::MAX).times(Quantity::from_thousandths(2000)),
+            None
+        );
     }
 }

@@ -1,11 +1,24 @@
-//! Fiscal domain logic of fiscus, free of I/O: exact decimals, tax per item, the per-terminal
-//! hash chain, receipt signatures and the encryption of signing keys at rest.
+//! Fiscal domain logic of fiscus, free of I/O: exact decimals, tax per item, the typed receipt
+//! and its canonical document, refund and cancellation rules, the per-terminal hash chain,
+//! receipt signatures and the encryption of signing keys at rest.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+// Money must never wrap or panic: every operation on a number is checked.
+#![deny(clippy::arithmetic_side_effects)]
 
+pub mod cancel;
 pub mod chain;
 pub mod decimal;
 pub mod keys;
+pub mod receipt;
+pub mod refund;
 pub mod tax;
 
-pub use decimal::{DecimalError, Money, Quantity, Rate};
+#[cfg(test)]
+mod properties;
+
+pub use decimal::{DecimalError, Money, Overflow, Quantity, Rate};
+pub use receipt::{
+    BarCodeType, FiscalState, Item, Payment, PaymentMethod, Receipt, ReceiptKind, ReceiptType,
+    TaxType, TerminalId, Totals,
+};

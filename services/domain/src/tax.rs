@@ -7,34 +7,6 @@
 
 use crate::decimal::{Money, Quantity, Rate, div_round_half_away};
 
-/// The VAT treatment of an item (POSAPI `taxType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TaxType {
-    /// Standard VAT applies.
-    VatAble,
-    /// Exempt from VAT.
-    VatFree,
-    /// Zero-rated (e.g. exports).
-    VatZero,
-    /// Outside the scope of VAT.
-    NoVat,
-}
-
-impl TaxType {
-    pub fn bears_vat(self) -> bool {
-        matches!(self, Self::VatAble)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::VatAble => "VAT_ABLE",
-            Self::VatFree => "VAT_FREE",
-            Self::VatZero => "VAT_ZERO",
-            Self::NoVat => "NO_VAT",
-        }
-    }
-}
-
 /// The computed amounts of one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineAmounts {
@@ -52,8 +24,12 @@ pub fn line_amounts(
     vat_rate: Rate,
     city_tax_rate: Rate,
 ) -> Option<LineAmounts> {
-    let total = unit_price.times(quantity)?;
-    let (vat, city_tax) = contained_taxes(total, vat_rate, city_tax_rate);
+    gross_amounts(unit_price.times(quantity)?, vat_rate, city_tax_rate)
+}
+
+/// The amounts of a gross line total.
+pub fn gross_amounts(total: Money, vat_rate: Rate, city_tax_rate: Rate) -> Option<LineAmounts> {
+    let (vat, city_tax) = contained_taxes(total, vat_rate, city_tax_rate)?;
     let net = total.checked_sub(vat)?.checked_sub(city_tax)?;
     Some(LineAmounts {
         total,
@@ -63,19 +39,41 @@ pub fn line_amounts(
     })
 }
 
-/// The VAT and city tax contained in a gross amount.
-pub fn contained_taxes(gross: Money, vat_rate: Rate, city_tax_rate: Rate) -> (Money, Money) {
-    // 100 % in hundredths of a percent.
-    let base = 10_000 + i128::from(vat_rate.hundredths()) + i128::from(city_tax_rate.hundredths());
+impl LineAmounts {
+    /// `self − earlier`, part by part: what was added between two cumulative amounts.
+    pub fn less(self, earlier: LineAmounts) -> Option<LineAmounts> {
+        Some(LineAmounts {
+            total: self.total.checked_sub(earlier.total)?,
+            vat: self.vat.checked_sub(earlier.vat)?,
+            city_tax: self.city_tax.checked_sub(earlier.city_tax)?,
+            net: self.net.checked_sub(earlier.net)?,
+        })
+    }
+}
+
+/// The VAT and city tax contained in a gross amount; `None` for rates that are not
+/// percentages (which validation refuses first).
+pub fn contained_taxes(
+    gross: Money,
+    vat_rate: Rate,
+    city_tax_rate: Rate,
+) -> Option<(Money, Money)> {
+    if !vat_rate.is_percentage() || !city_tax_rate.is_percentage() {
+        return None;
+    }
+    // 100 % in hundredths of a percent, plus both rates.
+    let base = i128::from(Rate::FULL.hundredths())
+        .checked_add(i128::from(vat_rate.hundredths()))?
+        .checked_add(i128::from(city_tax_rate.hundredths()))?;
     let part = |rate: Rate| {
         let value = div_round_half_away(
-            i128::from(gross.minor()) * i128::from(rate.hundredths()),
+            i128::from(gross.minor()).checked_mul(i128::from(rate.hundredths()))?,
             base,
-        );
+        )?;
         // |part| ≤ |gross| because rate < base, so it fits.
-        Money::from_minor(i64::try_from(value).unwrap_or(0))
+        i64::try_from(value).ok().map(Money::from_minor)
     };
-    (part(vat_rate), part(city_tax_rate))
+    Some((part(vat_rate)?, part(city_tax_rate)?))
 }
 
 #[cfg(test)]
@@ -131,8 +129,8 @@ mod tests {
             for qty in ["1", "0.333", "2.5", "7"] {
                 let line = line_amounts(q(qty), Money::from_minor(cents), r("10"), r("2")).unwrap();
                 assert_eq!(
-                    line.net.minor() + line.vat.minor() + line.city_tax.minor(),
-                    line.total.minor()
+                    Money::sum(&[line.net, line.vat, line.city_tax]),
+                    Ok(line.total)
                 );
             }
         }
@@ -142,9 +140,13 @@ mod tests {
     fn rounds_per_item_half_away_from_zero() {
         // 0.05 × 10/110 = 0.004545… → 0.00; 0.06 → 0.005454… → 0.01
         assert_eq!(
-            contained_taxes(m("0.05"), r("10"), Rate::ZERO).0,
+            contained_taxes(m("0.05"), r("10"), Rate::ZERO).unwrap().0,
             Money::ZERO
         );
-        assert_eq!(contained_taxes(m("0.06"), r("10"), Rate::ZERO).0, m("0.01"));
+        assert_eq!(
+            contained_taxes(m("0.06"), r("10"), Rate::ZERO).unwrap().0,
+            m("0.01")
+        );
+        assert_eq!(contained_taxes(m("1"), r("-1"), Rate::ZERO), None);
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fiscus_kit::app::{ServiceContext, open_cache};
+use fiscus_kit::app::{Process, open_cache};
 use fiscus_kit::config::Config;
 use fiscus_kit::db::{ConnectSettings, Database};
 use fiscus_kit::peers::Peers;
@@ -14,7 +14,6 @@ use fiscus_kit::{ServiceModule, server};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use secrecy::SecretString;
-use tonic::service::RoutesBuilder;
 use tonic::transport::Channel;
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +65,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let settings = ConnectSettings {
         max_connections: 32,
-        connect_timeout: Duration::from_secs(5),
+        ..ConnectSettings::default()
     };
     if args.only.as_deref() != Some("tokens") {
         receipts(&args, &suffix, &settings).await?;
@@ -330,7 +329,7 @@ async fn storage_floor(args: &BenchArgs, db: &Database) -> anyhow::Result<Run> {
 /// Cached GetAccessToken (authenticated, as clients call it) beside the health check on the
 /// same server.
 async fn tokens(args: &BenchArgs, suffix: &str, settings: &ConnectSettings) -> anyhow::Result<()> {
-    use fiscus_kit::config::{AuthClient, EbarimtCredential};
+    use fiscus_kit::config::AuthClient;
     use fiscus_providers::keycloak::{SandboxClient, SandboxRealm};
     use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig};
     use tonic_health::pb::health_client::HealthClient;
@@ -350,16 +349,17 @@ async fn tokens(args: &BenchArgs, suffix: &str, settings: &ConnectSettings) -> a
         scopes: vec!["admin".into()],
         merchants: Vec::new(),
     });
-    config.tokens.ebarimt.push(EbarimtCredential {
-        merchant_tin: "37900846788".into(),
-        credential: "default".into(),
-        auth_url: keycloak.base_url().to_owned(),
-        auth_realm: "ITC".into(),
-        auth_client_id: "posapi".into(),
-        auth_client_secret: SecretString::from("posapi-secret".to_owned()),
-        username: None,
-        password: None,
-    });
+    let config = config.with_section_defaults(&format!(
+        r#"
+[[tokens.ebarimt]]
+merchant_tin = "37900846788"
+authUrl = "{}"
+authRealm = "ITC"
+authClientId = "posapi"
+authClientSecret = "posapi-secret"
+"#,
+        keycloak.base_url()
+    ))?;
     let service = InProcess::start(
         &fiscus_tokens::MODULE,
         config,
@@ -491,26 +491,27 @@ impl InProcess {
         let config = Arc::new(config);
         let peers = Peers::connect_lazy(&config.peers)?;
         let auth = if authenticate {
-            fiscus_kit::app::auth_layer(&config, &peers)
+            fiscus_kit::app::auth_layer(&config, &peers, vec![module.scopes])
         } else {
             None
         };
-        let mut routes = RoutesBuilder::default();
-        let name = (module.mount)(
-            ServiceContext {
-                config: config.clone(),
-                db: db.clone(),
-                cache: open_cache(&config)?,
+        let mut process = Process::new();
+        process
+            .mount(
+                module,
+                config.clone(),
+                db.clone(),
+                open_cache(&config)?,
                 peers,
-            },
-            &mut routes,
-        )?;
+            )
+            .await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(async move {
-            server::serve(&config.server, listener, routes, &[name], auth, async {
-                let _ = stopped.await;
-            })
-            .await
+            process
+                .serve(&config.server, listener, auth, async {
+                    let _ = stopped.await;
+                })
+                .await
         });
         Ok(Self {
             addr,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use fiscus_kit::app::ServiceContext;
+use fiscus_kit::app::Process;
 use fiscus_kit::cache::{MemoryCache, SharedCache};
 use fiscus_kit::config::{AuthClient, Config, LogFormat, MasterKey, PeersConfig, ServiceKind};
 use fiscus_kit::db::{ConnectSettings, Database};
@@ -19,7 +19,6 @@ use fiscus_kit::{ServiceModule, server};
 use fiscus_tokens::Identity;
 use secrecy::SecretString;
 use std::time::Duration;
-use tonic::service::RoutesBuilder;
 
 const MODULES: [&ServiceModule; 4] = [
     &fiscus_receipts::MODULE,
@@ -36,13 +35,14 @@ pub struct DevArgs {
     /// Directory for the SQLite journals and the generated master key.
     #[arg(long, default_value = "./.fiscus")]
     data_dir: PathBuf,
-    /// Optional TOML configuration; database and cache settings are ignored in dev mode.
+    /// TOML configuration, more than once to layer files; database and cache settings are
+    /// ignored in dev mode.
     #[arg(long, short)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref())?;
+    let mut config = Config::load(&args.config)?;
     if std::env::var_os("FISCUS_TELEMETRY__LOG_FORMAT").is_none() {
         config.telemetry.log_format = LogFormat::Text;
     }
@@ -55,7 +55,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config.keys.master_key = Some(SecretString::from(key.to_hex()));
     }
 
-    let sandboxes = crate::sandboxes::start(&mut config, &random_hex::<16>()?).await?;
+    let (sandboxes, defaults) = crate::sandboxes::start(&random_hex::<16>()?).await?;
+    let mut config = config.with_section_defaults(&defaults)?;
     let listener = server::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let reachable = if addr.ip().is_unspecified() {
@@ -77,8 +78,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let cache: SharedCache = Arc::new(MemoryCache::new(&config.cache.key_prefix));
     let config = Arc::new(config);
 
-    let mut routes = RoutesBuilder::default();
-    let mut names = Vec::new();
+    let mut process = Process::new();
     let mut databases = Vec::new();
     let mut tokens_db = None;
     for module in MODULES {
@@ -89,18 +89,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         )
         .await?;
         db.migrate(service, module.migrations).await?;
-        let context = ServiceContext {
-            config: config.clone(),
-            db: db.clone(),
-            cache: cache.clone(),
-            peers: peers.clone(),
-        };
-        names.push((module.mount)(context, &mut routes)?);
+        process
+            .mount(
+                module,
+                config.clone(),
+                db.clone(),
+                cache.clone(),
+                peers.clone(),
+            )
+            .await?;
         if module.kind == ServiceKind::Tokens {
             tokens_db = Some(db.clone());
         }
         databases.push(db);
     }
+    let names: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
 
     let token_file = args.data_dir.join("dev-token");
     if config.auth.enabled {
@@ -134,10 +137,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::sandboxes::MIA_SELLER.1,
     );
     // Before saying it listens: whoever waits for that may stop it at once.
-    let stop = server::termination_signal();
+    let signal = server::termination_signal();
     tracing::info!(%addr, services = names.len(), "listening");
-    let auth = fiscus_kit::app::auth_layer(&config, &peers);
-    server::serve(&config.server, listener, routes, &names, auth, stop).await?;
+    let scopes = MODULES.iter().map(|m| m.scopes).collect();
+    let auth = fiscus_kit::app::auth_layer(&config, &peers, scopes);
+    process
+        .serve(&config.server, listener, auth, signal)
+        .await?;
     for db in databases {
         db.close().await;
     }

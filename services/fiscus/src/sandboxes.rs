@@ -1,11 +1,9 @@
 //! The upstream sandboxes `fiscus dev` runs in-process, and the dev merchant wired to them.
 
 use anyhow::Context;
-use fiscus_kit::config::{Config, EbarimtCredential, MerchantConfig};
 use fiscus_providers::keycloak::{SandboxClient, SandboxRealm};
 use fiscus_providers::mia::{MiaSeller, MiaTerminal};
 use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig, MiaSandbox, MiaSandboxConfig};
-use secrecy::SecretString;
 
 /// The merchant `fiscus dev` serves out of the box.
 pub const DEV_MERCHANT: &str = "37900846788";
@@ -21,8 +19,9 @@ pub struct Sandboxes {
     pub mia: MiaSandbox,
 }
 
-/// Starts the sandboxes and points every upstream setting the configuration leaves empty at them.
-pub async fn start(config: &mut Config, client_secret: &str) -> anyhow::Result<Sandboxes> {
+/// Starts the sandboxes; answers them and the service settings (TOML) that point the dev
+/// merchant and the dev MIA terminal at them, for whatever the configuration leaves unset.
+pub async fn start(client_secret: &str) -> anyhow::Result<(Sandboxes, String)> {
     let keycloak = KeycloakSandbox::start(KeycloakSandboxConfig::default().with_realm(
         SandboxRealm::new(REALM).with_client(SandboxClient::new(CLIENT, client_secret)),
     ))
@@ -35,29 +34,25 @@ pub async fn start(config: &mut Config, client_secret: &str) -> anyhow::Result<S
     )
     .await
     .context("starting the MIA POS sandbox")?;
+    let defaults = format!(
+        r#"
+[[receipts.merchants]]
+tin = "{DEV_MERCHANT}"
+name = "Дээж Дэлгүүр ХХК"
+city_tax_payer = true
 
-    if config.receipts.merchants.is_empty() {
-        config.receipts.merchants.push(MerchantConfig {
-            tin: DEV_MERCHANT.to_owned(),
-            name: "Дээж Дэлгүүр ХХК".to_owned(),
-            city_tax_payer: true,
-            currency: None,
-        });
-    }
-    if config.tokens.ebarimt.is_empty() {
-        config.tokens.ebarimt.push(EbarimtCredential {
-            merchant_tin: DEV_MERCHANT.to_owned(),
-            credential: "default".to_owned(),
-            auth_url: keycloak.base_url().to_owned(),
-            auth_realm: REALM.to_owned(),
-            auth_client_id: CLIENT.to_owned(),
-            auth_client_secret: SecretString::from(client_secret.to_owned()),
-            username: None,
-            password: None,
-        });
-    }
-    if config.tokens.mia_url.is_empty() {
-        config.tokens.mia_url = mia.base_url().to_owned();
-    }
-    Ok(Sandboxes { keycloak, mia })
+[tokens]
+mia_url = "{mia_url}"
+
+[[tokens.ebarimt]]
+merchant_tin = "{DEV_MERCHANT}"
+authUrl = "{auth_url}"
+authRealm = "{REALM}"
+authClientId = "{CLIENT}"
+authClientSecret = "{client_secret}"
+"#,
+        mia_url = mia.base_url(),
+        auth_url = keycloak.base_url(),
+    );
+    Ok((Sandboxes { keycloak, mia }, defaults))
 }

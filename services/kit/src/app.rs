@@ -9,11 +9,14 @@ use clap::Parser;
 use secrecy::ExposeSecret;
 use tonic::service::RoutesBuilder;
 
-use crate::auth::{AuthLayer, PeerKeys, TokenVerifier};
+use crate::auth::{AuthLayer, PeerKeys, ServiceScopes, TokenVerifier};
 use crate::cache::{self, CacheSettings, SharedCache};
 use crate::config::{Config, ServiceKind};
-use crate::db::{ConnectSettings, Database, Migrations};
+use crate::db::{ConnectSettings, Database, DatabaseStatus, Migrations};
+use crate::health::{Health, ServiceHealth};
 use crate::peers::Peers;
+use crate::server::Shutdown;
+use crate::server::ShutdownTrigger;
 use crate::telemetry::{self, LogTarget};
 
 /// Everything a service needs to serve: built by the process that hosts it.
@@ -21,27 +24,38 @@ use crate::telemetry::{self, LogTarget};
 pub struct ServiceContext {
     pub config: Arc<Config>,
     pub db: Database,
+    /// Whether `db` answers, probed in the background.
+    pub db_status: DatabaseStatus,
     pub cache: SharedCache,
     pub peers: Peers,
+    /// The service's readiness: raise a fault while something it needs is down.
+    pub health: ServiceHealth,
+    /// Resolves when the process begins to shut down: open streams end then.
+    pub shutdown: Shutdown,
 }
 
 /// What a service crate hands to the process that hosts it.
 pub struct ServiceModule {
     pub kind: ServiceKind,
+    /// The fully-qualified gRPC service name (`fiscus.v1.ReceiptService`): health reports it.
+    pub name: &'static str,
     pub migrations: &'static Migrations,
-    /// Adds the service to `routes`; answers its fully-qualified gRPC name (for health).
-    pub mount: fn(ServiceContext, &mut RoutesBuilder) -> anyhow::Result<&'static str>,
+    /// The scope each of its RPCs needs.
+    pub scopes: ServiceScopes,
+    /// Adds the service to `routes`.
+    pub mount: fn(ServiceContext, &mut RoutesBuilder) -> anyhow::Result<()>,
 }
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "A fiscus service. Configuration: a TOML file, then FISCUS_* variables."
+    about = "A fiscus service. Configuration: TOML files, then FISCUS_SECTION__KEY variables."
 )]
 struct Args {
-    /// TOML configuration file; every key can also be set as FISCUS_SECTION__KEY.
+    /// TOML configuration file; give it more than once to layer files, later over earlier.
+    /// Every key can also be set as FISCUS_SECTION__KEY.
     #[arg(long, short)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
 }
 
 /// The whole `main` of a service binary.
@@ -84,9 +98,9 @@ pub fn one_line(error: &anyhow::Error) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-async fn run(module: &'static ServiceModule, config: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(module: &'static ServiceModule, files: Vec<PathBuf>) -> anyhow::Result<()> {
     let kind = module.kind;
-    let config = Config::load(config.as_deref())?;
+    let config = Config::load(&files)?;
     config.validate_for(kind)?;
     let _telemetry = telemetry::init(
         &format!("fiscus-{}", kind.name()),
@@ -98,35 +112,100 @@ async fn run(module: &'static ServiceModule, config: Option<PathBuf>) -> anyhow:
     let db = Database::connect(
         config.database.url.expose_secret(),
         &config.schema_for(kind),
-        &ConnectSettings {
-            max_connections: config.database.max_connections,
-            connect_timeout: Duration::from_millis(config.database.connect_timeout_ms),
-        },
+        &ConnectSettings::from_config(&config.database),
     )
     .await?;
     db.migrate(kind.name(), module.migrations).await?;
     let cache = open_cache(&config)?;
     let peers = Peers::connect_lazy(&config.peers)?;
 
-    let auth = auth_layer(&config, &peers);
-    let config = Arc::new(config);
-    let mut routes = RoutesBuilder::default();
-    let name = (module.mount)(
-        ServiceContext {
-            config: config.clone(),
-            db: db.clone(),
-            cache,
-            peers,
-        },
-        &mut routes,
-    )?;
+    let auth = auth_layer(&config, &peers, vec![module.scopes]);
+    let mut process = Process::new();
+    process
+        .mount(module, Arc::new(config.clone()), db.clone(), cache, peers)
+        .await?;
     let addr = listener.local_addr()?;
     // Before saying it listens: whoever waits for that may stop it at once.
-    let stop = crate::server::termination_signal();
-    tracing::info!(%addr, service = name, database = db.backend(), "listening");
-    crate::server::serve(&config.server, listener, routes, &[name], auth, stop).await?;
+    let signal = crate::server::termination_signal();
+    tracing::info!(%addr, service = module.name, database = db.backend(), "listening");
+    process
+        .serve(&config.server, listener, auth, signal)
+        .await?;
     db.close().await;
     Ok(())
+}
+
+/// One process's services: their routes, their health, and their shutdown. A service binary
+/// hosts one; `fiscus dev` and the benchmark host several the same way.
+pub struct Process {
+    routes: RoutesBuilder,
+    health: Health,
+    stop: ShutdownTrigger,
+    shutdown: Shutdown,
+}
+
+impl Default for Process {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Process {
+    pub fn new() -> Self {
+        let (health, health_server) = Health::new();
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(health_server);
+        let (stop, shutdown) = Shutdown::new();
+        Self {
+            routes,
+            health,
+            stop,
+            shutdown,
+        }
+    }
+
+    /// Mounts `module` on its own database: its health is reported from now on, and a probe
+    /// watches its database.
+    pub async fn mount(
+        &mut self,
+        module: &'static ServiceModule,
+        config: Arc<Config>,
+        db: Database,
+        cache: SharedCache,
+        peers: Peers,
+    ) -> anyhow::Result<()> {
+        let health = self.health.register(module.name).await;
+        let context = ServiceContext {
+            config,
+            db_status: DatabaseStatus::watch(db.clone(), health.clone(), self.shutdown.clone()),
+            db,
+            cache,
+            peers,
+            health,
+            shutdown: self.shutdown.clone(),
+        };
+        (module.mount)(context, &mut self.routes)
+    }
+
+    /// Serves the mounted services until `signal`, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        config: &crate::config::ServerConfig,
+        listener: tokio::net::TcpListener,
+        auth: Option<AuthLayer>,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), crate::server::ServeError> {
+        crate::server::serve(
+            config,
+            listener,
+            self.routes,
+            auth,
+            &self.health,
+            self.stop,
+            signal,
+        )
+        .await
+    }
 }
 
 /// Opens the configured cache.
@@ -141,8 +220,9 @@ pub fn open_cache(config: &Config) -> Result<SharedCache, cache::CacheError> {
     )
 }
 
-/// The authentication layer the configuration asks for: on unless `auth.enabled = false`.
-pub fn auth_layer(config: &Config, peers: &Peers) -> Option<AuthLayer> {
+/// The authentication layer the configuration asks for: on unless `auth.enabled = false`;
+/// `scopes` are those of the services the process hosts.
+pub fn auth_layer(config: &Config, peers: &Peers, scopes: Vec<ServiceScopes>) -> Option<AuthLayer> {
     if !config.auth.enabled {
         tracing::warn!(
             "authentication is OFF (auth.enabled = false): every caller may do everything"
@@ -153,5 +233,6 @@ pub fn auth_layer(config: &Config, peers: &Peers) -> Option<AuthLayer> {
         &config.auth.issuer,
         &config.auth.audience,
         Box::new(PeerKeys(peers.tokens.clone())),
+        scopes,
     ))))
 }

@@ -5,7 +5,6 @@
 //! Secrets are [`SecretString`]s: they never reach `Debug` output or a log line.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
@@ -18,8 +17,11 @@ use serde::Deserialize;
 pub const ENV_PREFIX: &str = "FISCUS_";
 
 /// Configuration shared by every fiscus service; one file can configure the whole cluster.
+///
+/// Each service's own section (`[receipts]`, `[tokens]`, …) is read by that service with
+/// [`Config::section`]: kit knows which sections exist, not what is in them.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
@@ -27,10 +29,32 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub peers: PeersConfig,
     pub keys: KeysConfig,
-    pub receipts: ReceiptsConfig,
     pub auth: AuthConfig,
-    pub tokens: TokensConfig,
+    /// Every layer the configuration was read from, for the services' own sections.
+    #[serde(skip)]
+    sources: Sources,
 }
+
+/// The layers of a configuration; never printed, as they hold secrets in plain text.
+#[derive(Clone, Default)]
+struct Sources(Figment);
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sources([REDACTED])")
+    }
+}
+
+/// The sections read into [`Config`] itself.
+const SHARED_SECTIONS: [&str; 7] = [
+    "server",
+    "database",
+    "cache",
+    "telemetry",
+    "peers",
+    "keys",
+    "auth",
+];
 
 /// The gRPC listener and its protection against overload.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +108,9 @@ pub struct DatabaseConfig {
     pub schema: Option<String>,
     pub max_connections: u32,
     pub connect_timeout_ms: u64,
+    /// Postgres cancels a statement that runs longer (`statement_timeout`); its caller is told
+    /// UNAVAILABLE rather than waiting out the RPC's deadline.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -96,6 +123,7 @@ impl Default for DatabaseConfig {
             schema: None,
             max_connections: 16,
             connect_timeout_ms: 5_000,
+            statement_timeout_ms: 5_000,
         }
     }
 }
@@ -206,61 +234,6 @@ pub struct KeysConfig {
     pub master_key: Option<SecretString>,
 }
 
-/// The receipt journal: limits, tax rates and the merchants served.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReceiptsConfig {
-    /// Most items one receipt may carry.
-    pub item_limit: usize,
-    /// Largest encoded request the receipt service accepts, in bytes.
-    pub max_request_bytes: usize,
-    /// ISO 4217 currency of merchants without their own.
-    pub currency: String,
-    /// Standard VAT rate in percent, applied to VAT_ABLE items without an explicit rate.
-    pub vat_rate: String,
-    /// City tax rate in percent for items that bear city tax without an explicit rate.
-    pub city_tax_rate: String,
-    /// The business day (for same-day cancellation) in this UTC offset; Ulaanbaatar is +480.
-    pub business_day_utc_offset_minutes: i32,
-    /// Merchants with settings of their own; any other TIN is served with the defaults.
-    pub merchants: Vec<MerchantConfig>,
-}
-
-impl Default for ReceiptsConfig {
-    fn default() -> Self {
-        Self {
-            item_limit: 1000,
-            max_request_bytes: 4 * 1024 * 1024,
-            currency: "MNT".to_owned(),
-            vat_rate: "10.00".to_owned(),
-            city_tax_rate: "2.00".to_owned(),
-            business_day_utc_offset_minutes: 8 * 60,
-            merchants: Vec::new(),
-        }
-    }
-}
-
-impl ReceiptsConfig {
-    pub fn merchant(&self, tin: &str) -> Option<&MerchantConfig> {
-        self.merchants.iter().find(|m| m.tin == tin)
-    }
-}
-
-/// One merchant's settings (`[[receipts.merchants]]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MerchantConfig {
-    pub tin: String,
-    /// Printed at the top of the merchant's receipts.
-    pub name: String,
-    /// Registered as a city-tax (НХАТ) payer: its items may bear city tax.
-    #[serde(default)]
-    pub city_tax_payer: bool,
-    /// ISO 4217 currency; defaults to `receipts.currency`.
-    #[serde(default)]
-    pub currency: Option<String>,
-}
-
 /// Internal identity: short-lived JWTs issued by the token service, checked by every service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -305,83 +278,6 @@ pub struct AuthClient {
     /// Merchant TINs the client may touch; empty means every merchant.
     #[serde(default)]
     pub merchants: Vec<String>,
-}
-
-/// Upstream token brokerage: the credentials of each merchant at each upstream.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TokensConfig {
-    /// A cached token is renewed this long before it expires (less up to 10 % jitter).
-    pub refresh_margin_seconds: u64,
-    /// How long one replica may hold the right to fetch a token before another may try.
-    pub lease_ms: u64,
-    /// Timeout of one upstream token request.
-    pub upstream_timeout_ms: u64,
-    /// e-barimt (Keycloak) credentials, `[[tokens.ebarimt]]`.
-    pub ebarimt: Vec<EbarimtCredential>,
-    /// fiskaltrust cash boxes, `[[tokens.fiskaltrust]]`.
-    pub fiskaltrust: Vec<FiskaltrustCredential>,
-    /// Base URL of the MIA POS terminal API; empty = MIA not configured.
-    pub mia_url: String,
-}
-
-impl Default for TokensConfig {
-    fn default() -> Self {
-        Self {
-            refresh_margin_seconds: 30,
-            lease_ms: 10_000,
-            upstream_timeout_ms: 10_000,
-            ebarimt: Vec::new(),
-            fiskaltrust: Vec::new(),
-            mia_url: String::new(),
-        }
-    }
-}
-
-/// One e-barimt credential, named as in posapi.ini.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EbarimtCredential {
-    /// The merchant it acts for.
-    pub merchant_tin: String,
-    /// Its name; requests that name none use `default`.
-    #[serde(default = "default_credential")]
-    pub credential: String,
-    /// Keycloak base URL (`authUrl`).
-    #[serde(rename = "authUrl", alias = "auth_url")]
-    pub auth_url: String,
-    /// Keycloak realm (`authRealm`).
-    #[serde(rename = "authRealm", alias = "auth_realm")]
-    pub auth_realm: String,
-    #[serde(rename = "authClientId", alias = "auth_client_id")]
-    pub auth_client_id: String,
-    #[serde(
-        rename = "authClientSecret",
-        alias = "auth_client_secret",
-        deserialize_with = "lenient::secret"
-    )]
-    pub auth_client_secret: SecretString,
-    /// For the password grant: the user; without it the client-credentials grant is used.
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default, deserialize_with = "lenient::optional_secret")]
-    pub password: Option<SecretString>,
-}
-
-/// One fiskaltrust cash box: its id and access token, from the fiskaltrust portal.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FiskaltrustCredential {
-    pub merchant_tin: String,
-    #[serde(default = "default_credential")]
-    pub credential: String,
-    pub cashbox_id: String,
-    #[serde(deserialize_with = "lenient::secret")]
-    pub access_token: SecretString,
-}
-
-fn default_credential() -> String {
-    "default".to_owned()
 }
 
 /// The four services, with what differs between them.
@@ -434,10 +330,11 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Loads defaults, then the TOML file (which must exist when named), then `FISCUS_*` variables.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    /// Loads defaults, then the TOML files in order (each must exist; later ones override
+    /// earlier ones), then `FISCUS_<SECTION>__<KEY>` variables.
+    pub fn load(files: &[std::path::PathBuf]) -> Result<Self, ConfigError> {
         let mut figment = Figment::new();
-        if let Some(file) = file {
+        for file in files {
             if !file.is_file() {
                 return Err(ConfigError::new(format!(
                     "file {} does not exist",
@@ -446,7 +343,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+        // Only `SECTION__KEY` names are configuration: other FISCUS_* variables (a script's
+        // FISCUS_BIN_DIR) are not this process's to refuse.
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        Self::extract(figment.merge(env))
     }
 
     /// Loads from TOML text alone, by the same rules as [`Config::load`] but without the process
@@ -455,10 +357,57 @@ impl Config {
         Self::extract(Figment::new().merge(Toml::string(text)))
     }
 
+    /// Fills what the services' sections leave unset from `text` (TOML), e.g. the dev
+    /// merchants and sandboxes of `fiscus dev`. The shared sections are not touched.
+    pub fn with_section_defaults(mut self, text: &str) -> Result<Self, ConfigError> {
+        let sources = std::mem::take(&mut self.sources.0).join(Toml::string(text));
+        Self::check_sections(&sources)?;
+        self.sources = Sources(sources);
+        Ok(self)
+    }
+
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
-        figment
+        Self::check_sections(&figment)?;
+        let mut config = figment
             .extract::<Self>()
-            .map_err(|e| ConfigError::new(one_line(&figment_message(e))))
+            .map_err(|e| ConfigError::new(one_line(&figment_message(e, None))))?;
+        config.sources = Sources(figment);
+        Ok(config)
+    }
+
+    /// Refuses a section nobody reads (a typo would otherwise be silently ignored).
+    fn check_sections(figment: &Figment) -> Result<(), ConfigError> {
+        let sections: std::collections::BTreeMap<String, figment::value::Value> = figment
+            .extract()
+            .map_err(|e| ConfigError::new(one_line(&figment_message(e, None))))?;
+        let known = |name: &str| {
+            SHARED_SECTIONS.contains(&name) || ServiceKind::ALL.iter().any(|k| k.name() == name)
+        };
+        match sections.keys().find(|name| !known(name)) {
+            Some(name) => Err(ConfigError::new(format!(
+                "unknown section {name:?} (expected one of {}, {})",
+                SHARED_SECTIONS.join(", "),
+                ServiceKind::ALL.map(ServiceKind::name).join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The `[<service>]` section of the configuration, read by the service that owns it;
+    /// defaults when absent.
+    pub fn section<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        kind: ServiceKind,
+    ) -> Result<T, ConfigError> {
+        let name = kind.name();
+        if !self.sources.0.contains(name) {
+            return Ok(T::default());
+        }
+        self.sources
+            .0
+            .focus(name)
+            .extract()
+            .map_err(|e| ConfigError::new(one_line(&figment_message(e, Some(name)))))
     }
 
     /// Checks what the chosen service needs beyond well-formed keys.
@@ -549,7 +498,7 @@ impl std::fmt::Debug for MasterKey {
 
 /// Environment values are typed by their look (`0123` becomes a number): text keys whose values
 /// may be all digits, such as hex keys and secrets, accept numbers back as their text.
-mod lenient {
+pub mod lenient {
     use secrecy::SecretString;
     use serde::{Deserialize, Deserializer};
 
@@ -585,12 +534,18 @@ mod lenient {
     }
 }
 
-/// figment's errors as `key: problem (source)`, keys written as in the file (`server.listen`).
-fn figment_message(error: figment::Error) -> String {
+/// figment's errors as `key: problem (source)`, keys written as in the file (`server.listen`),
+/// within `section` when one was read alone.
+fn figment_message(error: figment::Error, section: Option<&str>) -> String {
     error
         .into_iter()
         .map(|e| {
-            let key = e.path.join(".").to_lowercase();
+            let key = section
+                .into_iter()
+                .map(str::to_owned)
+                .chain(e.path.iter().map(|p| p.to_lowercase()))
+                .collect::<Vec<_>>()
+                .join(".");
             let source = e
                 .metadata
                 .as_ref()
@@ -613,23 +568,39 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Hides the password of a connection URL, so the URL can be shown in an error.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+/// Hides the secrets of a connection URL — the password of its user, and query parameters
+/// such as `?password=` or `?sslpassword=` — so that the URL can be shown in an error or a log.
+/// A URL that does not parse is shown as its scheme alone.
+pub fn redact_url(text: &str) -> String {
+    const HIDDEN: &str = "***";
+    let Ok(mut url) = url::Url::parse(text) else {
+        let scheme = text.split_once("://").map_or("", |(scheme, _)| scheme);
+        return format!("{scheme}://{HIDDEN}");
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some(HIDDEN));
     }
+    if url.query().is_some() {
+        let secret = |key: &str| {
+            let key = key.to_ascii_lowercase();
+            ["password", "secret", "token", "key"]
+                .iter()
+                .any(|s| key.contains(s))
+        };
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    HIDDEN.to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -698,6 +669,61 @@ mod tests {
         assert_eq!(
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
+        );
+        let query = redact_url("postgres://u@db/x?sslmode=require&password=hunter2&sslpassword=p2");
+        assert!(
+            !query.contains("hunter2") && !query.contains("p2"),
+            "{query}"
+        );
+        assert!(query.contains("sslmode=require"), "{query}");
+        assert!(!redact_url("postgres://u:hunter2@[bad").contains("hunter2"));
+    }
+
+    #[test]
+    fn service_sections_are_read_by_their_service_and_unknown_sections_refused() {
+        #[derive(Debug, Default, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        struct Section {
+            limit: u32,
+        }
+        let config = Config::from_toml("[receipts]\nlimit = 7\n").expect("parses");
+        assert_eq!(
+            config
+                .section::<Section>(ServiceKind::Receipts)
+                .unwrap()
+                .limit,
+            7
+        );
+        assert_eq!(
+            config.section::<Section>(ServiceKind::Tokens).unwrap(),
+            Section::default()
+        );
+        let typo = Config::from_toml("[receipts]\nlimt = 7\n").expect("parses");
+        let err = typo
+            .section::<Section>(ServiceKind::Receipts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("receipts.limt"), "{err}");
+        let err = Config::from_toml("[reciepts]\nlimit = 7\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reciepts"), "{err}");
+        let defaults = config
+            .with_section_defaults("[receipts]\nlimit = 9\n[tokens]\nlimit = 3\n")
+            .expect("joins");
+        assert_eq!(
+            defaults
+                .section::<Section>(ServiceKind::Receipts)
+                .unwrap()
+                .limit,
+            7
+        );
+        assert_eq!(
+            defaults
+                .section::<Section>(ServiceKind::Tokens)
+                .unwrap()
+                .limit,
+            3
         );
     }
 }

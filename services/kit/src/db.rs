@@ -13,7 +13,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::config::redact_url;
+use crate::error::ApiError;
+use crate::health::ServiceHealth;
+use crate::server::Shutdown;
 
 /// A service's database handle. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -46,6 +52,7 @@ static KIT_MIGRATIONS: Migrations = crate::service_migrations!("_fiscus_kit_migr
 pub struct ConnectSettings {
     pub max_connections: u32,
     pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
 }
 
 impl Default for ConnectSettings {
@@ -53,6 +60,17 @@ impl Default for ConnectSettings {
         Self {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConnectSettings {
+    pub fn from_config(config: &crate::config::DatabaseConfig) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            statement_timeout: Duration::from_millis(config.statement_timeout_ms),
         }
     }
 }
@@ -142,7 +160,14 @@ impl Database {
             .acquire_timeout(settings.connect_timeout)
             // A request waiting on a row lock (a busy chain, a duplicate operation) gives up
             // after a bound and answers ABORTED instead of holding a connection forever.
-            .connect_with(options.options([("search_path", schema), ("lock_timeout", "5s")]))
+            .connect_with(options.options([
+                ("search_path", schema),
+                ("lock_timeout", "5s"),
+                (
+                    "statement_timeout",
+                    &format!("{}ms", settings.statement_timeout.as_millis()),
+                ),
+            ]))
             .await
             .map_err(connect_error)?;
         Ok(Self::Postgres(pool))
@@ -298,4 +323,78 @@ macro_rules! with_tx {
             }
         }
     };
+}
+
+/// Whether a service's database answers, as a probe in the background sees it: requests that
+/// need the database are refused at once (UNAVAILABLE) while it does not, instead of each
+/// waiting out a connection timeout, and the service reports NOT_SERVING.
+#[derive(Clone, Debug)]
+pub struct DatabaseStatus(Arc<AtomicBool>);
+
+/// How often the probe asks, and how long one answer may take.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Failed probes in a row before the database counts as down: one slow answer is not an outage.
+const PROBES_TO_DOWN: u32 = 3;
+
+impl DatabaseStatus {
+    /// Starts probing `db` until `shutdown`; its outages are the `database` fault of `health`.
+    pub fn watch(db: Database, health: ServiceHealth, mut shutdown: Shutdown) -> Self {
+        let up = Arc::new(AtomicBool::new(true));
+        let status = Self(up.clone());
+        tokio::spawn(async move {
+            let mut failed = 0u32;
+            loop {
+                let answered = matches!(
+                    tokio::time::timeout(PROBE_TIMEOUT, db.ping()).await,
+                    Ok(Ok(()))
+                );
+                failed = if answered {
+                    0
+                } else {
+                    failed.saturating_add(1)
+                };
+                let now_up = failed < PROBES_TO_DOWN;
+                if up.swap(now_up, Ordering::Relaxed) != now_up {
+                    health.set_fault("database", !now_up).await;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(PROBE_EVERY) => {}
+                    () = shutdown.requested() => return,
+                }
+            }
+        });
+        status
+    }
+
+    /// A status that never changes (tools and tests without a probe).
+    pub fn always_up() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `UNAVAILABLE` while the database is down: nothing was done, a retry is safe.
+    pub fn check(&self) -> Result<(), ApiError> {
+        if self.is_up() {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable(
+                "the journal database is unreachable; nothing was done: retry with the same operation_id"
+                    .into(),
+            ))
+        }
+    }
+}
+
+impl Database {
+    /// One round trip: does the database answer?
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_db!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(drop))
+    }
 }

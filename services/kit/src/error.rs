@@ -103,13 +103,21 @@ impl From<ApiError> for Status {
     }
 }
 
+/// What a caller is told when the journal database could not be used: retrying with the same
+/// operation id is always safe, and is how to learn an outcome that is unknown.
+const DATABASE_UNAVAILABLE: &str =
+    "the journal database is unavailable; retry with the same operation_id";
+
 impl From<sqlx::Error> for ApiError {
-    /// Contention and overload are the caller's to retry; anything else is internal.
+    /// Contention is the caller's to retry (ABORTED); an unreachable, restarting or overloaded
+    /// database is UNAVAILABLE; anything else is internal.
     fn from(error: sqlx::Error) -> Self {
         match &error {
-            sqlx::Error::PoolTimedOut => {
-                Self::Unavailable("the journal database is busy or unreachable; retry".into())
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(DATABASE_UNAVAILABLE.into()),
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // lock_not_available, serialization_failure, deadlock_detected
                 Some("55P03" | "40001" | "40P01") => Self::Aborted(
@@ -119,9 +127,16 @@ impl From<sqlx::Error> for ApiError {
                 Some("5" | "6" | "517" | "262") => Self::Aborted(
                     "the journal is busy; retry with the same operation_id".into(),
                 ),
+                // Shutting down, crashed, starting up; too many connections; statement_timeout;
+                // any connection exception (class 08).
+                Some("57P01" | "57P02" | "57P03" | "53300" | "57014") => {
+                    Self::Unavailable(DATABASE_UNAVAILABLE.into())
+                }
+                Some(code) if code.starts_with("08") => {
+                    Self::Unavailable(DATABASE_UNAVAILABLE.into())
+                }
                 _ => Self::Internal(error.into()),
             },
-            sqlx::Error::Io(_) => Self::Unavailable("the journal database is unreachable; retry".into()),
             _ => Self::Internal(error.into()),
         }
     }

@@ -14,42 +14,80 @@ use crate::db::{Database, Tx};
 use crate::error::{ApiError, Violation};
 use crate::{with_db, with_tx};
 
+/// The metadata key a client may send the operation id in, instead of the field.
+pub const OPERATION_ID_METADATA: &str = "x-operation-id";
+
 /// The `x-operation-id` metadata of a request, which stands in for an empty `operation_id` field.
 pub fn metadata_operation_id<T>(request: &tonic::Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("x-operation-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    request.metadata().get(OPERATION_ID_METADATA).map(|v| {
+        v.to_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|_| "\u{fffd}".to_owned())
+    })
 }
 
-/// The operation id of a mutating request: its `operation_id` field, else the metadata; a UUID.
-pub fn operation_id(field: &str, metadata: Option<&str>) -> Result<String, Violation> {
-    let value = if field.is_empty() {
-        metadata.unwrap_or_default()
-    } else {
-        field
+/// One UUID in its canonical 36-character form (`8-4-4-4-12` hex digits), lowercased: other
+/// spellings of the same UUID (no dashes, braces, `urn:uuid:`) are refused, so that one
+/// operation can never be keyed twice.
+fn canonical_uuid(text: &str) -> Option<String> {
+    let hyphenated = text.len() == 36
+        && text
+            .char_indices()
+            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    hyphenated
+        .then(|| uuid::Uuid::try_parse(text).ok())
+        .flatten()
+        .map(|id| id.hyphenated().to_string())
+}
+
+/// The operation id of a mutating request, from its `operation_id` field and the
+/// `x-operation-id` metadata: either may be given, both must then be the same UUID, written in
+/// the canonical 36-character form (in either case; answered lowercase).
+pub fn operation_id(field: &str, metadata: Option<&str>) -> Result<String, Vec<Violation>> {
+    const FORM: &str =
+        "must be a UUID in its 36-character form, e.g. 0b6a3c52-2f0e-4d7e-9a57-3c1f1a2b9e10";
+    let metadata = metadata.filter(|m| !m.is_empty());
+    let mut violations = Vec::new();
+    let mut read = |name: &str, text: &str| {
+        let id = canonical_uuid(text);
+        if id.is_none() {
+            violations.push(Violation::new(name, FORM));
+        }
+        id
     };
-    if value.is_empty() {
-        Err(Violation::new(
+    let from_field = (!field.is_empty())
+        .then(|| read("operation_id", field))
+        .flatten();
+    let from_metadata = metadata.map(|m| read(OPERATION_ID_METADATA, m)).flatten();
+    if field.is_empty() && metadata.is_none() {
+        violations.push(Violation::new(
             "operation_id",
-            "is required (a UUID, or metadata x-operation-id)",
-        ))
-    } else if uuid::Uuid::parse_str(value).is_err() {
-        Err(Violation::new("operation_id", "must be a UUID"))
-    } else {
-        Ok(value.to_owned())
+            format!("is required (a UUID, or metadata {OPERATION_ID_METADATA})"),
+        ));
+    }
+    if let (Some(a), Some(b)) = (&from_field, &from_metadata)
+        && a != b
+    {
+        let both = format!(
+            "operation_id {a} and metadata {OPERATION_ID_METADATA} {b} differ; send one, or the same id in both"
+        );
+        violations.push(Violation::new("operation_id", both.clone()));
+        violations.push(Violation::new(OPERATION_ID_METADATA, both));
+    }
+    match (violations.is_empty(), from_field.or(from_metadata)) {
+        (true, Some(id)) => Ok(id),
+        _ => Err(violations),
     }
 }
 
-/// SHA-256 of the RPC name and the request's encoded bytes (as the client sent them).
+/// SHA-256 of the RPC name and the request's canonical bytes, operation id left out.
 pub type Fingerprint = [u8; 32];
 
-pub fn fingerprint(rpc: &str, request: &[u8]) -> Fingerprint {
+pub fn fingerprint(rpc: &str, canonical: &[u8]) -> Fingerprint {
     let mut hasher = Sha256::new();
     hasher.update(rpc.as_bytes());
     hasher.update([0u8]);
-    hasher.update(request);
+    hasher.update(canonical);
     hasher.finalize().into()
 }
 
@@ -106,12 +144,20 @@ pub struct Operation {
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl Operation {
-    pub fn new(tenant: &str, id: &str, rpc: &'static str, request: &[u8]) -> Self {
+    /// The operation `id` (from [`operation_id`]) of `request`, fingerprinted by its canonical
+    /// bytes without the id: a retry that moves the id between field and metadata, or whose map
+    /// entries come in another order, is the same operation.
+    pub fn new<R: fiscus_proto::Mutating>(
+        tenant: &str,
+        id: &str,
+        rpc: &'static str,
+        request: &mut R,
+    ) -> Self {
         Self {
             tenant: tenant.to_owned(),
             id: id.to_owned(),
             rpc,
-            fingerprint: fingerprint(rpc, request),
+            fingerprint: fingerprint(rpc, &request.canonical_without_operation_id()),
         }
     }
 
@@ -312,6 +358,65 @@ impl Operation {
     }
 }
 
+/// Runs upstream-calling `work` once per operation: a retry of the same request gets the first
+/// answer, a duplicate while it runs is `ABORTED` (retry), the same id with another request is
+/// `ALREADY_EXISTS`. The id is held for `lease` while `work` runs and let go when it fails — or
+/// when the caller goes away before it ends — so that a retry does the work again at once.
+pub async fn once_upstream<Res, F>(
+    db: &Database,
+    cache: &dyn Cache,
+    operation: &Operation,
+    lease: std::time::Duration,
+    work: F,
+) -> Result<Res, ApiError>
+where
+    Res: prost::Message + Default,
+    F: std::future::Future<Output = Result<Res, ApiError>>,
+{
+    let decode = |bytes: &[u8]| {
+        Res::decode(bytes).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!("stored response does not decode: {e}"))
+        })
+    };
+    if let Some(stored) = operation.begin_upstream(db, cache, lease).await? {
+        return decode(&stored);
+    }
+    let mut held = Held {
+        operation: Some((operation.clone(), db.clone())),
+    };
+    let outcome = work.await;
+    held.operation = None;
+    match outcome {
+        Ok(response) => decode(
+            &operation
+                .finish_upstream(db, cache, &response.encode_to_vec())
+                .await?,
+        ),
+        Err(e) => {
+            if let Err(release) = operation.abandon(db).await {
+                tracing::warn!(error = %release, "could not let go of a failed operation; it is held until its lease runs out");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// While it holds an operation, lets go of it (in the background) when dropped: the caller went
+/// away before the upstream work ended.
+struct Held {
+    operation: Option<(Operation, Database)>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((operation, db)) = self.operation.take() {
+            tokio::spawn(async move {
+                let _ = operation.abandon(&db).await;
+            });
+        }
+    }
+}
+
 /// [`Operation::remember`] for many operations at once, in one round trip; `entries` from
 /// [`Operation::cache_entry`].
 pub async fn remember_all(cache: &dyn Cache, entries: &[(String, Vec<u8>)]) {
@@ -324,4 +429,83 @@ fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0b6a3c52-2f0e-4d7e-9a57-3c1f1a2b9e10";
+
+    fn fields(result: Result<String, Vec<Violation>>) -> Vec<String> {
+        result.unwrap_err().into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn the_canonical_form_is_the_only_spelling_and_case_does_not_matter() {
+        assert_eq!(operation_id(ID, None).unwrap(), ID);
+        assert_eq!(operation_id(&ID.to_uppercase(), None).unwrap(), ID);
+        assert_eq!(operation_id("", Some(ID)).unwrap(), ID);
+        let simple = ID.replace('-', "");
+        for other in [
+            simple.as_str(),
+            &format!("{{{ID}}}"),
+            &format!("urn:uuid:{ID}"),
+            "x",
+            &format!(" {ID}"),
+        ] {
+            assert_eq!(
+                fields(operation_id(other, None)),
+                ["operation_id"],
+                "{other}"
+            );
+            assert_eq!(
+                fields(operation_id("", Some(other))),
+                [OPERATION_ID_METADATA],
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn field_and_metadata_must_agree() {
+        let other = "1b6a3c52-2f0e-4d7e-9a57-3c1f1a2b9e10";
+        assert_eq!(
+            fields(operation_id(ID, Some(other))),
+            ["operation_id", OPERATION_ID_METADATA]
+        );
+        assert_eq!(operation_id(ID, Some(&ID.to_uppercase())).unwrap(), ID);
+        assert_eq!(fields(operation_id("", None)), ["operation_id"]);
+    }
+
+    #[test]
+    fn the_fingerprint_leaves_the_id_out_and_ignores_map_order() {
+        use fiscus_proto::v1 as pb;
+        let pay = |entries: &[(&str, &str)]| pb::PayItem {
+            amount: "1.00".into(),
+            data: entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let mut a = pb::SignReceiptRequest {
+            operation_id: ID.into(),
+            payments: vec![pay(&[("a", "1"), ("b", "2"), ("c", "3")])],
+            ..Default::default()
+        };
+        let mut b = pb::SignReceiptRequest {
+            payments: vec![pay(&[("c", "3"), ("a", "1"), ("b", "2")])],
+            ..Default::default()
+        };
+        let fa = Operation::new("t", ID, "SignReceipt", &mut a).fingerprint;
+        let fb = Operation::new("t", ID, "SignReceipt", &mut b).fingerprint;
+        assert_eq!(fa, fb);
+        assert_eq!(a.operation_id, ID, "the request keeps its id");
+        b.payments[0].amount = "2.00".into();
+        assert_ne!(
+            Operation::new("t", ID, "SignReceipt", &mut b).fingerprint,
+            fa
+        );
+    }
 }

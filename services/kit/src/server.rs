@@ -13,11 +13,12 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 use tower::Service;
 
 use crate::auth::AuthLayer;
 use crate::config::ServerConfig;
+use crate::deadline::DeadlineLayer;
+use crate::health::Health;
 use crate::telemetry::rpc_span;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,41 +42,75 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Serves `routes` (whose fully-qualified gRPC names are `services`) plus `grpc.health.v1` and
-/// server reflection on `listener` until `shutdown` resolves; then reports NOT_SERVING, waits
-/// `drain_delay`, stops accepting, and gives in-flight RPCs `shutdown_grace` to finish.
+/// Tells long-lived work of a process (open streams, pollers) that it is shutting down.
+#[derive(Clone, Debug)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+/// Starts a shutdown: what [`Shutdown`] waits for.
+#[derive(Debug)]
+pub struct ShutdownTrigger(tokio::sync::watch::Sender<bool>);
+
+impl Shutdown {
+    /// A shutdown that has not begun, and its trigger.
+    pub fn new() -> (ShutdownTrigger, Self) {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        (ShutdownTrigger(sender), Self(receiver))
+    }
+
+    /// Resolves once the shutdown has begun (at once if it has).
+    pub async fn requested(&mut self) {
+        // An error means the trigger is gone, which only happens as the process ends.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Serves `routes` (which hold the services and `health`'s server) plus server reflection (v1
+/// and v1alpha) on `listener` until `signal` resolves; then reports NOT_SERVING, tells the
+/// process's long-lived work to end (`stop`), waits `drain_delay`, stops accepting, and gives
+/// in-flight RPCs `shutdown_grace` to finish.
 pub async fn serve(
     config: &ServerConfig,
     listener: TcpListener,
     routes: RoutesBuilder,
-    services: &[&'static str],
     auth: Option<AuthLayer>,
-    shutdown: impl Future<Output = ()>,
+    health: &Health,
+    stop: ShutdownTrigger,
+    signal: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in services.iter().copied().chain([""]) {
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(fiscus_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fiscus_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let mut routes = routes;
-    routes.add_service(health_service).add_service(reflection);
+    // v1alpha too: Python's grpcio, Postman, Evans and older grpcurl speak only that one.
+    routes
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         // One span per RPC, continuing the caller's W3C trace.
         .trace_fn(rpc_span)
-        // No RPC runs forever: callers get DEADLINE_EXCEEDED instead of a hung connection.
-        .timeout(config.request_timeout())
         // Bounds the work one connection can queue on this process.
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
         // At the limit, refuse at once (UNAVAILABLE, retriable) rather than queue without bound.
         .load_shed(true)
+        // No RPC runs forever: past its deadline the caller gets DEADLINE_EXCEEDED.
+        .layer(DeadlineLayer {
+            limit: config.request_timeout(),
+        })
         // Every RPC but health, reflection and token issuance needs a valid token and scope.
         .layer(tower::util::option_layer(auth))
         .add_routes(routes.routes())
@@ -86,15 +121,13 @@ pub async fn serve(
 
     tokio::select! {
         result = &mut server => return result.map_err(ServeError::from),
-        () = shutdown => {}
+        () = signal => {}
     }
 
     tracing::info!("shutdown requested: reporting NOT_SERVING");
-    for name in services.iter().copied().chain([""]) {
-        health
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
-    }
+    health.shutting_down().await;
+    // Open streams end now, so that they do not hold the drain up to its deadline.
+    stop.trigger();
     if !config.drain_delay().is_zero() {
         tokio::select! {
             result = &mut server => return result.map_err(ServeError::from),

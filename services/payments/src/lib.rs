@@ -2,25 +2,33 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+use fiscus_kit::auth::{ServiceScopes, read_or_write};
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1::payment_service_server::{PaymentService, PaymentServiceServer};
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
+const NAME: &str = PaymentServiceServer::<Payments>::NAME;
+
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Payments,
+    name: NAME,
     migrations: &Migrations::NONE,
+    scopes: ServiceScopes {
+        service: NAME,
+        scope: |method| Some(read_or_write("payments", method)),
+    },
     mount,
 };
 
-fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
+fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
     routes.add_service(WithUnlanded::new(
         PaymentServiceServer::new(Payments),
         UNLANDED,
     ));
-    Ok(PaymentServiceServer::<Payments>::NAME)
+    Ok(())
 }
 
 /// The `fiscus.v1.PaymentService` implementation.

@@ -18,3 +18,21 @@ pub use fiscus::v1;
 /// with source info, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fiscus_descriptor.bin"));
+
+/// A request that changes something: it carries an `operation_id`, and a retry with the same
+/// id must be recognised as the same request.
+pub trait Mutating: prost::Message + Sized {
+    fn operation_id_mut(&mut self) -> &mut String;
+
+    /// The request's canonical bytes, `operation_id` left out: equal for requests that mean the
+    /// same, however the id was sent and in whatever order map entries arrived (prost writes
+    /// fields in number order and maps in key order, and drops unknown fields).
+    fn canonical_without_operation_id(&mut self) -> Vec<u8> {
+        let id = std::mem::take(self.operation_id_mut());
+        let bytes = self.encode_to_vec();
+        *self.operation_id_mut() = id;
+        bytes
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/fiscus_mutating.rs"));

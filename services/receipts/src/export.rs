@@ -1,15 +1,18 @@
-//! Journal export for auditors: JSON Lines or CSV, streamed in chunks so that memory stays flat
-//! however long the journal is.
+//! Journal export for auditors: JSON Lines (each line the canonical protobuf JSON mapping of a
+//! `fiscus.v1.Receipt`, signed document included) or CSV (one row per item), streamed in
+//! chunks so that memory stays flat however long the journal is.
 
+use fiscus_domain::TerminalId;
 use fiscus_domain::chain::hex;
+use fiscus_domain::receipt::{Receipt, instant};
 use fiscus_kit::ApiError;
 use fiscus_kit::db::Database;
 use fiscus_proto::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::proto::{self, Document, ToPb};
 use crate::store::{self, StoredReceipt};
-use crate::validate::TerminalId;
 
 /// Receipts read (and sent as one chunk) at a time.
 const BATCH: i64 = 500;
@@ -28,8 +31,36 @@ pub struct Range {
     pub created_to_us: Option<i64>,
 }
 
-const CSV_HEADER: &str = "number,id,created_at_us,kind,type,reference,total_amount,total_vat,\
-    total_city_tax,currency,fiscal_state,original_receipt_id,key_id,previous_hash,hash,signature\n";
+/// The CSV columns, as `receipts.proto` lists them.
+const CSV_HEADER: [&str; 27] = [
+    "receipt_number",
+    "receipt_id",
+    "created_at",
+    "kind",
+    "type",
+    "receipt_reference",
+    "receipt_moment",
+    "currency",
+    "total_amount",
+    "total_vat",
+    "total_city_tax",
+    "fiscal_state",
+    "original_receipt_id",
+    "key_id",
+    "previous_hash",
+    "hash",
+    "signature",
+    "item_position",
+    "item_name",
+    "item_quantity",
+    "item_unit_price",
+    "item_tax_type",
+    "item_vat_rate",
+    "item_city_tax_rate",
+    "item_total_amount",
+    "item_total_vat",
+    "item_total_city_tax",
+];
 
 /// Streams the export; reading stops as soon as the client goes away.
 pub fn stream(
@@ -44,39 +75,35 @@ pub fn stream(
         let mut after = range.from_number.saturating_sub(1);
         let mut first = true;
         loop {
-            let batch =
+            let chunk =
                 match store::chain_batch(&db, &terminal, after, range.to_number, BATCH).await {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        let _ = sender.send(Err(ApiError::from(e).into())).await;
+                    Ok(batch) if batch.is_empty() => return,
+                    Ok(batch) => {
+                        let last = batch.last().map_or(i64::MAX, |r| r.number);
+                        after = u64::try_from(last).unwrap_or(u64::MAX);
+                        let full = batch.len() as i64 == BATCH;
+                        let header = std::mem::take(&mut first);
+                        let rows: Vec<StoredReceipt> =
+                            batch.into_iter().filter(|r| in_time(r, &range)).collect();
+                        // Encoding 500 receipts is CPU work: keep it off the async workers.
+                        tokio::task::spawn_blocking(move || encode(&rows, format, header))
+                            .await
+                            .map_err(|e| ApiError::Internal(anyhow::anyhow!("export task: {e}")))
+                            .and_then(|chunk| chunk)
+                            .map(|chunk| (chunk, full))
+                    }
+                    Err(e) => Err(ApiError::from(e)),
+                };
+            match chunk {
+                Ok((chunk, full)) => {
+                    if sender.send(Ok(chunk)).await.is_err() || !full {
                         return;
                     }
-                };
-            let Some(last) = batch.last() else { return };
-            after = u64::try_from(last.number).unwrap_or(u64::MAX);
-            let mut data = String::new();
-            if first {
-                if let Format::Csv = format {
-                    data.push_str(CSV_HEADER);
                 }
-                first = false;
-            }
-            let mut count = 0;
-            for row in batch.iter().filter(|r| in_time(r, &range)) {
-                match format {
-                    Format::JsonLines => json_line(row, &mut data),
-                    Format::Csv => csv_line(row, &mut data),
+                Err(e) => {
+                    let _ = sender.send(Err(e.into())).await;
+                    return;
                 }
-                count += 1;
-            }
-            let chunk = pb::ExportJournalResponse {
-                chunk: Some(pb::ExportJournalChunk {
-                    data: data.into_bytes(),
-                    receipts_in_chunk: count,
-                }),
-            };
-            if sender.send(Ok(chunk)).await.is_err() || (batch.len() as i64) < BATCH {
-                return;
             }
         }
     });
@@ -90,74 +117,94 @@ fn in_time(row: &StoredReceipt, range: &Range) -> bool {
         && range.created_to_us.is_none_or(|to| row.created_at_us < to)
 }
 
-fn money(minor: i64) -> String {
-    fiscus_domain::Money::from_minor(minor).to_string()
-}
-
-fn json_line(row: &StoredReceipt, out: &mut String) {
-    let head = serde_json::json!({
-        "number": row.number,
-        "id": row.id,
-        "created_at_us": row.created_at_us,
-        "fiscal_state": row.fiscal_state,
-        "cancelled_by": row.cancelled_by,
-        "key_id": row.key_id,
-        "previous_hash": hex(&row.previous_hash),
-        "hash": hex(&row.hash),
-        "signature": hex(&row.signature),
+/// One chunk: `rows` in `format`, after the CSV header when `header`.
+fn encode(
+    rows: &[StoredReceipt],
+    format: Format,
+    header: bool,
+) -> Result<pb::ExportJournalResponse, ApiError> {
+    let data = match format {
+        Format::JsonLines => json_lines(rows)?,
+        Format::Csv => csv_rows(rows, header)?,
+    };
+    Ok(pb::ExportJournalResponse {
+        chunk: Some(pb::ExportJournalChunk {
+            data,
+            receipts_in_chunk: rows.len() as u64,
+        }),
     })
-    .to_string();
-    // The signed document goes in as it is stored, so auditors can re-hash it byte for byte.
-    out.push_str(head.trim_end_matches('}'));
-    out.push_str(",\"document\":");
-    out.push_str(&row.document);
-    out.push_str("}\n");
 }
 
-fn csv_field(value: &str, out: &mut String) {
-    if value.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
+fn json_lines(rows: &[StoredReceipt]) -> Result<Vec<u8>, ApiError> {
+    let mut data = Vec::new();
+    for row in rows {
+        let receipt = row.view(Document::Included(&row.document))?;
+        proto::write_json(&receipt, &mut data)?;
+        data.push(b'\n');
     }
+    Ok(data)
 }
 
-fn csv_line(row: &StoredReceipt, out: &mut String) {
-    let document = crate::document::Document::parse(row.document.as_bytes()).ok();
-    let fields = [
-        row.number.to_string(),
-        row.id.clone(),
-        row.created_at_us.to_string(),
-        row.kind.clone(),
-        document
-            .as_ref()
-            .map(|d| d.receipt_type.clone())
-            .unwrap_or_default(),
-        document
-            .as_ref()
-            .map(|d| d.reference.clone())
-            .unwrap_or_default(),
-        money(row.total_minor),
-        money(row.vat_minor),
-        money(row.city_tax_minor),
-        document
-            .as_ref()
-            .map(|d| d.currency.clone())
-            .unwrap_or_default(),
-        row.fiscal_state.clone(),
-        row.original_receipt_id.clone().unwrap_or_default(),
-        row.key_id.clone(),
-        hex(&row.previous_hash),
-        hex(&row.hash),
-        hex(&row.signature),
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+fn csv_rows(rows: &[StoredReceipt], header: bool) -> Result<Vec<u8>, ApiError> {
+    let failed = |e: csv::Error| ApiError::Internal(anyhow::anyhow!("writing CSV: {e}"));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    if header {
+        out.write_record(CSV_HEADER).map_err(failed)?;
+    }
+    for row in rows {
+        let receipt: Receipt = row.receipt()?;
+        let standing = row
+            .standing()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("receipt {}: {e}", row.id)))?;
+        let created_at = chrono::DateTime::from_timestamp_micros(row.created_at_us)
+            .map(instant::text)
+            .unwrap_or_default();
+        let receipt_columns = [
+            receipt.number.to_string(),
+            receipt.id.clone(),
+            created_at,
+            receipt.kind.to_pb().as_str_name().to_owned(),
+            receipt.receipt_type.to_pb().as_str_name().to_owned(),
+            receipt.reference.clone(),
+            instant::text(receipt.moment),
+            receipt.currency.clone(),
+            receipt.total_amount.to_string(),
+            receipt.total_vat.to_string(),
+            receipt.total_city_tax.to_string(),
+            standing.fiscal_state.to_pb().as_str_name().to_owned(),
+            receipt.original_receipt_id.clone(),
+            receipt.key_id.clone(),
+            hex(&standing.previous_hash),
+            hex(&standing.hash),
+            hex(&standing.signature),
+        ];
+        let item_columns: Vec<[String; 10]> = if receipt.items.is_empty() {
+            vec![Default::default()]
+        } else {
+            receipt
+                .items
+                .iter()
+                .map(|i| {
+                    [
+                        i.position.to_string(),
+                        i.name.clone(),
+                        i.quantity.to_string(),
+                        i.unit_price.to_string(),
+                        i.tax_type.to_pb().as_str_name().to_owned(),
+                        i.vat_rate.to_string(),
+                        i.city_tax_rate.to_string(),
+                        i.total_amount.to_string(),
+                        i.total_vat.to_string(),
+                        i.total_city_tax.to_string(),
+                    ]
+                })
+                .collect()
+        };
+        for item in item_columns {
+            out.write_record(receipt_columns.iter().chain(item.iter()))
+                .map_err(failed)?;
         }
-        csv_field(field, out);
     }
-    out.push('\n');
+    out.into_inner()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("writing CSV: {e}")))
 }

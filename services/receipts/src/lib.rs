@@ -3,51 +3,66 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-mod document;
+mod append;
+mod config;
 mod export;
-mod group_commit;
-mod heads;
 mod journal;
+mod proto;
 mod render;
 mod service;
 mod signers;
 mod store;
 mod validate;
+mod watch;
 
 use std::sync::Arc;
 
+use fiscus_kit::auth::{ServiceScopes, read_or_write};
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1::receipt_service_server::ReceiptServiceServer;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
+pub use config::{MerchantConfig, ReceiptsConfig};
 pub use service::Receipts;
+
+const NAME: &str = ReceiptServiceServer::<Receipts>::NAME;
 
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Receipts,
+    name: NAME,
     migrations: &MIGRATIONS,
+    scopes: ServiceScopes {
+        service: NAME,
+        scope: |method| Some(read_or_write("receipts", method)),
+    },
     mount,
 };
 
 static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_receipts_migrations");
 
-fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
-    let policy = validate::Policy::from_config(&ctx.config.receipts)?;
+fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
+    let section: ReceiptsConfig = ctx.config.section(ServiceKind::Receipts)?;
+    let policy = config::Policy::from_config(&section)?;
     let master = ctx.config.master_key()?;
+    let watchers =
+        watch::Watchers::start(ctx.db.clone(), policy.max_watchers(), ctx.shutdown.clone());
     let journal = Arc::new(journal::Journal::new(
         ctx.db.clone(),
+        ctx.db_status.clone(),
         ctx.cache.clone(),
         policy,
         master,
+        ctx.health.clone(),
+        watchers.clone(),
     ));
-    let limit = ctx.config.receipts.max_request_bytes;
-    let server = ReceiptServiceServer::new(Receipts { journal })
-        .max_decoding_message_size(limit)
+    let server = ReceiptServiceServer::new(Receipts { journal, watchers })
+        .max_decoding_message_size(section.max_request_bytes)
         .max_encoding_message_size(64 * 1024 * 1024);
     routes.add_service(WithUnlanded::new(server, UNLANDED));
-    Ok(ReceiptServiceServer::<Receipts>::NAME)
+    Ok(())
 }
 
 const UPSTREAM: &str = "it needs the e-barimt and fiskaltrust connectors, which are not built yet";

@@ -5,23 +5,8 @@ use fiscus_kit::ApiError;
 use fiscus_proto::v1 as pb;
 use fiscus_render::{ItemLine, PaymentLine, ReceiptView};
 
-use crate::document::{self, Named};
-use crate::validate::Policy;
-
-/// What the QR code of a built-in-signer receipt encodes: enough for an auditor to find the
-/// receipt and check its hash against the journal and the merchant's public key.
-pub fn qr_payload(receipt: &pb::Receipt) -> String {
-    let terminal = receipt.terminal.clone().unwrap_or_default();
-    format!(
-        "fiscus:1:{}:{}:{}:{}:{}:{}",
-        terminal.merchant_tin,
-        terminal.branch_no,
-        terminal.pos_no,
-        receipt.receipt_number,
-        receipt.total_amount,
-        hex(&receipt.hash)
-    )
-}
+use crate::config::Policy;
+use crate::proto;
 
 fn title(receipt: &pb::Receipt) -> String {
     match receipt.kind() {
@@ -44,7 +29,7 @@ pub fn view(receipt: &pb::Receipt, policy: &Policy, copy: bool) -> ReceiptView {
         .as_ref()
         .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
         .map(|t| {
-            t.with_timezone(&policy.business_day_offset())
+            t.with_timezone(&policy.business_day)
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string()
         })
@@ -102,7 +87,10 @@ pub fn view(receipt: &pb::Receipt, policy: &Policy, copy: bool) -> ReceiptView {
             .iter()
             .map(|p| PaymentLine {
                 label: if p.description.is_empty() {
-                    p.method().name().replace('_', " ")
+                    p.method()
+                        .as_str_name()
+                        .trim_start_matches("PAYMENT_METHOD_")
+                        .replace('_', " ")
                 } else {
                     p.description.clone()
                 },
@@ -114,11 +102,9 @@ pub fn view(receipt: &pb::Receipt, policy: &Policy, copy: bool) -> ReceiptView {
             receipt.key_id,
             hex(receipt.hash.get(..16).unwrap_or_default())
         ),
-        qr_payload: if receipt.qr_data.is_empty() {
-            qr_payload(receipt)
-        } else {
-            receipt.qr_data.clone()
-        },
+        // Byte for byte what the receipt's qr_data says, so a client printing its own receipt
+        // prints the same code.
+        qr_payload: receipt.qr_data.clone(),
         footer,
     }
 }
@@ -153,10 +139,11 @@ pub fn render(
             "image/png",
             fiscus_render::render_png(&view).map_err(failed)?,
         ),
-        pb::DocumentFormat::Json => (
-            "application/json",
-            serde_json::to_vec(&document::receipt_json(receipt)).unwrap_or_default(),
-        ),
+        pb::DocumentFormat::Json => ("application/json", {
+            let mut json = Vec::new();
+            proto::write_json(receipt, &mut json)?;
+            json
+        }),
         pb::DocumentFormat::Unspecified => {
             return Err(ApiError::invalid(
                 "format",

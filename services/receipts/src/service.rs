@@ -2,24 +2,24 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fiscus_domain::receipt::{FiscalState, ReceiptKind};
 use fiscus_kit::ApiError;
 use fiscus_kit::auth::Caller;
 use fiscus_kit::idempotency::{Operation, metadata_operation_id};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_server::ReceiptService;
 use futures::Stream;
-use prost::Message;
-use tokio_stream::wrappers::ReceiverStream;
+
 use tonic::{Request, Response, Status};
 
-use crate::document::{self, Document, Named};
 use crate::export;
 use crate::journal::Journal;
+use crate::proto::{self, Document, FromPb, ToPb};
 use crate::store::{self, ListFilter, Lookup};
-use crate::validate::{self, TerminalId, Violations};
+use crate::validate::{self, Violations, terminal_only};
+use crate::watch::Watchers;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -27,19 +27,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Clone)]
 pub struct Receipts {
     pub(crate) journal: Arc<Journal>,
-}
-
-fn invalid(v: Violations) -> Status {
-    ApiError::InvalidArgument(v.into_vec()).into()
-}
-
-/// The terminal of a request that needs nothing else validated.
-fn terminal_only(terminal: Option<&pb::Terminal>) -> Result<TerminalId, Status> {
-    let mut v = Violations::default();
-    match validate::terminal(terminal, "terminal", &mut v) {
-        Some(t) if v.is_empty() => Ok(t),
-        _ => Err(invalid(v)),
-    }
+    pub(crate) watchers: Arc<Watchers>,
 }
 
 fn micros(ts: &prost_types::Timestamp) -> Option<i64> {
@@ -54,16 +42,6 @@ fn page_size(requested: i32) -> i64 {
     }
 }
 
-fn to_proto(row: &store::StoredReceipt) -> Result<pb::Receipt, Status> {
-    let document = Document::parse(row.document.as_bytes()).map_err(|e| {
-        ApiError::Internal(anyhow::anyhow!(
-            "receipt {} has a corrupt document: {e}",
-            row.id
-        ))
-    })?;
-    Ok(document.to_proto(&row.standing()))
-}
-
 #[tonic::async_trait]
 impl ReceiptService for Receipts {
     #[tracing::instrument(skip_all)]
@@ -73,7 +51,7 @@ impl ReceiptService for Receipts {
     ) -> Result<Response<pb::SignReceiptResponse>, Status> {
         let metadata_id = metadata_operation_id(&request);
         let caller = Caller::of(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         if let Some(terminal) = &request.terminal {
             caller.check(&terminal.merchant_tin)?;
         }
@@ -82,15 +60,13 @@ impl ReceiptService for Receipts {
         let operation_id =
             validate::operation_id(&request.operation_id, metadata_id.as_deref(), &mut v);
         let draft = validate::sign_request(&request, &self.journal.policy, now, &mut v);
-        let draft = match draft {
-            Some(draft) if v.is_empty() => draft,
-            _ => return Err(invalid(v)),
-        };
+        v.into_result()?;
+        let draft = draft.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         let operation = Operation::new(
-            &draft.terminal.merchant_tin,
+            &draft.receipt.merchant_tin,
             &operation_id,
             "SignReceipt",
-            &request.encode_to_vec(),
+            &mut request,
         );
         let receipt = self.journal.sign(draft, &operation, now).await?;
         Ok(Response::new(pb::SignReceiptResponse {
@@ -106,7 +82,7 @@ impl ReceiptService for Receipts {
         use pb::cancel_receipt_request::Receipt as R;
         let metadata_id = metadata_operation_id(&request);
         let caller = Caller::of(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         if let Some(terminal) = &request.terminal {
             caller.check(&terminal.merchant_tin)?;
         }
@@ -127,12 +103,10 @@ impl ReceiptService for Receipts {
                 None
             }
         };
+        v.into_result()?;
         let (Some(terminal), Some(target)) = (terminal, target) else {
-            return Err(invalid(v));
+            return Err(ApiError::invalid("receipt", "is required").into());
         };
-        if !v.is_empty() {
-            return Err(invalid(v));
-        }
         let lookup = match &target {
             R::ReceiptId(id) => Lookup::Id(id),
             R::ReceiptReference(r) => Lookup::Reference(&terminal, r),
@@ -141,7 +115,7 @@ impl ReceiptService for Receipts {
             &terminal.merchant_tin,
             &operation_id,
             "CancelReceipt",
-            &request.encode_to_vec(),
+            &mut request,
         );
         let response = self
             .journal
@@ -193,7 +167,7 @@ impl ReceiptService for Receipts {
             .ok_or_else(|| ApiError::NotFound("no such receipt".into()))?;
         caller.check(&row.merchant_tin)?;
         Ok(Response::new(pb::GetReceiptResponse {
-            receipt: Some(to_proto(&row)?),
+            receipt: Some(row.view(Document::Included(&row.document))?),
         }))
     }
 
@@ -225,13 +199,13 @@ impl ReceiptService for Receipts {
             created_to_us: created.end_time.as_ref().and_then(micros),
             kinds: request
                 .kinds()
-                .filter(|k| *k != pb::ReceiptKind::Unspecified)
-                .map(|k| k.name().to_owned())
+                .filter_map(ReceiptKind::from_pb)
+                .map(|k| k.as_str().to_owned())
                 .collect(),
             states: request
                 .fiscal_states()
-                .filter(|s| *s != pb::FiscalState::Unspecified)
-                .map(|s| s.name().to_owned())
+                .filter_map(FiscalState::from_pb)
+                .map(|s| s.as_str().to_owned())
                 .collect(),
             before_number,
         };
@@ -243,7 +217,10 @@ impl ReceiptService for Receipts {
             Some(last) if rows.len() as i64 == limit && last.number > 1 => last.number.to_string(),
             _ => String::new(),
         };
-        let receipts = rows.iter().map(to_proto).collect::<Result<_, _>>()?;
+        let receipts = rows
+            .iter()
+            .map(|row| row.view(Document::Omitted))
+            .collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListReceiptsResponse {
             receipts,
             next_page_token,
@@ -261,55 +238,25 @@ impl ReceiptService for Receipts {
             return Err(ApiError::invalid("receipt_id", "is required").into());
         }
         // Subscribe before reading, so no change between the read and the subscription is lost.
-        let mut events = self.journal.subscribe();
-        let journal = self.journal.clone();
-        let state_of = move |row: &store::StoredReceipt| pb::ReceiptEvent {
-            receipt_id: row.id.clone(),
-            state: pb::FiscalState::from_name(&row.fiscal_state).into(),
-            message: row.state_message.clone(),
-            timestamp: Some(document::to_proto_timestamp(Utc::now())),
-        };
-        let id = request.receipt_id.clone();
-        let row = store::find(&journal.db, &Lookup::Id(&id))
+        let subscription = self.watchers.subscribe(&request.receipt_id)?;
+        let id = &request.receipt_id;
+        let row = store::find(&self.journal.db, &Lookup::Id(id))
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("no receipt {id}")))?;
         caller.check(&row.merchant_tin)?;
-        let (sender, receiver) = tokio::sync::mpsc::channel(16);
-        let first = state_of(&row);
-        tokio::spawn(async move {
-            let mut last_state = first.state;
-            let wrap = |event| Ok(pb::WatchReceiptResponse { event: Some(event) });
-            if sender.send(wrap(first)).await.is_err() || !request.follow {
-                return;
-            }
-            // Changes made by this process arrive as events; changes made by other replicas are
-            // found by reading the receipt again now and then.
-            let mut poll = tokio::time::interval(Duration::from_secs(2));
-            loop {
-                let event = tokio::select! {
-                    received = events.recv() => match received {
-                        Ok(event) if event.receipt_id == id => Some(event),
-                        Ok(_) => None,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = poll.tick() => match store::find(&journal.db, &Lookup::Id(&id)).await {
-                        Ok(Some(row)) => Some(state_of(&row)),
-                        _ => None,
-                    },
-                    () = sender.closed() => return,
-                };
-                if let Some(event) = event.filter(|e| e.state != last_state) {
-                    last_state = event.state;
-                    let done = event.state == i32::from(pb::FiscalState::Cancelled);
-                    if sender.send(wrap(event)).await.is_err() || done {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let standing = row
+            .standing()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("receipt {id}: {e}")))?;
+        let first = pb::ReceiptEvent {
+            receipt_id: row.id.clone(),
+            state: standing.fiscal_state.to_pb().into(),
+            message: standing.state_message.clone(),
+            timestamp: Some(proto::timestamp(Utc::now())),
+        };
+        Ok(Response::new(Box::pin(
+            subscription.stream(first, request.follow),
+        )))
     }
 
     #[tracing::instrument(skip_all)]
@@ -384,7 +331,7 @@ impl ReceiptService for Receipts {
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("no receipt {}", request.receipt_id)))?;
         caller.check(&row.merchant_tin)?;
-        let receipt = to_proto(&row)?;
+        let receipt = row.view(Document::Omitted)?;
         // Rasterizing and compressing take milliseconds of CPU: keep them off the async workers.
         let policy = self.journal.policy.clone();
         let document = tokio::task::spawn_blocking(move || {
@@ -422,8 +369,7 @@ impl ReceiptService for Receipts {
                     public_key_pem: fiscus_domain::keys::pem("PUBLIC KEY", &der),
                     public_key_der: der,
                     merchant_tin: k.merchant_tin,
-                    created_at: DateTime::<Utc>::from_timestamp_micros(k.created_at_us)
-                        .map(document::to_proto_timestamp),
+                    created_at: proto::micros_timestamp(k.created_at_us),
                     retired_at: None,
                 }
             })

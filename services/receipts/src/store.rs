@@ -2,18 +2,19 @@
 
 use std::collections::HashMap;
 
+use fiscus_domain::TerminalId;
+use fiscus_domain::receipt::FiscalState;
 use fiscus_kit::db::{Database, Tx};
 use fiscus_kit::idempotency::Operation;
 use fiscus_kit::{with_db, with_tx};
 
-use crate::document::Standing;
-use crate::validate::TerminalId;
+use crate::proto::Standing;
 
 /// The columns every receipt read selects, in [`StoredReceipt`]'s order.
 const RECEIPT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind, fiscal_state, \
      state_message, shift_id, cancelled_by, cancelled_at_us, cancellation_reason, document, \
      previous_hash, hash, signature, key_id, total_minor, vat_minor, city_tax_minor, \
-     created_at_us, original_receipt_id";
+     created_at_us";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredReceipt {
@@ -38,14 +39,20 @@ pub struct StoredReceipt {
     pub vat_minor: i64,
     pub city_tax_minor: i64,
     pub created_at_us: i64,
-    pub original_receipt_id: Option<String>,
 }
 
 impl StoredReceipt {
-    pub fn standing(&self) -> Standing {
-        Standing {
+    /// Where the receipt stands now; `Err` names a column that holds what fiscus never writes.
+    pub fn standing(&self) -> Result<Standing, String> {
+        let fiscal_state = FiscalState::parse(&self.fiscal_state).ok_or_else(|| {
+            format!(
+                "stored fiscal_state {:?} is not a fiscal state",
+                self.fiscal_state
+            )
+        })?;
+        Ok(Standing {
             shift_id: self.shift_id.clone(),
-            fiscal_state: self.fiscal_state.clone(),
+            fiscal_state,
             state_message: self.state_message.clone(),
             cancelled_by: self.cancelled_by.clone(),
             cancelled_at_us: self.cancelled_at_us,
@@ -54,7 +61,7 @@ impl StoredReceipt {
             hash: self.hash.clone(),
             signature: self.signature.clone(),
             created_at_us: self.created_at_us,
-        }
+        })
     }
 
     pub fn terminal(&self) -> TerminalId {
@@ -70,8 +77,8 @@ pub struct NewReceipt {
     pub branch_no: String,
     pub pos_no: String,
     pub number: u64,
-    pub kind: String,
-    pub receipt_type: String,
+    pub kind: &'static str,
+    pub receipt_type: &'static str,
     pub reference: String,
     pub totals: [i64; 3],
     pub currency: String,
@@ -220,8 +227,8 @@ pub async fn append_postgres<'e>(
             .bind(column(entries, |r| r.branch_no.as_str()))
             .bind(column(entries, |r| r.pos_no.as_str()))
             .bind(column(entries, |r| to_i64(r.number)))
-            .bind(column(entries, |r| r.kind.as_str()))
-            .bind(column(entries, |r| r.receipt_type.as_str()))
+            .bind(column(entries, |r| r.kind))
+            .bind(column(entries, |r| r.receipt_type))
             .bind(column(entries, |r| r.reference.as_str()))
             .bind(column(entries, |r| r.totals[0]))
             .bind(column(entries, |r| r.totals[1]))
@@ -283,8 +290,8 @@ async fn append_sqlite(
         .bind(&r.branch_no)
         .bind(&r.pos_no)
         .bind(to_i64(r.number))
-        .bind(&r.kind)
-        .bind(&r.receipt_type)
+        .bind(r.kind)
+        .bind(r.receipt_type)
         .bind(&r.reference)
         .bind(r.totals[0])
         .bind(r.totals[1])
@@ -608,4 +615,31 @@ pub async fn public_keys(
         .into_iter()
         .map(|k| (k.key_id, k.public_key))
         .collect())
+}
+
+/// The fiscal state and message of each of `ids` (the receipts somebody watches), in one query.
+pub async fn states(
+    db: &Database,
+    ids: &[String],
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    match db {
+        Database::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT id, fiscal_state, state_message FROM receipts WHERE id = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(pool)
+            .await
+        }
+        Database::Sqlite(pool) => {
+            let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+            sqlx::query_as(
+                "SELECT id, fiscal_state, state_message FROM receipts \
+                 WHERE id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(ids)
+            .fetch_all(pool)
+            .await
+        }
+    }
 }

@@ -1,91 +1,17 @@
-//! Turning requests into validated receipts: every problem named by its field path, all of them
-//! at once, before anything is written.
+//! Turning requests into domain values: every problem named by its field path, all of them at
+//! once, before anything is written.
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
-use fiscus_domain::tax::line_amounts;
-use fiscus_domain::{DecimalError, Money, Quantity, Rate};
-use fiscus_kit::Violation;
-use fiscus_kit::config::ReceiptsConfig;
+use fiscus_domain::receipt::{self as d, Format};
+use fiscus_domain::refund::RefundLine;
+use fiscus_domain::{DecimalError, Money, Quantity, Rate, TerminalId};
+use fiscus_kit::{ApiError, Violation};
 use fiscus_proto::v1 as pb;
 
-use crate::document::{Item, Named, Payment};
-
-/// The rules a receipt is checked against, from configuration.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub item_limit: usize,
-    pub vat_rate: Rate,
-    pub city_tax_rate: Rate,
-    config: ReceiptsConfig,
-}
-
-impl Policy {
-    pub fn from_config(config: &ReceiptsConfig) -> anyhow::Result<Self> {
-        let rate = |key: &str, value: &str| {
-            Rate::parse(value).map_err(|e| anyhow::anyhow!("configuration: {key}: {e}"))
-        };
-        Ok(Self {
-            item_limit: config.item_limit,
-            vat_rate: rate("receipts.vat_rate", &config.vat_rate)?,
-            city_tax_rate: rate("receipts.city_tax_rate", &config.city_tax_rate)?,
-            config: config.clone(),
-        })
-    }
-
-    pub fn currency(&self, merchant_tin: &str) -> &str {
-        self.config
-            .merchant(merchant_tin)
-            .and_then(|m| m.currency.as_deref())
-            .unwrap_or(&self.config.currency)
-    }
-
-    pub fn city_tax_payer(&self, merchant_tin: &str) -> bool {
-        self.config
-            .merchant(merchant_tin)
-            .is_some_and(|m| m.city_tax_payer)
-    }
-
-    pub fn merchant_name(&self, merchant_tin: &str) -> String {
-        self.config
-            .merchant(merchant_tin)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| format!("Merchant {merchant_tin}"))
-    }
-
-    pub fn business_day_offset(&self) -> chrono::FixedOffset {
-        chrono::FixedOffset::east_opt(self.config.business_day_utc_offset_minutes * 60)
-            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("UTC is a valid offset"))
-    }
-}
-
-/// A terminal id whose parts are known to be well formed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TerminalId {
-    pub merchant_tin: String,
-    pub branch_no: String,
-    pub pos_no: String,
-}
-
-impl TerminalId {
-    /// The terminal of a stored or signed receipt, whose parts were checked when it was made.
-    pub fn of(merchant_tin: &str, branch_no: &str, pos_no: &str) -> Self {
-        Self {
-            merchant_tin: merchant_tin.to_owned(),
-            branch_no: branch_no.to_owned(),
-            pos_no: pos_no.to_owned(),
-        }
-    }
-}
-
-impl std::fmt::Display for TerminalId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}",
-            self.merchant_tin, self.branch_no, self.pos_no
-        )
-    }
-}
+use crate::config::Policy;
+use crate::proto::enum_field;
 
 /// Collects violations while a request is read.
 #[derive(Debug, Default)]
@@ -96,12 +22,13 @@ impl Violations {
         self.0.push(Violation::new(field, description));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn into_vec(self) -> Vec<Violation> {
-        self.0
+    /// `Ok` when nothing was found wrong, else INVALID_ARGUMENT naming every field.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self.0))
+        }
     }
 
     /// Text of at most `max` characters; required text must not be blank.
@@ -115,26 +42,6 @@ impl Violations {
             .any(|c| c.is_control() && c != '\n' && c != '\t')
         {
             self.add(field, "contains control characters");
-        }
-    }
-
-    /// An identifier: 1 to `max` ASCII letters, digits, `-` or `_`.
-    pub fn identifier(&mut self, field: &str, value: &str, max: usize) -> bool {
-        if value.is_empty() {
-            self.add(field, "is required");
-            false
-        } else if value.len() > max
-            || !value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            self.add(
-                field,
-                format!("must be 1 to {max} ASCII letters, digits, '-' or '_'"),
-            );
-            false
-        } else {
-            true
         }
     }
 
@@ -175,24 +82,43 @@ pub fn terminal(
     field: &str,
     v: &mut Violations,
 ) -> Option<TerminalId> {
-    let Some(terminal) = terminal else {
+    let Some(t) = terminal else {
         v.add(field, "is required");
         return None;
     };
-    let tin = v.identifier(&format!("{field}.merchant_tin"), &terminal.merchant_tin, 32);
-    let branch = v.identifier(&format!("{field}.branch_no"), &terminal.branch_no, 16);
-    let pos = v.identifier(&format!("{field}.pos_no"), &terminal.pos_no, 16);
-    (tin && branch && pos).then(|| TerminalId {
-        merchant_tin: terminal.merchant_tin.clone(),
-        branch_no: terminal.branch_no.clone(),
-        pos_no: terminal.pos_no.clone(),
-    })
+    match TerminalId::parse(&t.merchant_tin, &t.branch_no, &t.pos_no) {
+        Ok(id) => Some(id),
+        Err(problems) => {
+            let value = |part| match part {
+                "merchant_tin" => &t.merchant_tin,
+                "branch_no" => &t.branch_no,
+                _ => &t.pos_no,
+            };
+            for problem in problems {
+                let name = format!("{field}.{}", problem.part);
+                if value(problem.part).is_empty() {
+                    v.add(name, "is required");
+                } else {
+                    v.add(name, problem.to_string());
+                }
+            }
+            None
+        }
+    }
 }
 
-/// The operation id: from the field, else from the `x-operation-id` metadata; a UUID.
+/// The terminal of a request that needs nothing else validated.
+pub fn terminal_only(t: Option<&pb::Terminal>) -> Result<TerminalId, ApiError> {
+    let mut v = Violations::default();
+    let id = terminal(t, "terminal", &mut v);
+    v.into_result()?;
+    id.ok_or_else(|| ApiError::invalid("terminal", "is required"))
+}
+
+/// The operation id: the `operation_id` field and/or the `x-operation-id` metadata, one UUID.
 pub fn operation_id(field: &str, metadata: Option<&str>, v: &mut Violations) -> String {
-    fiscus_kit::idempotency::operation_id(field, metadata).unwrap_or_else(|violation| {
-        v.0.push(violation);
+    fiscus_kit::idempotency::operation_id(field, metadata).unwrap_or_else(|violations| {
+        v.0.extend(violations);
         String::new()
     })
 }
@@ -201,8 +127,8 @@ pub fn operation_id(field: &str, metadata: Option<&str>, v: &mut Violations) -> 
 #[derive(Debug, Clone)]
 pub struct RefundRequest {
     pub original: Original,
-    /// (position, quantity); empty = everything not refunded yet.
-    pub lines: Vec<(u32, Quantity)>,
+    /// Empty = everything not refunded yet.
+    pub lines: Vec<RefundLine>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,22 +137,51 @@ pub enum Original {
     Reference(String),
 }
 
-/// A SignReceipt request, checked field by field; items are computed (tax per item).
+/// The totals a client says it computed, each beside the field that carried it.
+pub type Expected = [(Option<Money>, &'static str); 3];
+
+/// A SignReceipt request, checked field by field: the receipt to sign, before it has an id, a
+/// key and a place in its terminal's chain. A sale's items are priced (tax per item); a
+/// refund's come from its original.
 #[derive(Debug, Clone)]
 pub struct Draft {
-    pub terminal: TerminalId,
-    pub kind: pb::ReceiptKind,
-    pub receipt_type: pb::ReceiptType,
-    pub reference: String,
-    pub moment: DateTime<Utc>,
-    pub currency: String,
-    pub items: Vec<Item>,
-    pub payments: Vec<Payment>,
-    pub payments_total: Money,
+    pub receipt: d::Receipt,
+    /// The type the request names; a refund takes its original's.
+    pub requested_type: Option<d::ReceiptType>,
     pub refund: Option<RefundRequest>,
-    pub expected: [(Option<Money>, &'static str); 3],
-    /// The request itself, for the fields copied as they are.
-    pub request: pb::SignReceiptRequest,
+    pub expected: Expected,
+}
+
+impl Draft {
+    pub fn terminal(&self) -> TerminalId {
+        self.receipt.terminal()
+    }
+
+    /// Totals the items, and checks that the payments and the client's expected totals agree.
+    pub fn total_up(&mut self) -> Result<(), ApiError> {
+        let mut v = Violations::default();
+        let receipt = &mut self.receipt;
+        match receipt.total_up() {
+            Ok(totals) => {
+                if let Err(unpaid) = d::check_paid(receipt.kind, totals.amount, &receipt.payments) {
+                    v.add("payments", unpaid.to_string());
+                }
+                let computed = [totals.amount, totals.vat, totals.city_tax];
+                for ((expected, field), actual) in self.expected.iter().zip(computed) {
+                    if let Some(expected) = expected
+                        && *expected != actual
+                    {
+                        v.add(
+                            *field,
+                            format!("is {expected} but fiscus computes {actual}"),
+                        );
+                    }
+                }
+            }
+            Err(_) => v.add("items", "the receipt's total is too large"),
+        }
+        v.into_result()
+    }
 }
 
 pub fn sign_request(
@@ -241,35 +196,39 @@ pub fn sign_request(
         .map(|t| t.merchant_tin.as_str())
         .unwrap_or("");
 
-    let kind = pb::ReceiptKind::try_from(request.kind).unwrap_or_default();
-    match kind {
-        pb::ReceiptKind::Unspecified => v.add("kind", "is required: SALE, REFUND or ZERO"),
-        pb::ReceiptKind::Cancellation => v.add(
-            "kind",
-            "CANCELLATION is made by CancelReceipt, not SignReceipt",
-        ),
-        _ => {}
-    }
-    let receipt_type = pb::ReceiptType::try_from(request.r#type).unwrap_or_default();
-    if request.r#type != 0 && pb::ReceiptType::try_from(request.r#type).is_err() {
+    let kind = match pb::ReceiptKind::try_from(request.kind) {
+        Ok(pb::ReceiptKind::Sale) => Some(d::ReceiptKind::Sale),
+        Ok(pb::ReceiptKind::Refund) => Some(d::ReceiptKind::Refund),
+        Ok(pb::ReceiptKind::Zero) => Some(d::ReceiptKind::Zero),
+        Ok(pb::ReceiptKind::Cancellation) => {
+            v.add(
+                "kind",
+                "CANCELLATION is made by CancelReceipt, not SignReceipt",
+            );
+            None
+        }
+        _ => {
+            v.add("kind", "is required: SALE, REFUND or ZERO");
+            None
+        }
+    };
+    let requested_type = enum_field::<d::ReceiptType, pb::ReceiptType>(request.r#type);
+    if request.r#type != 0 && requested_type.is_none() {
         v.add("type", format!("{} is not a receipt type", request.r#type));
-    } else if kind == pb::ReceiptKind::Sale && receipt_type == pb::ReceiptType::Unspecified {
+    } else if kind == Some(d::ReceiptKind::Sale) && requested_type.is_none() {
         v.add(
             "type",
             "is required for a SALE: B2C_RECEIPT, B2B_RECEIPT, B2C_INVOICE or B2B_INVOICE",
         );
     }
-    let b2b = matches!(
-        receipt_type,
-        pb::ReceiptType::B2bReceipt | pb::ReceiptType::B2bInvoice
-    );
+    let b2b = requested_type.is_some_and(d::ReceiptType::is_b2b);
     if b2b && request.customer_tin.is_empty() {
         v.add("customer_tin", "is required for B2B receipts and invoices");
-    } else if !b2b && !request.customer_tin.is_empty() && kind == pb::ReceiptKind::Sale {
+    } else if !b2b && !request.customer_tin.is_empty() && kind == Some(d::ReceiptKind::Sale) {
         v.add("customer_tin", "is only for B2B receipts and invoices");
     }
     v.digits("customer_tin", &request.customer_tin, 7..=14);
-    if !request.consumer_no.is_empty() && receipt_type != pb::ReceiptType::B2cReceipt {
+    if !request.consumer_no.is_empty() && requested_type != Some(d::ReceiptType::B2cReceipt) {
         v.add("consumer_no", "is only for B2C receipts");
     }
     v.text("consumer_no", &request.consumer_no, 32, false);
@@ -314,13 +273,12 @@ pub fn sign_request(
         );
     }
 
-    // Items.
     let items = match kind {
-        pb::ReceiptKind::Sale if request.items.is_empty() => {
+        Some(d::ReceiptKind::Sale) if request.items.is_empty() => {
             v.add("items", "a SALE needs at least one item");
             Vec::new()
         }
-        pb::ReceiptKind::Sale if request.items.len() > policy.item_limit => {
+        Some(d::ReceiptKind::Sale) if request.items.len() > policy.item_limit => {
             v.add(
                 "items",
                 format!(
@@ -331,7 +289,7 @@ pub fn sign_request(
             );
             Vec::new()
         }
-        pb::ReceiptKind::Sale => request
+        Some(d::ReceiptKind::Sale) => request
             .items
             .iter()
             .enumerate()
@@ -348,40 +306,27 @@ pub fn sign_request(
         }
     };
 
-    // Payments.
-    if kind == pb::ReceiptKind::Zero && !request.payments.is_empty() {
+    if kind == Some(d::ReceiptKind::Zero) && !request.payments.is_empty() {
         v.add("payments", "must be empty for a ZERO receipt");
-    } else if kind != pb::ReceiptKind::Zero && request.payments.is_empty() {
+    } else if kind != Some(d::ReceiptKind::Zero) && request.payments.is_empty() {
         v.add("payments", "at least one payment is required");
     }
     if request.payments.len() > 100 {
         v.add("payments", "more than 100 payments");
     }
-    let mut payments_total = Money::ZERO;
     let payments = request
         .payments
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| {
-            let payment = pay_item(p, i, v)?;
-            let amount = Money::parse(&payment.amount).ok()?;
-            let signed = if payment.method == pb::PaymentMethod::Change.name() {
-                Money::from_minor(-amount.minor())
-            } else {
-                amount
-            };
-            payments_total = payments_total.checked_add(signed)?;
-            Some(payment)
-        })
+        .filter_map(|(i, p)| pay_item(p, i, v))
         .collect();
 
-    // Refund reference.
     let refund = match (kind, &request.refund_of) {
-        (pb::ReceiptKind::Refund, None) => {
+        (Some(d::ReceiptKind::Refund), None) => {
             v.add("refund_of", "is required for a REFUND");
             None
         }
-        (pb::ReceiptKind::Refund, Some(refund)) => refund_reference(refund, v),
+        (Some(d::ReceiptKind::Refund), Some(refund)) => refund_reference(refund, v),
         (_, Some(_)) => {
             v.add("refund_of", "is only for a REFUND");
             None
@@ -389,47 +334,67 @@ pub fn sign_request(
         (_, None) => None,
     };
 
+    let mut expected_money = |value: &str, field: &'static str| {
+        let parsed = if value.is_empty() {
+            None
+        } else {
+            v.parsed(field, value, Money::parse)
+        };
+        (parsed, field)
+    };
     let expected = [
-        (
-            expected_money(&request.expected_total_amount, "expected_total_amount", v),
-            "expected_total_amount",
-        ),
-        (
-            expected_money(&request.expected_total_vat, "expected_total_vat", v),
-            "expected_total_vat",
-        ),
-        (
-            expected_money(
-                &request.expected_total_city_tax,
-                "expected_total_city_tax",
-                v,
-            ),
-            "expected_total_city_tax",
-        ),
+        expected_money(&request.expected_total_amount, "expected_total_amount"),
+        expected_money(&request.expected_total_vat, "expected_total_vat"),
+        expected_money(&request.expected_total_city_tax, "expected_total_city_tax"),
     ];
 
+    let (terminal, kind) = (terminal?, kind?);
+    let receipt_type = match kind {
+        d::ReceiptKind::Sale => requested_type?,
+        // A zero receipt is a plain B2C receipt; a refund's type comes from its original.
+        _ => d::ReceiptType::B2cReceipt,
+    };
     Some(Draft {
-        terminal: terminal?,
-        kind,
-        receipt_type,
-        reference: request.receipt_reference.clone(),
-        moment,
-        currency,
-        items,
-        payments,
-        payments_total,
+        receipt: d::Receipt {
+            format: Format,
+            id: String::new(),
+            merchant_tin: terminal.merchant_tin,
+            branch_no: terminal.branch_no,
+            pos_no: terminal.pos_no,
+            number: 0,
+            kind,
+            receipt_type,
+            reference: request.receipt_reference.clone(),
+            moment,
+            signed_at: now,
+            currency,
+            items,
+            payments,
+            total_amount: Money::ZERO,
+            total_vat: Money::ZERO,
+            total_city_tax: Money::ZERO,
+            customer_tin: request.customer_tin.clone(),
+            consumer_no: request.consumer_no.clone(),
+            customer_name: request.customer_name.clone(),
+            customer_address: request.customer_address.clone(),
+            district_code: request.district_code.clone(),
+            bank_account: request.bank_account.clone(),
+            iban: request.iban.clone(),
+            invoice_id: request.invoice_id.clone(),
+            report_month: request.report_month.clone(),
+            cashier: request.cashier.clone(),
+            original_receipt_id: String::new(),
+            receipt_case: request.receipt_case,
+            late_signed: request.late_signed,
+            handwritten: request.handwritten,
+            reason: String::new(),
+            key_id: String::new(),
+            algorithm: String::new(),
+        },
+        requested_type,
         refund,
         expected,
-        request: request.clone(),
     })
-}
-
-fn expected_money(value: &str, field: &str, v: &mut Violations) -> Option<Money> {
-    if value.is_empty() {
-        None
-    } else {
-        v.parsed(field, value, Money::parse)
-    }
 }
 
 fn refund_reference(refund: &pb::RefundReference, v: &mut Violations) -> Option<RefundRequest> {
@@ -446,17 +411,26 @@ fn refund_reference(refund: &pb::RefundReference, v: &mut Violations) -> Option<
         }
     };
     let mut lines = Vec::new();
+    let mut named = BTreeSet::new();
     for (i, line) in refund.lines.iter().enumerate() {
         if line.position == 0 {
             v.add(
                 format!("refund_of.lines[{i}].position"),
                 "is required (the original's line number, from 1)",
             );
+        } else if !named.insert(line.position) {
+            v.add(
+                format!("refund_of.lines[{i}].position"),
+                format!("line {} is named more than once", line.position),
+            );
         }
         let field = format!("refund_of.lines[{i}].quantity");
         if let Some(quantity) = v.parsed(&field, &line.quantity, Quantity::parse) {
             if quantity.is_positive() {
-                lines.push((line.position, quantity));
+                lines.push(RefundLine {
+                    position: line.position,
+                    quantity,
+                });
             } else {
                 v.add(field, "must be greater than 0");
             }
@@ -471,7 +445,7 @@ fn charge_item(
     merchant_tin: &str,
     policy: &Policy,
     v: &mut Violations,
-) -> Option<Item> {
+) -> Option<d::Item> {
     let field = |name: &str| format!("items[{index}].{name}");
     v.text(&field("name"), &item.name, 512, true);
     v.text(&field("measure_unit"), &item.measure_unit, 16, false);
@@ -489,13 +463,16 @@ fn charge_item(
             "at most 100 codes of at most 512 characters",
         );
     }
-    let bar_code_type = pb::BarCodeType::try_from(item.bar_code_type).unwrap_or_default();
-    if !item.bar_code.is_empty() {
+    let bar_code_type = if item.bar_code.is_empty() {
+        Some(d::BarCodeType::Undefined)
+    } else {
         v.digits(&field("bar_code"), &item.bar_code, 1..=64);
-        if bar_code_type == pb::BarCodeType::Unspecified {
+        let kind = enum_field::<d::BarCodeType, pb::BarCodeType>(item.bar_code_type);
+        if kind.is_none() {
             v.add(field("bar_code_type"), "is required when bar_code is set");
         }
-    }
+        kind
+    };
 
     let quantity = v.parsed(&field("quantity"), &item.quantity, Quantity::parse);
     if quantity.is_some_and(|q| !q.is_positive()) {
@@ -509,26 +486,21 @@ fn charge_item(
         v.add(field("unit_price"), "must not be negative");
     }
 
-    let tax_type = match pb::TaxType::try_from(item.tax_type) {
-        Ok(pb::TaxType::Unspecified) => {
-            v.add(
-                field("tax_type"),
-                "is required: VAT_ABLE, VAT_FREE, VAT_ZERO or NO_VAT",
-            );
-            None
-        }
-        Ok(t) => Some(t),
-        Err(_) => {
-            v.add(
-                field("tax_type"),
-                format!("{} is not a tax type", item.tax_type),
-            );
-            None
-        }
-    };
+    let tax_type = enum_field::<d::TaxType, pb::TaxType>(item.tax_type);
+    match pb::TaxType::try_from(item.tax_type) {
+        Ok(pb::TaxType::Unspecified) => v.add(
+            field("tax_type"),
+            "is required: VAT_ABLE, VAT_FREE, VAT_ZERO or NO_VAT",
+        ),
+        Err(_) => v.add(
+            field("tax_type"),
+            format!("{} is not a tax type", item.tax_type),
+        ),
+        Ok(_) => {}
+    }
     let vat_rate = match tax_type {
-        Some(pb::TaxType::VatAble) if item.vat_rate.is_empty() => Some(policy.vat_rate),
-        Some(pb::TaxType::VatAble) => v.parsed(&field("vat_rate"), &item.vat_rate, Rate::parse),
+        Some(d::TaxType::VatAble) if item.vat_rate.is_empty() => Some(policy.vat_rate),
+        Some(d::TaxType::VatAble) => v.parsed(&field("vat_rate"), &item.vat_rate, Rate::parse),
         Some(_) => {
             if !item.vat_rate.is_empty() && Rate::parse(&item.vat_rate) != Ok(Rate::ZERO) {
                 v.add(
@@ -540,9 +512,13 @@ fn charge_item(
         }
         None => None,
     };
-    if vat_rate.is_some_and(|r| r.hundredths() < 0 || r.hundredths() > 10_000) {
-        v.add(field("vat_rate"), "must be between 0 and 100");
-    }
+    let vat_rate = vat_rate.filter(|r| {
+        let ok = r.is_percentage();
+        if !ok {
+            v.add(field("vat_rate"), "must be between 0 and 100");
+        }
+        ok
+    });
     let city_tax_rate = if item.city_tax_applies {
         if !policy.city_tax_payer(merchant_tin) {
             v.add(
@@ -555,7 +531,7 @@ fn charge_item(
         } else {
             v.parsed(&field("city_tax_rate"), &item.city_tax_rate, Rate::parse)
                 .filter(|r| {
-                    let ok = (0..=10_000).contains(&r.hundredths());
+                    let ok = r.is_percentage();
                     if !ok {
                         v.add(field("city_tax_rate"), "must be between 0 and 100");
                     }
@@ -572,61 +548,59 @@ fn charge_item(
         Some(Rate::ZERO)
     };
 
-    let (quantity, unit_price, tax_type, vat_rate, city_tax_rate) =
-        (quantity?, unit_price?, tax_type?, vat_rate?, city_tax_rate?);
+    let (quantity, unit_price, tax_type, vat_rate, city_tax_rate, bar_code_type) = (
+        quantity?,
+        unit_price?,
+        tax_type?,
+        vat_rate?,
+        city_tax_rate?,
+        bar_code_type?,
+    );
     if !quantity.is_positive() || unit_price.is_negative() {
         return None;
     }
-    let Some(amounts) = line_amounts(quantity, unit_price, vat_rate, city_tax_rate) else {
-        v.add(field("quantity"), "quantity × unit_price is too large");
-        return None;
-    };
-    Some(Item {
+    let priced = d::Item {
         position: u32::try_from(index + 1).unwrap_or(u32::MAX),
         name: item.name.clone(),
         bar_code: item.bar_code.clone(),
-        bar_code_type: if item.bar_code.is_empty() {
-            pb::BarCodeType::Undefined.name().to_owned()
-        } else {
-            bar_code_type.name().to_owned()
-        },
+        bar_code_type,
         classification_code: item.classification_code.clone(),
-        tax_type: tax_type.name().to_owned(),
+        tax_type,
         tax_product_code: item.tax_product_code.clone(),
         measure_unit: item.measure_unit.clone(),
-        quantity: quantity.to_string(),
-        unit_price: unit_price.to_string(),
-        vat_rate: vat_rate.to_string(),
-        city_tax_rate: city_tax_rate.to_string(),
+        quantity,
+        unit_price,
+        vat_rate,
+        city_tax_rate,
         lot_no: item.lot_no.clone(),
         stock_qr: item.stock_qr.clone(),
         product_number: item.product_number.clone(),
         charge_item_case: item.charge_item_case,
-        total_amount: amounts.total.to_string(),
-        total_vat: amounts.vat.to_string(),
-        total_city_tax: amounts.city_tax.to_string(),
-        net_amount: amounts.net.to_string(),
-    })
+        total_amount: Money::ZERO,
+        total_vat: Money::ZERO,
+        total_city_tax: Money::ZERO,
+        net_amount: Money::ZERO,
+    }
+    .priced();
+    if priced.is_none() {
+        v.add(field("quantity"), "quantity × unit_price is too large");
+    }
+    priced
 }
 
-fn pay_item(payment: &pb::PayItem, index: usize, v: &mut Violations) -> Option<Payment> {
+fn pay_item(payment: &pb::PayItem, index: usize, v: &mut Violations) -> Option<d::Payment> {
     let field = |name: &str| format!("payments[{index}].{name}");
-    let method = match pb::PaymentMethod::try_from(payment.method) {
-        Ok(pb::PaymentMethod::Unspecified) => {
-            v.add(field("method"), "is required");
-            None
-        }
-        Ok(m) => Some(m),
-        Err(_) => {
-            v.add(
-                field("method"),
-                format!("{} is not a payment method", payment.method),
-            );
-            None
-        }
-    };
+    let method = enum_field::<d::PaymentMethod, pb::PaymentMethod>(payment.method);
+    match pb::PaymentMethod::try_from(payment.method) {
+        Ok(pb::PaymentMethod::Unspecified) => v.add(field("method"), "is required"),
+        Err(_) => v.add(
+            field("method"),
+            format!("{} is not a payment method", payment.method),
+        ),
+        Ok(_) => {}
+    }
     let amount = v.parsed(&field("amount"), &payment.amount, Money::parse);
-    if amount.is_some_and(|a| a.minor() <= 0) {
+    if amount.is_some_and(|a| !a.is_positive()) {
         v.add(
             field("amount"),
             "must be greater than 0 (CHANGE counts negative by its method)",
@@ -663,12 +637,12 @@ fn pay_item(payment: &pb::PayItem, index: usize, v: &mut Violations) -> Option<P
         );
     }
     let (method, amount) = (method?, amount?);
-    if amount.minor() <= 0 {
+    if !amount.is_positive() {
         return None;
     }
-    Some(Payment {
-        method: method.name().to_owned(),
-        amount: amount.to_string(),
+    Some(d::Payment {
+        method,
+        amount,
         description: payment.description.clone(),
         pay_item_case: payment.pay_item_case,
         reference: payment.reference.clone(),
@@ -677,43 +651,6 @@ fn pay_item(payment: &pb::PayItem, index: usize, v: &mut Violations) -> Option<P
         masked_card_number: payment.masked_card_number.clone(),
         bank_code: payment.bank_code.clone(),
         easy_register: payment.easy_register,
-        data: payment.data.clone().into_iter().collect(),
+        data: payment.data.clone(),
     })
-}
-
-/// Totals of computed items.
-pub fn totals(items: &[Item]) -> (Money, Money, Money) {
-    let sum = |f: fn(&Item) -> &str| -> Money {
-        items.iter().filter_map(|i| Money::parse(f(i)).ok()).sum()
-    };
-    (
-        sum(|i| &i.total_amount),
-        sum(|i| &i.total_vat),
-        sum(|i| &i.total_city_tax),
-    )
-}
-
-/// Payments must cover the total exactly; cross-checks must agree.
-pub fn check_totals(draft: &Draft, v: &mut Violations) -> (Money, Money, Money) {
-    let (total, vat, city_tax) = totals(&draft.items);
-    if draft.kind != pb::ReceiptKind::Zero && draft.payments_total != total {
-        v.add(
-            "payments",
-            format!(
-                "sum to {} but the receipt total is {total} (change is a CHANGE pay item)",
-                draft.payments_total
-            ),
-        );
-    }
-    for ((expected, field), actual) in draft.expected.iter().zip([total, vat, city_tax]) {
-        if let Some(expected) = expected
-            && *expected != actual
-        {
-            v.add(
-                *field,
-                format!("is {expected} but fiscus computes {actual}"),
-            );
-        }
-    }
-    (total, vat, city_tax)
 }

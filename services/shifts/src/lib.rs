@@ -2,22 +2,38 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+use fiscus_kit::auth::{ServiceScopes, read_or_write};
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1::shift_service_server::{ShiftService, ShiftServiceServer};
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
+const NAME: &str = ShiftServiceServer::<Shifts>::NAME;
+
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Shifts,
+    name: NAME,
     migrations: &Migrations::NONE,
+    scopes: ServiceScopes {
+        service: NAME,
+        scope: |method| {
+            // X and Z reports have a scope of their own, apart from running shifts.
+            let area = if matches!(method, "GetXReport" | "GetZReport") {
+                "reports"
+            } else {
+                "shifts"
+            };
+            Some(read_or_write(area, method))
+        },
+    },
     mount,
 };
 
-fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
+fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
     routes.add_service(WithUnlanded::new(ShiftServiceServer::new(Shifts), UNLANDED));
-    Ok(ShiftServiceServer::<Shifts>::NAME)
+    Ok(())
 }
 
 /// The `fiscus.v1.ShiftService` implementation.

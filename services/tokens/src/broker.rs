@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use fiscus_domain::keys;
 use fiscus_kit::ApiError;
 use fiscus_kit::cache::SharedCache;
-use fiscus_kit::config::{EbarimtCredential, MasterKey, TokensConfig};
+use fiscus_kit::config::MasterKey;
+
+use crate::config::{EbarimtCredential, TokensConfig};
 use fiscus_providers::{Grant, KeycloakAuth, KeycloakClient, ProviderError};
 use secrecy::ExposeSecret;
 

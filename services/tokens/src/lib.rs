@@ -3,14 +3,15 @@
 #![deny(rust_2018_idioms)]
 
 mod broker;
+mod config;
 mod identity;
 mod mia;
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use fiscus_kit::auth::Caller;
-use fiscus_kit::idempotency::{Operation, metadata_operation_id};
+use fiscus_kit::auth::{Caller, ServiceScopes, read_or_write};
+use fiscus_kit::idempotency::{self, Operation, metadata_operation_id};
 use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{ApiError, Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1 as pb;
@@ -19,34 +20,44 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 
+pub use config::{EbarimtCredential, FiskaltrustCredential, TokensConfig};
 pub use identity::Identity;
+
+const NAME: &str = TokenServiceServer::<Tokens>::NAME;
 
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Tokens,
+    name: NAME,
     migrations: &MIGRATIONS,
+    scopes: ServiceScopes {
+        service: NAME,
+        // Token issuance and the keys that check tokens are open: they are how a caller gets
+        // and checks a token in the first place.
+        scope: |method| {
+            (!matches!(method, "IssueServiceToken" | "GetJwks"))
+                .then(|| read_or_write("tokens", method))
+        },
+    },
     mount,
 };
 
 static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_tokens_migrations");
 
-fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'static str> {
+fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
+    let section: TokensConfig = ctx.config.section(ServiceKind::Tokens)?;
     let identity = Identity::new(
         ctx.db.clone(),
         ctx.config.master_key()?,
         ctx.config.auth.clone(),
     );
-    let broker = broker::Broker::new(
-        ctx.cache.clone(),
-        ctx.config.master_key()?,
-        ctx.config.tokens.clone(),
-    )?;
+    let broker = broker::Broker::new(ctx.cache.clone(), ctx.config.master_key()?, section.clone())?;
     let broker = Arc::new(broker);
     let mia = mia::Mia::new(
         ctx.db.clone(),
         ctx.config.master_key()?,
         broker.clone(),
-        &ctx.config.tokens.mia_url,
+        &section,
     )?;
     let service = Tokens {
         identity: Arc::new(identity),
@@ -59,7 +70,7 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<&'st
         TokenServiceServer::new(service),
         UNLANDED,
     ));
-    Ok(TokenServiceServer::<Tokens>::NAME)
+    Ok(())
 }
 
 /// The `fiscus.v1.TokenService` implementation.
@@ -86,79 +97,33 @@ fn timestamp(at: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
 /// that only a holder that died loses it.
 const UPSTREAM_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// While armed, lets go of a held operation (in the background) when dropped: the caller went
-/// away before the upstream work ended.
-struct Hold {
-    operation: Operation,
-    db: fiscus_kit::db::Database,
-    armed: bool,
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        if self.armed {
-            let (operation, db) = (self.operation.clone(), self.db.clone());
-            tokio::spawn(async move {
-                let _ = operation.abandon(&db).await;
-            });
-        }
-    }
+/// The operation a mutating MIA request asks for: its checked id, and its fingerprint.
+fn operation<R: fiscus_proto::Mutating>(
+    rpc: &'static str,
+    metadata_id: Option<String>,
+    request: &mut R,
+) -> Result<Operation, Status> {
+    let field = request.operation_id_mut().clone();
+    let id = idempotency::operation_id(&field, metadata_id.as_deref())
+        .map_err(ApiError::InvalidArgument)?;
+    Ok(Operation::new(MIA_TENANT, &id, rpc, request))
 }
 
 impl Tokens {
-    /// Runs upstream-calling `work` once per operation id: a retry of the same request gets the
-    /// first answer, a duplicate while it runs is `ABORTED` (retry), the same id with another
-    /// request is `ALREADY_EXISTS`.
-    async fn once<Req, Res, F>(
-        &self,
-        rpc: &'static str,
-        operation_id: &str,
-        metadata_id: Option<String>,
-        request: &Req,
-        work: F,
-    ) -> Result<Res, Status>
+    /// Runs upstream-calling `work` once per operation (see [`idempotency::once_upstream`]).
+    async fn once<Res, F>(&self, operation: &Operation, work: F) -> Result<Res, Status>
     where
-        Req: prost::Message,
         Res: prost::Message + Default,
         F: std::future::Future<Output = Result<Res, ApiError>>,
     {
-        let id = fiscus_kit::idempotency::operation_id(operation_id, metadata_id.as_deref())
-            .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
-        let decode = |bytes: &[u8]| {
-            Res::decode(bytes).map_err(|e| {
-                Status::from(ApiError::Internal(anyhow::anyhow!(
-                    "stored response does not decode: {e}"
-                )))
-            })
-        };
-        let operation = Operation::new(MIA_TENANT, &id, rpc, &request.encode_to_vec());
-        if let Some(stored) = operation
-            .begin_upstream(&self.db, self.cache.as_ref(), UPSTREAM_LEASE)
-            .await?
-        {
-            return decode(&stored);
-        }
-        let mut hold = Hold {
-            operation: operation.clone(),
-            db: self.db.clone(),
-            armed: true,
-        };
-        let outcome = work.await;
-        hold.armed = false;
-        match outcome {
-            Ok(response) => {
-                let standing = operation
-                    .finish_upstream(&self.db, self.cache.as_ref(), &response.encode_to_vec())
-                    .await?;
-                decode(&standing)
-            }
-            Err(e) => {
-                if let Err(release) = operation.abandon(&self.db).await {
-                    tracing::warn!(error = %release, "could not let go of a failed operation; it is held until its lease runs out");
-                }
-                Err(e.into())
-            }
-        }
+        Ok(idempotency::once_upstream(
+            &self.db,
+            self.cache.as_ref(),
+            operation,
+            UPSTREAM_LEASE,
+            work,
+        )
+        .await?)
     }
 
     /// Refuses a caller whose token does not cover the merchant an activation is bound to.
@@ -296,21 +261,14 @@ impl TokenService for Tokens {
     ) -> Result<Response<pb::InitActivationResponse>, Status> {
         let caller = Caller::of(&request);
         let metadata_id = metadata_operation_id(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let operation = operation("InitActivation", metadata_id, &mut request)?;
         match &request.terminal {
             Some(terminal) => caller.check(&terminal.merchant_tin)?,
             None => caller.check_all()?,
         }
         let work = self.mia.init(&request);
-        let response = self
-            .once(
-                "InitActivation",
-                &request.operation_id,
-                metadata_id,
-                &request,
-                work,
-            )
-            .await?;
+        let response = self.once(&operation, work).await?;
         Ok(Response::new(response))
     }
 
@@ -321,19 +279,12 @@ impl TokenService for Tokens {
     ) -> Result<Response<pb::ResendActivationOtpResponse>, Status> {
         let caller = Caller::of(&request);
         let metadata_id = metadata_operation_id(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let operation = operation("ResendActivationOtp", metadata_id, &mut request)?;
         self.check_activation(&caller, &request.activation_id)
             .await?;
         let work = self.mia.resend(&request.activation_id);
-        let response = self
-            .once(
-                "ResendActivationOtp",
-                &request.operation_id,
-                metadata_id,
-                &request,
-                work,
-            )
-            .await?;
+        let response = self.once(&operation, work).await?;
         Ok(Response::new(response))
     }
 
@@ -344,19 +295,12 @@ impl TokenService for Tokens {
     ) -> Result<Response<pb::ConfirmActivationResponse>, Status> {
         let caller = Caller::of(&request);
         let metadata_id = metadata_operation_id(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let operation = operation("ConfirmActivation", metadata_id, &mut request)?;
         self.check_activation(&caller, &request.activation_id)
             .await?;
         let work = self.mia.confirm(&request.activation_id, &request.otp_code);
-        let response = self
-            .once(
-                "ConfirmActivation",
-                &request.operation_id,
-                metadata_id,
-                &request,
-                work,
-            )
-            .await?;
+        let response = self.once(&operation, work).await?;
         Ok(Response::new(response))
     }
 
@@ -381,7 +325,8 @@ impl TokenService for Tokens {
     ) -> Result<Response<pb::SellerLoginResponse>, Status> {
         let caller = Caller::of(&request);
         let metadata_id = metadata_operation_id(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let operation = operation("SellerLogin", metadata_id, &mut request)?;
         self.check_activation(&caller, &request.activation_id)
             .await?;
         let work = async {
@@ -396,15 +341,7 @@ impl TokenService for Tokens {
                 terminal: activation.terminal(),
             })
         };
-        let response = self
-            .once(
-                "SellerLogin",
-                &request.operation_id,
-                metadata_id,
-                &request,
-                work,
-            )
-            .await?;
+        let response = self.once(&operation, work).await?;
         Ok(Response::new(response))
     }
 
@@ -415,7 +352,8 @@ impl TokenService for Tokens {
     ) -> Result<Response<pb::RefreshSellerResponse>, Status> {
         let caller = Caller::of(&request);
         let metadata_id = metadata_operation_id(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let operation = operation("RefreshSeller", metadata_id, &mut request)?;
         self.check_session(&caller, &request.session_id).await?;
         let work = async {
             let token = self.mia.refresh(&request.session_id).await?;
@@ -424,15 +362,7 @@ impl TokenService for Tokens {
                 expires_at: timestamp(token.expires_at),
             })
         };
-        let response = self
-            .once(
-                "RefreshSeller",
-                &request.operation_id,
-                metadata_id,
-                &request,
-                work,
-            )
-            .await?;
+        let response = self.once(&operation, work).await?;
         Ok(Response::new(response))
     }
 
@@ -443,21 +373,14 @@ impl TokenService for Tokens {
     ) -> Result<Response<pb::SellerLogoutResponse>, Status> {
         let caller = Caller::of(&request);
         let metadata_id = metadata_operation_id(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let operation = operation("SellerLogout", metadata_id, &mut request)?;
         self.check_session(&caller, &request.session_id).await?;
         let work = async {
             self.mia.logout(&request.session_id).await?;
             Ok(pb::SellerLogoutResponse {})
         };
-        let response = self
-            .once(
-                "SellerLogout",
-                &request.operation_id,
-                metadata_id,
-                &request,
-                work,
-            )
-            .await?;
+        let response = self.once(&operation, work).await?;
         Ok(Response::new(response))
     }
 

@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::broker::{Broker, Token, upstream_error};
+use crate::config::TokensConfig;
 
 pub struct Mia {
     db: Database,
@@ -83,12 +84,15 @@ impl Mia {
         db: Database,
         master: MasterKey,
         broker: Arc<Broker>,
-        mia_url: &str,
+        config: &TokensConfig,
     ) -> anyhow::Result<Self> {
-        let client = if mia_url.is_empty() {
+        let client = if config.mia_url.is_empty() {
             None
         } else {
-            Some(MiaClient::new(mia_url, Duration::from_secs(10))?)
+            Some(MiaClient::new(
+                &config.mia_url,
+                Duration::from_millis(config.upstream_timeout_ms),
+            )?)
         };
         Ok(Self {
             db,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use fiscus_kit::config::ServerConfig;
+use fiscus_kit::health::Health;
 use fiscus_kit::server;
 use fiscus_proto::v1::shift_service_client::ShiftServiceClient;
 use fiscus_proto::v1::shift_service_server::{ShiftService, ShiftServiceServer};
@@ -54,9 +55,13 @@ async fn shutdown_reports_not_serving_finishes_in_flight_calls_and_refuses_new_o
     let mut routes = RoutesBuilder::default();
     routes.add_service(ShiftServiceServer::new(Slow));
     let name = ShiftServiceServer::<Slow>::NAME;
+    let (health, health_server) = Health::new();
+    routes.add_service(health_server);
+    health.register(name).await;
+    let (trigger, _shutdown) = server::Shutdown::new();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
-        server::serve(&config, listener, routes, &[name], None, async {
+        server::serve(&config, listener, routes, None, &health, trigger, async {
             let _ = stopped.await;
         })
         .await

@@ -74,6 +74,16 @@ async fn migrations_apply_from_empty_and_again_on_restart(fresh: Fresh) {
     fresh.drop_schema().await;
 }
 
+/// The operation of an InitActivation request whose terminal id is `body`.
+fn operation(tenant: &str, id: &str, body: &str) -> Operation {
+    let mut request = fiscus_proto::v1::InitActivationRequest {
+        operation_id: id.into(),
+        terminal_id: body.into(),
+        ..Default::default()
+    };
+    Operation::new(tenant, id, "InitActivation", &mut request)
+}
+
 async fn operations_round_trip(fresh: Fresh) {
     let db = fresh.open().await;
     db.migrate("kit-test", &Migrations::NONE)
@@ -83,7 +93,7 @@ async fn operations_round_trip(fresh: Fresh) {
     let cache = MemoryCache::new("kit-test");
     let cold = || MemoryCache::new("kit-test-cold");
     let lease = Duration::from_secs(60);
-    let first = Operation::new("1234567", "op-1", "InitActivation", b"request bytes");
+    let first = operation("1234567", "op-1", "request bytes");
     let response = "ответ · răspuns".as_bytes();
 
     // Held while the upstream work runs: a duplicate is told to retry, another request refused.
@@ -99,7 +109,7 @@ async fn operations_round_trip(fresh: Fresh) {
         .await
         .expect_err("held");
     assert!(matches!(busy, ApiError::Aborted(_)), "{busy:?}");
-    let changed = Operation::new("1234567", "op-1", "InitActivation", b"other bytes");
+    let changed = operation("1234567", "op-1", "other bytes");
     let refused = changed
         .begin_upstream(&db, &cold(), lease)
         .await
@@ -119,7 +129,7 @@ async fn operations_round_trip(fresh: Fresh) {
     ] {
         assert_eq!(replay.expect("replays"), Some(response.to_vec()));
     }
-    let other_tenant = Operation::new("7654321", "op-1", "InitActivation", b"other bytes");
+    let other_tenant = operation("7654321", "op-1", "other bytes");
     assert_eq!(
         other_tenant.lookup(&db, &cold()).await.expect("looks"),
         None,
@@ -127,7 +137,7 @@ async fn operations_round_trip(fresh: Fresh) {
     );
 
     // Failed work lets go: a retry does it again at once.
-    let failed = Operation::new("1234567", "op-2", "InitActivation", b"request bytes");
+    let failed = operation("1234567", "op-2", "request bytes");
     assert_eq!(
         failed
             .begin_upstream(&db, &cache, lease)
@@ -145,7 +155,7 @@ async fn operations_round_trip(fresh: Fresh) {
     );
 
     // A holder that died: once its lease has run out, the next attempt takes over.
-    let orphan = Operation::new("1234567", "op-3", "InitActivation", b"request bytes");
+    let orphan = operation("1234567", "op-3", "request bytes");
     assert_eq!(
         orphan
             .begin_upstream(&db, &cache, Duration::ZERO)
@@ -180,7 +190,7 @@ async fn operations_round_trip(fresh: Fresh) {
     );
     let refused = changed.lookup_in(&mut tx).await.expect_err("a conflict");
     assert!(refused.to_string().contains("op-1"), "{refused}");
-    let unknown = Operation::new("1234567", "op-9", "InitActivation", b"request bytes");
+    let unknown = operation("1234567", "op-9", "request bytes");
     assert_eq!(unknown.lookup_in(&mut tx).await.expect("judges"), None);
     tx.rollback().await.expect("rolls back");
     db.close().await;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::validate::TerminalId;
+use fiscus_domain::TerminalId;
 
 /// The last number and hash of a chain.
 pub type Head = (u64, Vec<u8>);

@@ -1,0 +1,90 @@
+//! The receipt journal: signing, refunding, cancelling and verifying receipts of per-terminal
+//! hash chains, each exactly once per operation.
+
+mod amend;
+mod sign;
+mod verify;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use fiscus_domain::Receipt;
+use fiscus_kit::ApiError;
+use fiscus_kit::cache::SharedCache;
+use fiscus_kit::config::MasterKey;
+use fiscus_kit::db::{Database, DatabaseStatus};
+use fiscus_kit::health::ServiceHealth;
+use fiscus_proto::v1 as pb;
+use prost::Message;
+
+use crate::append::Appender;
+use crate::config::Policy;
+use crate::proto;
+use crate::signers::Signers;
+use crate::store::StoredReceipt;
+use crate::watch::Watchers;
+
+pub struct Journal {
+    pub db: Database,
+    db_status: DatabaseStatus,
+    cache: SharedCache,
+    pub policy: Policy,
+    signers: Signers,
+    appender: Appender,
+    /// Where changes of a receipt's fiscal state are announced.
+    watchers: Arc<Watchers>,
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, ApiError> {
+    M::decode(bytes)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored response does not decode: {e}")))
+}
+
+/// A stored receipt that is not what fiscus writes: its document or a column does not read.
+fn corrupt(id: &str, what: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("stored receipt {id} is corrupt: {what}"))
+}
+
+impl StoredReceipt {
+    /// The signed receipt, read from its document.
+    pub fn receipt(&self) -> Result<Receipt, ApiError> {
+        Receipt::parse(self.document.as_bytes()).map_err(|e| corrupt(&self.id, e))
+    }
+
+    /// The API view: the signed receipt and where it stands now.
+    pub fn view(&self, document: proto::Document<'_>) -> Result<pb::Receipt, ApiError> {
+        let standing = self.standing().map_err(|e| corrupt(&self.id, e))?;
+        Ok(proto::receipt(&self.receipt()?, &standing, document))
+    }
+}
+
+impl Journal {
+    pub fn new(
+        db: Database,
+        db_status: DatabaseStatus,
+        cache: SharedCache,
+        policy: Policy,
+        master: MasterKey,
+        health: ServiceHealth,
+        watchers: Arc<Watchers>,
+    ) -> Self {
+        Self {
+            signers: Signers::new(db.clone(), master),
+            appender: Appender::new(db.clone(), cache.clone(), health),
+            db,
+            db_status,
+            cache,
+            policy,
+            watchers,
+        }
+    }
+
+    fn announce(&self, receipt: &pb::Receipt) {
+        self.watchers.announce(pb::ReceiptEvent {
+            receipt_id: receipt.id.clone(),
+            state: receipt.fiscal_state,
+            message: receipt.state_message.clone(),
+            timestamp: Some(proto::timestamp(Utc::now())),
+        });
+    }
+}

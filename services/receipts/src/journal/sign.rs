@@ -1,0 +1,57 @@
+//! Signing a sale or a zero receipt: numbered, chained, signed and journaled once per operation.
+
+use chrono::{DateTime, Utc};
+use fiscus_kit::ApiError;
+use fiscus_kit::idempotency::Operation;
+use fiscus_proto::v1 as pb;
+
+use super::{Journal, decode};
+use crate::append::{Signed, sign_with};
+use crate::validate::Draft;
+
+fn replayed_receipt(bytes: &[u8]) -> Result<pb::Receipt, ApiError> {
+    Ok(decode::<pb::SignReceiptResponse>(bytes)?
+        .receipt
+        .unwrap_or_default())
+}
+
+impl Journal {
+    /// Signs a validated request: numbers, chains, signs and journals it, exactly once per
+    /// operation.
+    #[tracing::instrument(skip_all, fields(terminal = %draft.terminal(), operation = %operation.id))]
+    pub async fn sign(
+        &self,
+        mut draft: Draft,
+        operation: &Operation,
+        now: DateTime<Utc>,
+    ) -> Result<pb::Receipt, ApiError> {
+        if let Some(bytes) = operation.cached(self.cache.as_ref()).await {
+            return replayed_receipt(&bytes);
+        }
+        self.db_status.check()?;
+        let signer = self
+            .signers
+            .for_merchant(&draft.receipt.merchant_tin)
+            .await?;
+        let signed = match draft.refund.take() {
+            None => {
+                draft.total_up()?;
+                let mut receipt = draft.receipt;
+                receipt.id = uuid::Uuid::now_v7().to_string();
+                sign_with(&mut receipt, &signer);
+                self.appender
+                    .append_alone(receipt, &signer, now, operation)
+                    .await?
+            }
+            // Boxed, so that a sale's future does not carry a refund's.
+            Some(refund) => Box::pin(self.refund(draft, &refund, &signer, operation, now)).await?,
+        };
+        match signed {
+            Signed::New(receipt) => {
+                self.announce(&receipt);
+                Ok(*receipt)
+            }
+            Signed::Earlier(bytes) => replayed_receipt(&bytes),
+        }
+    }
+}
