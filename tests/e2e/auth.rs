@@ -17,11 +17,6 @@ scopes = ["receipts:read"]
 merchants = ["12345678901"]
 "#;
 
-/// PKCS#8 v1 prefix of an Ed25519 private key, followed by the 32-byte seed.
-const PKCS8_ED25519: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
 fn sale(tin: &str) -> pb::SignReceiptRequest {
     pb::SignReceiptRequest {
         operation_id: uuid::Uuid::new_v4().to_string(),
@@ -87,11 +82,9 @@ async fn plant_key_made(
         .execute(&pool)
         .await
         .expect("planted");
-    let mut der = PKCS8_ED25519.to_vec();
-    der.extend_from_slice(&seed);
     PlantedKey {
         kid,
-        encoding: EncodingKey::from_ed_der(&der),
+        encoding: EncodingKey::from_ed_der(signer.to_pkcs8_der().expect("PKCS#8").as_bytes()),
         public: signer.public_key(),
     }
 }
@@ -125,13 +118,17 @@ async fn forged_expired_or_misused_tokens_are_refused_and_nothing_is_written() {
     let key = plant_key(&data).await;
 
     let stranger = {
-        let seed = [9u8; 32];
-        let mut der = PKCS8_ED25519.to_vec();
-        der.extend_from_slice(&seed);
+        let der = fiscus_domain::keys::ReceiptSigner::from_seed([9; 32])
+            .to_pkcs8_der()
+            .expect("PKCS#8");
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some("e2e-unknown".into());
-        jsonwebtoken::encode(&header, &claims(|_| {}), &EncodingKey::from_ed_der(&der))
-            .expect("signs")
+        jsonwebtoken::encode(
+            &header,
+            &claims(|_| {}),
+            &EncodingKey::from_ed_der(der.as_bytes()),
+        )
+        .expect("signs")
     };
     let alg_none = format!(
         "{}.{}.",

@@ -3,6 +3,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, KeypairBytes};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -48,6 +50,36 @@ impl ReceiptSigner {
     pub fn sign(&self, hash: &[u8; 32]) -> [u8; 64] {
         self.key.sign(hash).to_bytes()
     }
+
+    /// The key as PKCS#8 DER (RFC 8410), the form jsonwebtoken signs EdDSA tokens with.
+    ///
+    /// Version 1, the seed alone: what OpenSSL writes and what jsonwebtoken's
+    /// `Jwk::from_encoding_key` reads. `SigningKey::to_pkcs8_der` would add the public key
+    /// (version 2).
+    pub fn to_pkcs8_der(&self) -> Result<ed25519_dalek::pkcs8::SecretDocument, KeyError> {
+        KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_der()
+        .map_err(|e| KeyError::Encoding(e.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("an Ed25519 public key is 32 bytes, not {0}")]
+    Length(usize),
+    #[error("the bytes are not an Ed25519 public key")]
+    Malformed,
+    #[error("encoding an Ed25519 key: {0}")]
+    Encoding(String),
+}
+
+/// A public key as the key tables store it (32 raw bytes).
+fn verifying_key(public_key: &[u8]) -> Result<VerifyingKey, KeyError> {
+    let bytes = <[u8; 32]>::try_from(public_key).map_err(|_| KeyError::Length(public_key.len()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::Malformed)
 }
 
 /// The key id of a public key.
@@ -114,47 +146,110 @@ pub fn open(master: &[u8; 32], sealed: &[u8], context: &[u8]) -> Result<Vec<u8>,
         .map_err(|_| SealError::Rejected)
 }
 
-/// The SubjectPublicKeyInfo (RFC 8410) DER encoding of an Ed25519 public key.
-pub fn public_key_der(public_key: &[u8]) -> Vec<u8> {
-    const PREFIX: [u8; 12] = [
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    let mut der = PREFIX.to_vec();
-    der.extend_from_slice(public_key);
-    der
+/// The SubjectPublicKeyInfo (RFC 8410) DER encoding of a stored Ed25519 public key.
+pub fn public_key_der(public_key: &[u8]) -> Result<Vec<u8>, KeyError> {
+    verifying_key(public_key)?
+        .to_public_key_der()
+        .map(|document| document.into_vec())
+        .map_err(|e| KeyError::Encoding(e.to_string()))
 }
 
-/// PEM armour (RFC 7468) around DER bytes.
-pub fn pem(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut encoded = String::new();
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                encoded.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                encoded.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+/// The same SubjectPublicKeyInfo in PEM (`-----BEGIN PUBLIC KEY-----`, RFC 7468).
+pub fn public_key_pem(public_key: &[u8]) -> Result<String, KeyError> {
+    verifying_key(public_key)?
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Encoding(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+
+    // RFC 8032 section 7.1, test 1. The encodings were computed by OpenSSL and by Python's
+    // `cryptography`, not by this code, so that no library bump changes them unseen.
+    const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const KEY_ID: &str = "ed25519:21fe31dfa154a261";
+    const SPKI_DER: &str =
+        "302a300506032b6570032100d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const SPKI_PEM: &str = "-----BEGIN PUBLIC KEY-----\n\
+        MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n\
+        -----END PUBLIC KEY-----\n";
+    const PKCS8_DER: &str = "302e020100300506032b6570042204209d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const PKCS8_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+        MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n\
+        -----END PRIVATE KEY-----\n";
+    /// SEED sealed as the key tables hold it: master key [3; 32], nonce [4; 12], the key id as
+    /// associated data (ChaCha20-Poly1305 by Python's `cryptography`).
+    const SEALED: &str = "040404040404040404040404eea169e8201ab457888e09fc3da8cee5e716f5e2\
+        fa531e3c8c778ef515193c5648bd04e9246a81e4cf82c5d72cacf765";
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn seed() -> [u8; 32] {
+        unhex(SEED).try_into().unwrap()
+    }
+
+    #[test]
+    fn a_fixed_seed_has_the_known_public_key_encodings() {
+        let signer = ReceiptSigner::from_seed(seed());
+        assert_eq!(crate::chain::hex(&signer.public_key()), PUBLIC);
+        assert_eq!(signer.key_id(), KEY_ID);
+        let der = public_key_der(&signer.public_key()).unwrap();
+        assert_eq!(crate::chain::hex(&der), SPKI_DER);
+        assert_eq!(public_key_pem(&signer.public_key()).unwrap(), SPKI_PEM);
+
+        let verifying = signer.key.verifying_key();
+        assert_eq!(VerifyingKey::from_public_key_der(&der).unwrap(), verifying);
+        assert_eq!(
+            VerifyingKey::from_public_key_pem(SPKI_PEM).unwrap(),
+            verifying
+        );
+    }
+
+    #[test]
+    fn a_fixed_seed_has_the_known_pkcs8_encoding() {
+        let signer = ReceiptSigner::from_seed(seed());
+        let der = signer.to_pkcs8_der().unwrap();
+        assert_eq!(crate::chain::hex(der.as_bytes()), PKCS8_DER);
+        assert_eq!(
+            SigningKey::from_pkcs8_pem(PKCS8_PEM).unwrap().to_bytes(),
+            seed()
+        );
+        assert_eq!(
+            SigningKey::from_pkcs8_der(der.as_bytes())
+                .unwrap()
+                .to_bytes(),
+            seed()
+        );
+    }
+
+    #[test]
+    fn keys_sealed_before_still_open_and_sign() {
+        let (master, sealed) = ([3u8; 32], unhex(SEALED));
+        assert_eq!(seal(&master, [4; 12], &seed(), KEY_ID.as_bytes()), sealed);
+        let opened: [u8; 32] = open(&master, &sealed, KEY_ID.as_bytes())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let signer = ReceiptSigner::from_seed(opened);
+        assert_eq!(signer.key_id(), KEY_ID);
+        let hash = [9u8; 32];
+        assert!(verify(&unhex(PUBLIC), &hash, &signer.sign(&hash)));
+    }
+
+    #[test]
+    fn only_stored_public_keys_of_32_bytes_on_the_curve_are_encoded() {
+        assert_eq!(public_key_der(&[0; 5]), Err(KeyError::Length(5)));
+        assert_eq!(public_key_pem(&[0; 33]), Err(KeyError::Length(33)));
+        assert_eq!(public_key_der(&[2; 32]), Err(KeyError::Malformed));
+    }
 
     #[test]
     fn signatures_verify_only_with_the_right_key_and_hash() {

@@ -12,6 +12,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use tonic::body::Body;
@@ -88,23 +91,16 @@ impl Claims {
     }
 }
 
-/// One public key of the issuer: its id and the raw Ed25519 key, base64url (JWK `x`).
-#[derive(Debug, Clone)]
-pub struct PublicKey {
-    pub kid: String,
-    pub x: String,
-}
-
 /// Where the issuer's public keys come from.
 pub trait KeySource: Send + Sync + 'static {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, Status>>;
+    fn fetch(&self) -> BoxFuture<'_, Result<JwkSet, Status>>;
 }
 
 /// The token service's `GetJwks`, over gRPC.
 pub struct PeerKeys(pub tonic::transport::Channel);
 
 impl KeySource for PeerKeys {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, Status>> {
+    fn fetch(&self) -> BoxFuture<'_, Result<JwkSet, Status>> {
         // The fetch is part of the request being authenticated, so it carries that request's trace.
         let mut client =
             fiscus_proto::v1::token_service_client::TokenServiceClient::with_interceptor(
@@ -116,14 +112,36 @@ impl KeySource for PeerKeys {
                 .get_jwks(fiscus_proto::v1::GetJwksRequest::default())
                 .await?
                 .into_inner();
-            Ok(jwks
-                .keys
-                .into_iter()
-                .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
-                .map(|k| PublicKey { kid: k.kid, x: k.x })
-                .collect())
+            serde_json::from_str(&jwks.jwks_json).map_err(|e| {
+                Status::internal(format!("the token service's JWKS is malformed: {e}"))
+            })
         })
     }
+}
+
+/// The id and verifying key of a published JWK; `None` for anything but an Ed25519 signing key
+/// with an id.
+fn decoding_key(jwk: &Jwk) -> Option<(String, DecodingKey)> {
+    let ed25519 = matches!(&jwk.algorithm,
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519);
+    let eddsa = jwk
+        .common
+        .key_algorithm
+        .is_none_or(|alg| alg == KeyAlgorithm::EdDSA);
+    let signs = jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_none_or(|u| *u == PublicKeyUse::Signature);
+    if !(ed25519 && eddsa && signs) {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    // jsonwebtoken's verifier takes the first 32 bytes of an Ed25519 key and panics on fewer.
+    if key.try_get_as_bytes().ok()?.len() != 32 {
+        return None;
+    }
+    Some((jwk.common.key_id.clone()?, key))
 }
 
 /// Fetching keys again on an unknown `kid` happens at most this often.
@@ -207,12 +225,12 @@ impl TokenVerifier {
                     e.message()
                 ))
             })?;
-            let mut keys = HashMap::new();
-            for key in fetched {
-                if let Ok(decoding) = DecodingKey::from_ed_components(&key.x) {
-                    keys.insert(key.kid, Arc::new(decoding));
-                }
-            }
+            let keys: HashMap<_, _> = fetched
+                .keys
+                .iter()
+                .filter_map(decoding_key)
+                .map(|(kid, key)| (kid, Arc::new(key)))
+                .collect();
             *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
             self.verified
                 .write()
@@ -399,6 +417,86 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    // RFC 8037 appendix A's key (RFC 8032 section 7.1, test 1): its PKCS#8 from Python's
+    // `cryptography`, and the JWKS exactly as the token service wrote it by hand before.
+    const PKCS8: &str = "302e020100300506032b6570042204209d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const JWKS: &str = r#"{"keys":[{"alg":"EdDSA","crv":"Ed25519","kid":"jwt-21fe31dfa154a261","kty":"OKP","use":"sig","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    struct StaticKeys(JwkSet);
+
+    impl KeySource for StaticKeys {
+        fn fetch(&self) -> BoxFuture<'_, Result<JwkSet, Status>> {
+            Box::pin(async { Ok(self.0.clone()) })
+        }
+    }
+
+    fn token(kid: &str) -> String {
+        let der: Vec<u8> = (0..PKCS8.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&PKCS8[i..i + 2], 16).unwrap())
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = Claims {
+            iss: "fiscus".into(),
+            sub: "client".into(),
+            aud: "fiscus".into(),
+            exp: now + 60,
+            nbf: now,
+            iat: now,
+            jti: "j".into(),
+            scope: "receipts:read".into(),
+            merchants: vec![ALL_MERCHANTS.into()],
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_with_the_jwks_the_token_service_has_always_served() {
+        let verifier = TokenVerifier::new(
+            "fiscus",
+            "fiscus",
+            Box::new(StaticKeys(serde_json::from_str(JWKS).unwrap())),
+            Vec::new(),
+        );
+        let claims = verifier
+            .verify(&token("jwt-21fe31dfa154a261"))
+            .await
+            .unwrap();
+        assert_eq!(claims.sub, "client");
+        let unknown = verifier.verify(&token("jwt-other")).await.unwrap_err();
+        assert_eq!(unknown.code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn only_ed25519_signing_keys_of_32_bytes_verify() {
+        let key = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut set: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+            edit(&mut set["keys"][0]);
+            let set: JwkSet = serde_json::from_value(set).unwrap();
+            decoding_key(&set.keys[0]).map(|(kid, _)| kid)
+        };
+        assert_eq!(key(&|_| {}).as_deref(), Some("jwt-21fe31dfa154a261"));
+        assert!(key(&|k| k["alg"] = "RS256".into()).is_none());
+        assert!(key(&|k| k["use"] = "enc".into()).is_none());
+        assert!(key(&|k| k["crv"] = "Ed448".into()).is_none());
+        assert!(key(&|k| k.as_object_mut().unwrap().remove("kid").map(drop).unwrap()).is_none());
+        // 31 bytes: jsonwebtoken would panic verifying with it.
+        assert!(key(&|k| k["x"] = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHUQ".into()).is_none());
+        assert!(
+            key(&|k| {
+                k.as_object_mut().unwrap().remove("alg");
+                k.as_object_mut().unwrap().remove("use");
+            })
+            .is_some()
+        );
+    }
 
     #[test]
     fn each_rpc_needs_the_scope_its_service_names() {

@@ -362,18 +362,22 @@ impl ReceiptService for Receipts {
             .into_iter()
             .filter(|k| request.key_id.is_empty() || k.key_id == request.key_id)
             .map(|k| {
-                let der = fiscus_domain::keys::public_key_der(&k.public_key);
-                pb::SigningKey {
+                let unreadable = |e: fiscus_domain::keys::KeyError| {
+                    ApiError::Internal(anyhow::anyhow!("signing key {}: {e}", k.key_id))
+                };
+                let der = fiscus_domain::keys::public_key_der(&k.public_key).map_err(unreadable)?;
+                let pem = fiscus_domain::keys::public_key_pem(&k.public_key).map_err(unreadable)?;
+                Ok(pb::SigningKey {
                     key_id: k.key_id,
                     algorithm: pb::SignatureAlgorithm::Ed25519.into(),
-                    public_key_pem: fiscus_domain::keys::pem("PUBLIC KEY", &der),
+                    public_key_pem: pem,
                     public_key_der: der,
                     merchant_tin: k.merchant_tin,
                     created_at: proto::micros_timestamp(k.created_at_us),
                     retired_at: None,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, ApiError>>()?;
         Ok(Response::new(pb::GetSigningKeysResponse { keys }))
     }
 }

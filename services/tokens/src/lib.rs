@@ -466,29 +466,14 @@ impl TokenService for Tokens {
         &self,
         _request: Request<pb::GetJwksRequest>,
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
-        let keys: Vec<pb::Jwk> = self
+        let jwks = self
             .identity
             .published(Utc::now())
             .await
-            .map_err(ApiError::Internal)?
-            .into_iter()
-            .map(|(kid, x)| pb::Jwk {
-                kid,
-                kty: "OKP".into(),
-                crv: "Ed25519".into(),
-                alg: "EdDSA".into(),
-                r#use: "sig".into(),
-                x,
-                y: String::new(),
-            })
-            .collect();
-        let jwks_json = serde_json::json!({
-            "keys": keys.iter().map(|k| serde_json::json!({
-                "kid": k.kid, "kty": k.kty, "crv": k.crv, "alg": k.alg, "use": k.r#use, "x": k.x,
-            })).collect::<Vec<_>>()
-        })
-        .to_string();
-        Ok(Response::new(pb::GetJwksResponse { keys, jwks_json }))
+            .map_err(ApiError::Internal)?;
+        let response = identity::jwks_response(&jwks)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("encoding the JWKS: {e}")))?;
+        Ok(Response::new(response))
     }
 }
 
