@@ -12,10 +12,8 @@ pub(crate) const MONO_DATA: &[u8] = include_bytes!("../fonts/DejaVuSansMono.ttf"
 /// A parsed embedded font.
 pub(crate) struct Face {
     pub(crate) font: FontRef<'static>,
-    pub(crate) data: &'static [u8],
-    /// PostScript-style name used in the PDF.
+    data: &'static [u8],
     pub(crate) name: &'static str,
-    pub(crate) monospace: bool,
     units_per_em: f32,
     /// Glyph drawn for characters the font lacks.
     replacement: (GlyphId, char),
@@ -23,14 +21,14 @@ pub(crate) struct Face {
 
 impl Face {
     pub(crate) fn sans() -> Result<Self, RenderError> {
-        Self::load(SANS_DATA, "DejaVuSans", false)
+        Self::load(SANS_DATA, "DejaVuSans")
     }
 
     pub(crate) fn mono() -> Result<Self, RenderError> {
-        Self::load(MONO_DATA, "DejaVuSansMono", true)
+        Self::load(MONO_DATA, "DejaVuSansMono")
     }
 
-    fn load(data: &'static [u8], name: &'static str, monospace: bool) -> Result<Self, RenderError> {
+    fn load(data: &'static [u8], name: &'static str) -> Result<Self, RenderError> {
         let font =
             FontRef::try_from_slice(data).map_err(|e| RenderError::Font(format!("{name}: {e}")))?;
         let units_per_em = font
@@ -46,10 +44,15 @@ impl Face {
             font,
             data,
             name,
-            monospace,
             units_per_em,
             replacement,
         })
+    }
+
+    /// The same font for the PDF writer, which subsets and embeds it.
+    pub(crate) fn pdf_font(&self) -> Result<krilla::text::Font, RenderError> {
+        krilla::text::Font::new(self.data.into(), 0)
+            .ok_or_else(|| RenderError::Font(format!("{}: unreadable for PDF", self.name)))
     }
 
     /// The glyph for `c`, or the replacement glyph when the font lacks it.

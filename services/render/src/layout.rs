@@ -1,143 +1,151 @@
-//! Character-grid layout shared by every output format.
+//! The laid-out document that every output format draws, and the character-grid helpers that build it.
 
-use crate::ReceiptView;
+use crate::{MAX_TEXT_WIDTH, MIN_TEXT_WIDTH, RenderError};
 
-/// One element of the laid-out receipt.
+/// A document laid out top to bottom on a monospace grid [`columns`](Layout::columns)
+/// characters wide: the one input of the text, PDF and PNG writers.
+///
+/// A producer such as [`ReceiptView::layout`](crate::ReceiptView::layout) builds it with the
+/// methods below, which keep every body line within the grid; the writers know nothing of
+/// receipts. Any printable document, a shift report say, is built the same way: headings,
+/// [`left_right`](Layout::left_right) rows for its tables, [`separator`](Layout::separator)s.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Block {
-    /// A centered heading; each format wraps it to its own measure.
-    /// `major` is the merchant name, the others are document titles.
-    Heading { text: String, major: bool },
-    /// A finished body line of at most `width` characters (monospace grid).
-    Line(String),
-}
-
-/// Lays the receipt out for a monospace grid `width` characters wide.
-pub(crate) fn layout(view: &ReceiptView, width: usize) -> Vec<Block> {
-    let mut b = Builder {
-        width,
-        blocks: Vec::new(),
-    };
-
-    b.heading(&view.merchant_name, true);
-    let tin = clean(&view.merchant_tin);
-    if !tin.is_empty() {
-        b.centered(&format!("TIN {tin}"));
-    }
-    let branch = clean(&view.branch_no);
-    let pos = clean(&view.pos_no);
-    match (branch.is_empty(), pos.is_empty()) {
-        (false, false) => b.centered(&format!("Branch {branch}  POS {pos}")),
-        (false, true) => b.centered(&format!("Branch {branch}")),
-        (true, false) => b.centered(&format!("POS {pos}")),
-        (true, true) => {}
-    }
-    let title = clean(&view.title);
-    b.heading(&format!("{title} No. {}", view.receipt_number), false);
-    b.left_right("Date", &view.moment);
-    if let Some(cashier) = &view.cashier {
-        b.left_right("Cashier", cashier);
-    }
-    if let Some(customer) = &view.customer {
-        b.wrapped(customer);
-    }
-
-    b.separator();
-    for item in &view.items {
-        b.wrapped(&item.name);
-        let quantity = clean(&item.quantity);
-        let unit = clean(&item.measure_unit);
-        let price = clean(&item.unit_price);
-        let left = if unit.is_empty() {
-            format!("  {quantity} x {price}")
-        } else {
-            format!("  {quantity} {unit} x {price}")
-        };
-        b.left_right(&left, &item.total_amount);
-    }
-
-    b.separator();
-    let currency = clean(&view.currency);
-    let with_currency = |amount: &str| {
-        let amount = clean(amount);
-        if currency.is_empty() {
-            amount
-        } else {
-            format!("{amount} {currency}")
-        }
-    };
-    b.left_right("VAT", &with_currency(&view.total_vat));
-    b.left_right("City tax", &with_currency(&view.total_city_tax));
-    b.left_right("TOTAL", &with_currency(&view.total_amount));
-    for payment in &view.payments {
-        b.left_right(&payment.label, &payment.amount);
-    }
-
-    b.separator();
-    b.wrapped(&view.signature_reference);
-    let id = clean(&view.receipt_id);
-    if !id.is_empty() {
-        b.wrapped(&format!("ID {id}"));
-    }
-    for line in &view.footer {
-        b.centered(line);
-    }
-    if !view.qr_payload.is_empty() {
-        // Chunked by characters, not words, and not normalized, so the
-        // payload reads back exactly (control characters aside).
-        let payload: String = view
-            .qr_payload
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let qr = format!("QR: {payload}");
-        let chars: Vec<char> = qr.chars().collect();
-        for chunk in chars.chunks(width) {
-            b.blocks.push(Block::Line(chunk.iter().collect()));
-        }
-    }
-    b.blocks
-}
-
-struct Builder {
-    width: usize,
+pub struct Layout {
+    columns: usize,
+    title: String,
+    author: String,
     blocks: Vec<Block>,
 }
 
-impl Builder {
-    fn heading(&mut self, text: &str, major: bool) {
+/// One element of a [`Layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Block {
+    /// A centered heading in a proportional face; each format wraps it to its own measure
+    /// (text output to the grid). `major` headings (a merchant name) are larger than the
+    /// others (a document title).
+    Heading {
+        /// The heading, without control characters.
+        text: String,
+        /// Whether this is the larger kind of heading.
+        major: bool,
+    },
+    /// A body line of at most [`Layout::columns`] characters on the monospace grid.
+    Line(String),
+    /// A QR code of this payload, centered. Text output has no graphics and leaves it out,
+    /// so a producer that wants the payload printed adds it as lines as well.
+    Qr(String),
+}
+
+impl Layout {
+    /// An empty document `columns` characters wide (clamped into
+    /// [`MIN_TEXT_WIDTH`]`..=`[`MAX_TEXT_WIDTH`]). `title` and `author` are the PDF's
+    /// document information, not printed.
+    pub fn new(columns: usize, title: &str, author: &str) -> Self {
+        Self {
+            columns: columns.clamp(MIN_TEXT_WIDTH, MAX_TEXT_WIDTH),
+            title: clean(title),
+            author: clean(author),
+            blocks: Vec::new(),
+        }
+    }
+
+    /// Width of the grid in characters.
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// The document title recorded in the PDF.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The author recorded in the PDF.
+    pub fn author(&self) -> &str {
+        &self.author
+    }
+
+    /// The elements, top to bottom.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The document as lines of at most [`columns`](Self::columns) characters: headings
+    /// wrapped and centered, QR codes left out.
+    pub fn text_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for block in &self.blocks {
+            match block {
+                Block::Heading { text, .. } => {
+                    for line in wrap_chars(text, self.columns) {
+                        out.push(center(&line, self.columns));
+                    }
+                }
+                Block::Line(line) => out.push(line.clone()),
+                Block::Qr(_) => {}
+            }
+        }
+        out
+    }
+
+    /// The document as a PDF: pages 80 mm wide and as long as the content (up to 200
+    /// inches, the page size limit of common readers, then a new page), body in DejaVu Sans
+    /// Mono sized so the grid fills the line, headings in DejaVu Sans, both subset-embedded
+    /// with a ToUnicode map so the text extracts; QR codes as vector rectangles.
+    pub fn to_pdf(&self) -> Result<Vec<u8>, RenderError> {
+        crate::pdf::render(self)
+    }
+
+    /// The document as an 8-bit grayscale PNG 576 px wide (80 mm at 203 dpi), or wider when
+    /// a QR code needs it.
+    pub fn to_png(&self) -> Result<Vec<u8>, RenderError> {
+        crate::raster::render(self)
+    }
+
+    /// A centered heading; nothing when `text` is blank.
+    pub fn heading(&mut self, text: &str, major: bool) {
         let text = clean(text);
         if !text.is_empty() {
             self.blocks.push(Block::Heading { text, major });
         }
     }
 
-    fn line(&mut self, line: String) {
-        self.blocks.push(Block::Line(line));
-    }
-
-    fn separator(&mut self) {
-        self.line("-".repeat(self.width));
-    }
-
-    fn wrapped(&mut self, text: &str) {
-        for line in wrap_chars(&clean(text), self.width) {
-            self.line(line);
+    /// A preformatted line printed as given (control characters become spaces); the
+    /// characters past the grid continue on the next line.
+    pub fn line(&mut self, text: &str) {
+        let chars: Vec<char> = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        for chunk in chars.chunks(self.columns) {
+            self.push(chunk.iter().collect());
         }
     }
 
-    fn centered(&mut self, text: &str) {
-        for line in wrap_chars(&clean(text), self.width) {
-            let centered = center(&line, self.width);
-            self.line(centered);
+    /// A full-width line of dashes.
+    pub fn separator(&mut self) {
+        self.push("-".repeat(self.columns));
+    }
+
+    /// `text` word-wrapped to the grid.
+    pub fn wrapped(&mut self, text: &str) {
+        for line in wrap_chars(&clean(text), self.columns) {
+            self.push(line);
         }
     }
 
-    /// `left` at the left margin and `right` flush right on the same line when
-    /// both fit; otherwise `left` wraps and `right` goes flush right below it.
-    fn left_right(&mut self, left: &str, right: &str) {
-        let width = self.width;
-        // Keep a leading indent of `left` (used for the quantity line).
+    /// `text` word-wrapped and centered in the monospace body (unlike a heading).
+    pub fn centered(&mut self, text: &str) {
+        for line in wrap_chars(&clean(text), self.columns) {
+            let centered = center(&line, self.columns);
+            self.push(centered);
+        }
+    }
+
+    /// `left` at the left margin and `right` flush right on the same line when both fit;
+    /// otherwise `left` wraps and `right` goes flush right below it. Leading spaces of
+    /// `left` are kept as an indent.
+    pub fn left_right(&mut self, left: &str, right: &str) {
+        let width = self.columns;
         let indent: String = left.chars().take_while(|c| *c == ' ').collect();
         let left = format!("{indent}{}", clean(left));
         let right = clean(right);
@@ -158,6 +166,18 @@ impl Builder {
             }
         }
         self.blocks.extend(lines.into_iter().map(Block::Line));
+    }
+
+    /// A QR code of `payload`, encoded exactly as given; nothing when it is empty. An
+    /// unencodable payload (too long) makes the PDF and PNG writers fail.
+    pub fn qr(&mut self, payload: &str) {
+        if !payload.is_empty() {
+            self.blocks.push(Block::Qr(payload.to_string()));
+        }
+    }
+
+    fn push(&mut self, line: String) {
+        self.blocks.push(Block::Line(line));
     }
 }
 
@@ -315,17 +335,28 @@ mod tests {
 
     #[test]
     fn left_right_aligns_by_chars() {
-        let mut b = Builder {
-            width: 32,
-            blocks: Vec::new(),
-        };
-        b.left_right("  2 ш x 2800.00", "5600.00");
+        let mut layout = Layout::new(32, "", "");
+        layout.left_right("  2 ш x 2800.00", "5600.00");
         assert_eq!(
-            b.blocks,
-            vec![Block::Line(format!(
+            layout.blocks(),
+            [Block::Line(format!(
                 "  2 ш x 2800.00{}5600.00",
                 " ".repeat(10)
             ))]
         );
+    }
+
+    #[test]
+    fn preformatted_lines_stay_on_the_grid_and_qr_codes_are_not_text() {
+        let mut layout = Layout::new(0, "", "");
+        assert_eq!(layout.columns(), MIN_TEXT_WIDTH);
+        layout.line(&format!("{}\tЖ", "Ө".repeat(40)));
+        layout.qr("payload");
+        layout.qr("");
+        assert_eq!(
+            layout.text_lines(),
+            vec!["Ө".repeat(32), format!("{} Ж", "Ө".repeat(8))]
+        );
+        assert_eq!(layout.blocks().len(), 3);
     }
 }

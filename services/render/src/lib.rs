@@ -1,4 +1,4 @@
-//! Pure rendering of fiscal receipts into thermal-printer text lines, PNG images and PDF documents.
+//! Pure rendering of fiscal receipts (and any other [`Layout`]) into thermal-printer text lines, PNG images and PDF documents.
 #![forbid(unsafe_code)]
 
 mod fonts;
@@ -6,7 +6,10 @@ mod layout;
 mod pdf;
 mod qr;
 mod raster;
-mod subset;
+mod receipt;
+
+pub use layout::{Block, Layout};
+pub use receipt::{ItemLine, PaymentLine, ReceiptView};
 
 /// Width, in characters, of an 80 mm thermal printer line (and of the body of the PNG and PDF).
 pub const DEFAULT_TEXT_WIDTH: usize = 48;
@@ -15,78 +18,7 @@ pub const MIN_TEXT_WIDTH: usize = 32;
 /// Widest line [`render_text`] produces; wider requests are clamped to it.
 pub const MAX_TEXT_WIDTH: usize = 64;
 
-/// Everything printed on a receipt, already formatted as strings (amounts are decimal strings like "5600.00").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReceiptView {
-    /// Document title, e.g. "SALE RECEIPT", "REFUND", "CANCELLATION", "ZERO RECEIPT".
-    pub title: String,
-    /// Merchant (taxpayer) name; printed centered at the top.
-    pub merchant_name: String,
-    /// Merchant tax identification number.
-    pub merchant_tin: String,
-    /// Branch number.
-    pub branch_no: String,
-    /// Point-of-sale (register) number.
-    pub pos_no: String,
-    /// Sequential receipt number.
-    pub receipt_number: u64,
-    /// Fiscal receipt identifier.
-    pub receipt_id: String,
-    /// Local date and time, e.g. "2026-11-23 10:15:00".
-    pub moment: String,
-    /// Cashier name, if any.
-    pub cashier: Option<String>,
-    /// Customer line, e.g. "Buyer TIN 37900846788" — printed as given.
-    pub customer: Option<String>,
-    /// Goods and services sold.
-    pub items: Vec<ItemLine>,
-    /// Receipt total.
-    pub total_amount: String,
-    /// VAT included in the total.
-    pub total_vat: String,
-    /// City tax included in the total.
-    pub total_city_tax: String,
-    /// Currency code: "MNT", "MDL", "EUR".
-    pub currency: String,
-    /// Payments made.
-    pub payments: Vec<PaymentLine>,
-    /// Human-readable signature reference, e.g. "key ed25519:ab12cd34 · hash 9f86d081…".
-    pub signature_reference: String,
-    /// The exact text the QR code encodes. When empty, no QR code is drawn.
-    pub qr_payload: String,
-    /// Extra lines such as "Lottery: AB 12345678", "COPY"; printed centered.
-    pub footer: Vec<String>,
-}
-
-/// One receipt item.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ItemLine {
-    /// Item name (wrapped when long).
-    pub name: String,
-    /// Quantity, e.g. "2" or "0.350".
-    pub quantity: String,
-    /// Measure unit, e.g. "pcs", "kg"; may be empty.
-    pub measure_unit: String,
-    /// Price of one unit.
-    pub unit_price: String,
-    /// Line total.
-    pub total_amount: String,
-    /// VAT included in the line total.
-    pub vat: String,
-    /// City tax included in the line total.
-    pub city_tax: String,
-}
-
-/// One payment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PaymentLine {
-    /// Payment method label, e.g. "Cash", "Card".
-    pub label: String,
-    /// Amount paid.
-    pub amount: String,
-}
-
-/// Why a receipt could not be rendered.
+/// Why a document could not be rendered.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RenderError {
@@ -107,6 +39,9 @@ pub enum RenderError {
     /// PNG encoding failed.
     #[error("PNG encoding failed: {0}")]
     Png(String),
+    /// PDF writing failed.
+    #[error("PDF writing failed: {0}")]
+    Pdf(String),
 }
 
 /// Lays the receipt out as thermal-printer lines of at most `width` characters.
@@ -117,33 +52,21 @@ pub enum RenderError {
 /// printed as spaces. The QR code is not drawn: the last line(s) read
 /// `QR: <payload>`, for the printer's own QR command.
 pub fn render_text(view: &ReceiptView, width: usize) -> Vec<String> {
-    let width = width.clamp(MIN_TEXT_WIDTH, MAX_TEXT_WIDTH);
-    let mut out = Vec::new();
-    for block in layout::layout(view, width) {
-        match block {
-            layout::Block::Heading { text, .. } => {
-                for line in layout::wrap_chars(&text, width) {
-                    out.push(layout::center(&line, width));
-                }
-            }
-            layout::Block::Line(line) => out.push(line),
-        }
-    }
-    out
+    view.layout(width).text_lines()
 }
 
 /// Renders the receipt as a PDF document: 80 mm wide and as long as the
 /// receipt, with the text drawn in embedded (subset) DejaVu fonts and the QR
-/// code drawn as vector rectangles.
+/// code drawn as vector rectangles (see [`Layout::to_pdf`]).
 ///
 /// Receipts longer than 200 inches (the page size limit of common readers)
 /// continue on further pages.
 pub fn render_pdf(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
-    pdf::render(view)
+    view.layout(DEFAULT_TEXT_WIDTH).to_pdf()
 }
 
 /// Renders the receipt as an 8-bit grayscale PNG, 576 px wide (80 mm at
-/// 203 dpi), with the QR code below the text.
+/// 203 dpi), with the QR code below the text (see [`Layout::to_png`]).
 pub fn render_png(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
-    raster::render(view)
+    view.layout(DEFAULT_TEXT_WIDTH).to_png()
 }

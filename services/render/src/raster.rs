@@ -1,22 +1,20 @@
-//! PNG output: the receipt rasterized for an 80 mm thermal printer at 203 dpi.
+//! PNG output of a [`Layout`]: rasterized for an 80 mm thermal printer at 203 dpi.
 
 use std::collections::HashMap;
 
 use ab_glyph::{Font, OutlinedGlyph, PxScale, ScaleFont, point};
 
+use crate::RenderError;
 use crate::fonts::Face;
-use crate::layout::{self, Block};
+use crate::layout::{self, Block, Layout};
 use crate::qr::{QUIET_ZONE, QrMatrix};
-use crate::{DEFAULT_TEXT_WIDTH, ReceiptView, RenderError};
 
 /// Printable width of an 80 mm thermal printer at 203 dpi.
 const WIDTH: u32 = 576;
-/// Left and right margin; the 48-column body fills the rest.
+/// Left and right margin; the body grid fills the rest (48 columns: 11 px apart).
 const MARGIN: u32 = 24;
 /// Top and bottom margin.
 const V_MARGIN: u32 = 24;
-/// Body columns are exactly this many pixels apart: 48 × 11 = 528 = 576 − 2 × 24.
-const COLUMN_PX: f32 = 11.0;
 /// Em sizes of the headings in pixels.
 const MAJOR_HEADING_EM_PX: f32 = 30.0;
 const MINOR_HEADING_EM_PX: f32 = 24.0;
@@ -47,33 +45,44 @@ struct QrPlacement {
     y: usize,
 }
 
-pub(crate) fn render(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
+pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
     let mono = Face::mono()?;
     let sans = Face::sans()?;
-    let qr = QrMatrix::encode(&view.qr_payload)?;
 
-    let qr_module = qr.as_ref().map(|m| {
-        let usable = (WIDTH - 2 * MARGIN) as usize;
-        (usable / m.size_with_quiet_zone()).clamp(MIN_MODULE_PX, MAX_MODULE_PX)
-    });
-    let qr_side = match (&qr, qr_module) {
-        (Some(m), Some(module)) => m.size_with_quiet_zone() * module,
-        _ => 0,
-    };
-    let width = WIDTH.max(u32::try_from(qr_side).unwrap_or(u32::MAX));
+    // Encoded first: the widest QR code sets the image width.
+    let mut qrs = Vec::new();
+    for block in layout.blocks() {
+        if let Block::Qr(payload) = block
+            && let Some(matrix) = QrMatrix::encode(payload)?
+        {
+            let usable = (WIDTH - 2 * MARGIN) as usize;
+            let module =
+                (usable / matrix.size_with_quiet_zone()).clamp(MIN_MODULE_PX, MAX_MODULE_PX);
+            qrs.push((matrix, module));
+        }
+    }
+    let widest_qr = qrs
+        .iter()
+        .map(|(matrix, module)| matrix.size_with_quiet_zone() * module)
+        .max()
+        .unwrap_or(0);
+    let width = WIDTH.max(u32::try_from(widest_qr).unwrap_or(u32::MAX));
 
-    // Body metrics: the mono face scaled so one column is COLUMN_PX wide.
+    // Body metrics: the mono face scaled so the grid fills the line between the margins.
+    let column_px = (WIDTH - 2 * MARGIN) as f32 / layout.columns() as f32;
     let column_em = mono.advance_units(mono.glyph(' ').0) / mono.units_per_em();
-    let body_em_px = COLUMN_PX / column_em;
+    let body_em_px = column_px / column_em;
     let body_scale = px_scale(&mono, body_em_px);
     let (body_ascent, body_line) = line_metrics(&mono, body_em_px);
 
     let mut runs = Vec::new();
+    let mut placements = Vec::new();
+    let mut qrs = qrs.into_iter();
     let mut y = V_MARGIN as f32;
-    for block in layout::layout(view, DEFAULT_TEXT_WIDTH) {
+    for block in layout.blocks() {
         match block {
             Block::Heading { text, major } => {
-                let em_px = if major {
+                let em_px = if *major {
                     MAJOR_HEADING_EM_PX
                 } else {
                     MINOR_HEADING_EM_PX
@@ -82,7 +91,7 @@ pub(crate) fn render(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
                 let max = (width - 2 * MARGIN) as f32;
                 let measure = |s: &str| sans.text_width_em(s) * em_px;
                 y += HEADING_GAP as f32;
-                for text in layout::wrap_by(&text, max, &measure) {
+                for text in layout::wrap_by(text, max, &measure) {
                     let x = ((width as f32 - measure(&text)) / 2.0).max(0.0).round();
                     runs.push(TextRun {
                         mono: false,
@@ -101,29 +110,28 @@ pub(crate) fn render(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
                     scale: body_scale,
                     x: MARGIN as f32,
                     baseline: y + body_ascent,
-                    text,
+                    text: text.clone(),
                 });
                 y += body_line;
+            }
+            Block::Qr(_) => {
+                // Empty payloads were never encoded, so they take no place either.
+                if let Some((matrix, module)) = qrs.next() {
+                    let side = matrix.size_with_quiet_zone() * module;
+                    let top = y.ceil() as u64;
+                    placements.push(QrPlacement {
+                        x: (width as usize - side) / 2,
+                        y: usize::try_from(top).map_err(|_| too_large(width, top))?,
+                        matrix,
+                        module,
+                    });
+                    y = (top + side as u64) as f32;
+                }
             }
         }
     }
 
-    let mut y = y.ceil() as u64;
-    let placement = match (qr, qr_module) {
-        (Some(matrix), Some(module)) => {
-            let x = (width as usize - qr_side) / 2;
-            let top = usize::try_from(y).map_err(|_| too_large(width, y))?;
-            y += qr_side as u64;
-            Some(QrPlacement {
-                matrix,
-                module,
-                x,
-                y: top,
-            })
-        }
-        _ => None,
-    };
-    let height = y + u64::from(V_MARGIN);
+    let height = y.ceil() as u64 + u64::from(V_MARGIN);
     if u64::from(width) * height > MAX_PIXELS {
         return Err(too_large(width, height));
     }
@@ -135,7 +143,7 @@ pub(crate) fn render(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
         let face = if run.mono { &mono } else { &sans };
         canvas.draw_text(face, run, &mut cache);
     }
-    if let Some(p) = &placement {
+    for p in &placements {
         for (row, col, len) in p.matrix.dark_runs() {
             canvas.fill(
                 p.x + (QUIET_ZONE + col) * p.module,

@@ -1,9 +1,11 @@
-//! Behaviour of the three receipt renderers.
+//! Behaviour of the three receipt renderers and of the layout they share.
 
-use std::io::{Cursor, Write};
-use std::process::{Command, Stdio};
+use std::io::Cursor;
 
-use fiscus_render::{ItemLine, PaymentLine, ReceiptView, render_pdf, render_png, render_text};
+use fiscus_render::{
+    Block, ItemLine, Layout, PaymentLine, ReceiptView, render_pdf, render_png, render_text,
+};
+use pdf_extract::content::Content;
 
 const QR_PAYLOAD: &str = "fiscus:1:37900846788:001:001:42:9f86d081884c7d65";
 
@@ -22,7 +24,7 @@ fn item(name: &str, quantity: &str, unit: &str, price: &str, total: &str) -> Ite
 fn receipt() -> ReceiptView {
     ReceiptView {
         title: "SALE RECEIPT".to_string(),
-        merchant_name: "Эмийн сан ХХК".to_string(),
+        merchant_name: "Дээж Дэлгүүр ХХК".to_string(),
         merchant_tin: "37900846788".to_string(),
         branch_no: "001".to_string(),
         pos_no: "001".to_string(),
@@ -34,7 +36,8 @@ fn receipt() -> ReceiptView {
         items: vec![
             item("Талх", "2", "ш", "2800.00", "5600.00"),
             item("Өндөг", "10", "ш", "450.00", "4500.00"),
-            item("Pâine și brânză", "1", "kg", "1250.50", "1250.50"),
+            item("Pâine de casă", "1", "buc", "12.50", "12.50"),
+            item("Brânză și înghețată", "1", "kg", "1238.00", "1238.00"),
         ],
         total_amount: "11350.50".to_string(),
         total_vat: "1031.86".to_string(),
@@ -148,7 +151,7 @@ fn text_right_aligns_cyrillic_item_totals_by_chars() {
 #[test]
 fn text_has_header_footer_and_qr_payload() {
     let lines = render_text(&receipt(), 48);
-    assert_eq!(lines[0].trim(), "Эмийн сан ХХК");
+    assert_eq!(lines[0].trim(), "Дээж Дэлгүүр ХХК");
     assert!(lines[0].starts_with("  "), "merchant name is centered");
     assert!(lines.iter().any(|l| l.contains("TIN 37900846788")));
     assert!(lines.iter().any(|l| l.contains("SALE RECEIPT No. 42")));
@@ -275,58 +278,209 @@ fn over_long_qr_payload_is_an_error_not_a_panic() {
     assert!(render_pdf(&view).is_err());
 }
 
-fn pdftotext(pdf: &[u8]) -> Option<String> {
-    let mut child = Command::new("pdftotext")
-        .args(["-enc", "UTF-8", "-", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(pdf)
-        .expect("write PDF to pdftotext");
-    let output = child.wait_with_output().expect("pdftotext runs");
-    assert!(
-        output.status.success(),
-        "pdftotext failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some(String::from_utf8(output.stdout).expect("UTF-8 text"))
+/// The text of `pdf` as a reader finds it: through each font's ToUnicode map, since the
+/// embedded subsets number their glyphs anew.
+fn pdf_text(pdf: &[u8]) -> String {
+    pdf_extract::extract_text_from_mem(pdf).expect("PDF text extracts")
 }
 
+/// Receipt text that a PDF must give back intact: Mongolian Cyrillic, Romanian, amounts and
+/// the receipt number.
+const PDF_TEXT: [&str; 11] = [
+    "Дээж Дэлгүүр ХХК",
+    "SALE RECEIPT No. 42",
+    "Талх",
+    "Өндөг",
+    "Болормаа",
+    "Pâine de casă",
+    "Brânză și înghețată",
+    "2 ш x 2800.00",
+    "11350.50 MNT",
+    "Бэлэн мөнгө",
+    "Lottery: AB 12345678",
+];
+
 #[test]
-fn pdf_is_well_formed_and_its_text_extracts_with_cyrillic_and_romanian() {
+fn pdf_text_extracts_with_cyrillic_romanian_amounts_and_number() {
     let pdf = render_pdf(&receipt()).expect("render PDF");
     assert!(pdf.starts_with(b"%PDF-"));
     assert!(pdf.trim_ascii_end().ends_with(b"%%EOF"));
     assert!(
-        pdf.len() < 120_000,
+        pdf.len() < 60_000,
         "subset fonts keep it small: {} bytes",
         pdf.len()
     );
     std::fs::write(std::env::temp_dir().join("fiscus-render-sample.pdf"), &pdf).ok();
 
-    match pdftotext(&pdf) {
-        Some(text) => {
-            for expected in [
-                "Эмийн сан ХХК",
-                "Pâine și brânză",
-                "Талх",
-                "Өндөг",
-                "Болормаа",
-                "11350.50 MNT",
-                "Lottery: AB 12345678",
-            ] {
-                assert!(
-                    text.contains(expected),
-                    "{expected:?} missing from:\n{text}"
-                );
-            }
-        }
-        None => eprintln!("note: pdftotext not on PATH; skipped the PDF text extraction check"),
+    let text = pdf_text(&pdf);
+    for expected in PDF_TEXT {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
     }
+}
+
+#[test]
+fn pdf_text_check_fails_when_the_unicode_maps_are_lost() {
+    // Without its ToUnicode maps the PDF still shows every glyph, but its text is gone;
+    // the check above must see that rather than guess the text from the fonts.
+    let pdf = render_pdf(&receipt()).expect("render PDF");
+    let key = b"/ToUnicode";
+    let mut broken = pdf.clone();
+    let mut found = 0;
+    for at in 0..broken.len() - key.len() {
+        if broken[at..].starts_with(key) {
+            broken[at + key.len() - 1] = b'X';
+            found += 1;
+        }
+    }
+    assert_eq!(found, 2, "one map for each font");
+    let text = pdf_extract::extract_text_from_mem(&broken).unwrap_or_default();
+    for expected in ["Дээж Дэлгүүр ХХК", "Талх", "Pâine de casă"] {
+        assert!(!text.contains(expected), "{expected:?} still extracts");
+    }
+}
+
+#[test]
+fn pdf_longer_than_200_inches_continues_on_a_second_page() {
+    let mut view = receipt();
+    view.items = (0..1000)
+        .map(|i| item(&format!("Талх №{i}"), "1", "ш", "1.00", "1.00"))
+        .collect();
+    let pdf = render_pdf(&view).expect("render a long PDF");
+    let pages = pdf_extract::extract_text_from_mem_by_pages(&pdf).expect("PDF text extracts");
+    assert_eq!(pages.len(), 2);
+    assert!(pages[0].contains("Дээж Дэлгүүр ХХК") && pages[0].contains("Талх №0"));
+    assert!(pages[1].contains("Талх №999") && pages[1].contains("TOTAL"));
+}
+
+/// Filled rectangles drawn on the first page of `pdf`, as (left, bottom, right, top) in
+/// points: the bounds of each closed subpath filled.
+fn filled_rectangles(pdf: &[u8]) -> Vec<[f32; 4]> {
+    let doc = pdf_extract::Document::load_mem(pdf).expect("PDF parses");
+    let page = *doc.get_pages().values().next().expect("a page");
+    let content = Content::decode(&doc.get_page_content(page).expect("page content"))
+        .expect("content stream decodes");
+    let number = |o: &pdf_extract::Object| o.as_float().expect("a number");
+    let identity = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+    let (mut ctm, mut saved) = (identity, Vec::new());
+    let (mut points, mut subpaths, mut rectangles) = (Vec::new(), Vec::new(), Vec::new());
+    for op in &content.operations {
+        let n: Vec<f32> = op
+            .operands
+            .iter()
+            .filter_map(|o| o.as_float().ok())
+            .collect();
+        match op.operator.as_str() {
+            "q" => saved.push(ctm),
+            "Q" => ctm = saved.pop().unwrap_or(identity),
+            "cm" => {
+                let [a, b, c, d, e, f] = ctm;
+                let m: Vec<f32> = op.operands.iter().map(number).collect();
+                ctm = [
+                    m[0] * a + m[1] * c,
+                    m[0] * b + m[1] * d,
+                    m[2] * a + m[3] * c,
+                    m[2] * b + m[3] * d,
+                    m[4] * a + m[5] * c + e,
+                    m[4] * b + m[5] * d + f,
+                ];
+            }
+            "m" | "l" => {
+                let [a, b, c, d, e, f] = ctm;
+                points.push((a * n[0] + c * n[1] + e, b * n[0] + d * n[1] + f));
+            }
+            "h" => subpaths.push(std::mem::take(&mut points)),
+            "f" | "f*" => {
+                for subpath in subpaths.drain(..) {
+                    let xs = subpath.iter().map(|p| p.0);
+                    let ys = subpath.iter().map(|p| p.1);
+                    rectangles.push([
+                        xs.clone().fold(f32::MAX, f32::min),
+                        ys.clone().fold(f32::MAX, f32::min),
+                        xs.fold(f32::MIN, f32::max),
+                        ys.fold(f32::MIN, f32::max),
+                    ]);
+                }
+            }
+            "n" | "S" | "B" | "B*" | "b" | "b*" => subpaths.clear(),
+            _ => {}
+        }
+    }
+    rectangles
+}
+
+/// The QR codes that `rectangles` draw, rasterized at 4 px per point and decoded.
+fn decode_rectangles(rectangles: &[[f32; 4]]) -> Vec<String> {
+    const SCALE: f32 = 4.0;
+    const MARGIN: f32 = 10.0;
+    let left = rectangles.iter().map(|r| r[0]).fold(f32::MAX, f32::min) - MARGIN;
+    let bottom = rectangles.iter().map(|r| r[1]).fold(f32::MAX, f32::min) - MARGIN;
+    let right = rectangles.iter().map(|r| r[2]).fold(f32::MIN, f32::max) + MARGIN;
+    let top = rectangles.iter().map(|r| r[3]).fold(f32::MIN, f32::max) + MARGIN;
+    let width = ((right - left) * SCALE) as usize;
+    let height = ((top - bottom) * SCALE) as usize;
+    let mut pixels = vec![255u8; width * height];
+    for r in rectangles {
+        let px = |v: f32, origin: f32| ((v - origin) * SCALE).round() as usize;
+        // Image rows run down from the top of the page.
+        for y in px(top, r[3])..px(top, r[1]) {
+            pixels[y * width + px(r[0], left)..y * width + px(r[2], left)].fill(0);
+        }
+    }
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
+    prepared
+        .detect_grids()
+        .iter()
+        .filter_map(|g| g.decode().ok().map(|(_, text)| text))
+        .collect()
+}
+
+#[test]
+fn pdf_qr_code_is_drawn_in_rectangles_that_decode_to_the_payload() {
+    let pdf = render_pdf(&receipt()).expect("render PDF");
+    let rectangles = filled_rectangles(&pdf);
+    assert!(rectangles.len() > 100, "{} rectangles", rectangles.len());
+    assert_eq!(decode_rectangles(&rectangles), vec![QR_PAYLOAD.to_string()]);
+
+    let mut view = receipt();
+    view.qr_payload.clear();
+    let pdf = render_pdf(&view).expect("render PDF without QR");
+    assert!(filled_rectangles(&pdf).is_empty());
+}
+
+#[test]
+fn a_layout_other_than_a_receipt_renders_in_every_format() {
+    // The shape of a shift report: title, lines, a totals table.
+    let mut report = Layout::new(48, "Z REPORT No. 7", "Дээж Дэлгүүр ХХК");
+    report.heading("Дээж Дэлгүүр ХХК", true);
+    report.heading("Z REPORT No. 7", false);
+    report.wrapped("Ээлж 2026-11-23 08:00 – 20:00, касс 001");
+    report.separator();
+    report.left_right("Борлуулалт (12)", "11350.50 MNT");
+    report.left_right("Буцаалт (1)", "-649.50 MNT");
+    report.line("Vânzări în numerar și card");
+
+    let lines = report.text_lines();
+    assert_eq!(lines.len(), 7);
+    assert!(lines.iter().all(|l| l.chars().count() <= 48));
+    assert!(lines[4].starts_with("Борлуулалт (12)") && lines[4].ends_with("11350.50 MNT"));
+    assert!(!report.blocks().iter().any(|b| matches!(b, Block::Qr(_))));
+
+    let text = pdf_text(&report.to_pdf().expect("render report PDF"));
+    for expected in [
+        "Z REPORT No. 7",
+        "Борлуулалт (12)",
+        "-649.50 MNT",
+        "Vânzări în numerar și card",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    let image = decode_png(&report.to_png().expect("render report PNG"));
+    assert_eq!(image.width, 576);
 }
