@@ -7,7 +7,7 @@ export DATABASE_URL REDIS_URL
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test bench services cluster lint fmt build
+.PHONY: help run test bench services cluster lint fmt build helm-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,3 +42,7 @@ lint: ## formatting and clippy, warnings are errors
 
 fmt:
 	$(CARGO) fmt --all
+
+helm-check: ## lint and render the Helm chart, validate every object, unit-test the alerts (no cluster needed)
+	@deploy/local/ensure-promtool.sh
+	@python=$$(deploy/local/venv.sh helm-check helm/check/requirements.txt) && "$$python" helm/check/check.py
