@@ -7,7 +7,7 @@ export DATABASE_URL REDIS_URL
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test bench services cluster lint fmt build helm-check
+.PHONY: help run test contract bench services cluster lint fmt build helm-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,6 +23,13 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test --workspace --no-fail-fast
 endif
+
+contract: services ## the contract as a Python client sees it through reflection alone, on both backends
+ifndef FISCUS_BIN_DIR
+	$(CARGO) build --workspace --bins
+endif
+	python=$$(deploy/local/venv.sh contract tests/contract/requirements.txt) && \
+		PYTHONDONTWRITEBYTECODE=1 "$$python" -m pytest tests/contract $(PYTEST_ARGS)
 
 bench: services ## SignReceipt throughput and latency beside the storage floor (release build)
 	$(CARGO) run --release -p fiscus -- bench
