@@ -189,11 +189,22 @@ impl Process {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("spawning the binary")?;
         let stdout = child.stdout.take().context("stdout is piped")?;
+        // `fiscus dev` logs on stderr: it is read too, and passed on for the test's own output.
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let errors = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut seen = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                seen.push(line);
+            }
+            seen
+        });
         let mut lines = BufReader::new(stdout).lines();
         let mut seen = Vec::new();
         let addr = tokio::time::timeout(START_TIMEOUT, async {
@@ -217,6 +228,7 @@ impl Process {
             while let Ok(Some(line)) = lines.next_line().await {
                 seen.push(line);
             }
+            seen.extend(errors.await.unwrap_or_default());
             seen
         });
         Ok(Self {
@@ -236,7 +248,8 @@ impl Process {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits for the exit; answers the status and everything printed on stdout.
+    /// Sends SIGTERM and waits for the exit; answers the status and everything printed (stdout,
+    /// then stderr).
     pub async fn terminate(mut self) -> anyhow::Result<(ExitStatus, Vec<String>)> {
         let pid = self.child.id().context("process already reaped")?;
         let killed = std::process::Command::new("kill")
@@ -273,9 +286,11 @@ pub async fn connect(addr: SocketAddr) -> Channel {
         .expect("connects to the test server")
 }
 
-/// The services a server lists through reflection (grpc.reflection.v1).
+/// The services a server lists through reflection, asked in both protocol versions: v1, and
+/// v1alpha (all Python's grpcio, Postman, Evans and older grpcurl speak). Both must agree.
 pub async fn list_services(channel: Channel) -> anyhow::Result<Vec<String>> {
-    let mut client = ServerReflectionClient::new(channel);
+    use tonic_reflection::pb::v1alpha;
+    let mut client = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -285,12 +300,48 @@ pub async fn list_services(channel: Channel) -> anyhow::Result<Vec<String>> {
         .await?
         .into_inner();
     let response = responses.next().await.context("no reflection answer")??;
-    match response.message_response {
+    let v1 = match response.message_response {
         Some(MessageResponse::ListServicesResponse(list)) => {
-            Ok(list.service.into_iter().map(|s| s.name).collect())
+            list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
         }
         other => bail!("unexpected reflection answer: {other:?}"),
-    }
+    };
+
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .context("reflection v1alpha")?
+        .into_inner();
+    let response = responses
+        .next()
+        .await
+        .context("no reflection v1alpha answer")??;
+    let v1alpha = match response.message_response {
+        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+        }
+        other => bail!("unexpected reflection v1alpha answer: {other:?}"),
+    };
+    // Each version lists itself; everything else must agree.
+    let others = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !n.starts_with("grpc.reflection."))
+            .cloned()
+            .collect()
+    };
+    anyhow::ensure!(
+        others(&v1) == others(&v1alpha),
+        "v1 lists {v1:?} but v1alpha {v1alpha:?}"
+    );
+    Ok(v1)
 }
 
 /// What grpc.health.v1 says of `service` (`""` for the whole server).

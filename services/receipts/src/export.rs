@@ -4,14 +4,14 @@
 
 use fiscus_domain::TerminalId;
 use fiscus_domain::chain::hex;
-use fiscus_domain::receipt::{Receipt, instant};
+use fiscus_domain::receipt::instant;
 use fiscus_kit::ApiError;
 use fiscus_kit::db::Database;
 use fiscus_proto::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::proto::{self, Document, ToPb};
+use crate::proto;
 use crate::store::{self, StoredReceipt};
 
 /// Receipts read (and sent as one chunk) at a time.
@@ -138,11 +138,17 @@ fn encode(
 fn json_lines(rows: &[StoredReceipt]) -> Result<Vec<u8>, ApiError> {
     let mut data = Vec::new();
     for row in rows {
-        let receipt = row.view(Document::Included(&row.document))?;
-        proto::write_json(&receipt, &mut data)?;
+        proto::write_json(&row.exported(), &mut data)?;
         data.push(b'\n');
     }
     Ok(data)
+}
+
+/// RFC 3339 UTC with microseconds, or empty when unset.
+fn time(at: Option<&prost_types::Timestamp>) -> String {
+    at.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .map(instant::text)
+        .unwrap_or_default()
 }
 
 fn csv_rows(rows: &[StoredReceipt], header: bool) -> Result<Vec<u8>, ApiError> {
@@ -152,55 +158,51 @@ fn csv_rows(rows: &[StoredReceipt], header: bool) -> Result<Vec<u8>, ApiError> {
         out.write_record(CSV_HEADER).map_err(failed)?;
     }
     for row in rows {
-        let receipt: Receipt = row.receipt()?;
-        let standing = row
-            .standing()
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("receipt {}: {e}", row.id)))?;
-        let created_at = chrono::DateTime::from_timestamp_micros(row.created_at_us)
-            .map(instant::text)
-            .unwrap_or_default();
+        let r = row.exported();
         let receipt_columns = [
-            receipt.number.to_string(),
-            receipt.id.clone(),
-            created_at,
-            receipt.kind.to_pb().as_str_name().to_owned(),
-            receipt.receipt_type.to_pb().as_str_name().to_owned(),
-            receipt.reference.clone(),
-            instant::text(receipt.moment),
-            receipt.currency.clone(),
-            receipt.total_amount.to_string(),
-            receipt.total_vat.to_string(),
-            receipt.total_city_tax.to_string(),
-            standing.fiscal_state.to_pb().as_str_name().to_owned(),
-            receipt.original_receipt_id.clone(),
-            receipt.key_id.clone(),
-            hex(&standing.previous_hash),
-            hex(&standing.hash),
-            hex(&standing.signature),
+            r.receipt_number.to_string(),
+            r.id.clone(),
+            time(r.created_at.as_ref()),
+            r.kind().as_str_name().to_owned(),
+            r.r#type().as_str_name().to_owned(),
+            r.receipt_reference.clone(),
+            time(r.receipt_moment.as_ref()),
+            r.currency.clone(),
+            r.total_amount.clone(),
+            r.total_vat.clone(),
+            r.total_city_tax.clone(),
+            r.fiscal_state().as_str_name().to_owned(),
+            r.original_receipt_id.clone(),
+            r.key_id.clone(),
+            hex(&r.previous_hash),
+            hex(&r.hash),
+            hex(&r.signature),
         ];
-        let item_columns: Vec<[String; 10]> = if receipt.items.is_empty() {
+        let items: Vec<[String; 10]> = r
+            .items
+            .iter()
+            .map(|i| {
+                [
+                    i.position.to_string(),
+                    i.name.clone(),
+                    i.quantity.clone(),
+                    i.unit_price.clone(),
+                    i.tax_type().as_str_name().to_owned(),
+                    i.vat_rate.clone(),
+                    i.city_tax_rate.clone(),
+                    i.total_amount.clone(),
+                    i.total_vat.clone(),
+                    i.total_city_tax.clone(),
+                ]
+            })
+            .collect();
+        // A receipt without items is one row with the item columns empty.
+        let items = if items.is_empty() {
             vec![Default::default()]
         } else {
-            receipt
-                .items
-                .iter()
-                .map(|i| {
-                    [
-                        i.position.to_string(),
-                        i.name.clone(),
-                        i.quantity.to_string(),
-                        i.unit_price.to_string(),
-                        i.tax_type.to_pb().as_str_name().to_owned(),
-                        i.vat_rate.to_string(),
-                        i.city_tax_rate.to_string(),
-                        i.total_amount.to_string(),
-                        i.total_vat.to_string(),
-                        i.total_city_tax.to_string(),
-                    ]
-                })
-                .collect()
+            items
         };
-        for item in item_columns {
+        for item in items {
             out.write_record(receipt_columns.iter().chain(item.iter()))
                 .map_err(failed)?;
         }

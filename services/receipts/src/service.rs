@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use fiscus_domain::receipt::{FiscalState, ReceiptKind};
 use fiscus_kit::ApiError;
 use fiscus_kit::auth::Caller;
@@ -28,6 +28,11 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct Receipts {
     pub(crate) journal: Arc<Journal>,
     pub(crate) watchers: Arc<Watchers>,
+}
+
+/// The time now, to the microsecond: what a journaled document can hold.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 fn micros(ts: &prost_types::Timestamp) -> Option<i64> {
@@ -55,7 +60,7 @@ impl ReceiptService for Receipts {
         if let Some(terminal) = &request.terminal {
             caller.check(&terminal.merchant_tin)?;
         }
-        let now = Utc::now();
+        let now = now();
         let mut v = Violations::default();
         let operation_id =
             validate::operation_id(&request.operation_id, metadata_id.as_deref(), &mut v);
@@ -125,7 +130,7 @@ impl ReceiptService for Receipts {
                 &request.reason,
                 &request.cashier,
                 &operation,
-                Utc::now(),
+                now(),
             )
             .await?;
         Ok(Response::new(response))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use fiscus_domain::receipt::{self as d, Format};
 use fiscus_domain::refund::RefundLine;
 use fiscus_domain::{DecimalError, Money, Quantity, Rate, TerminalId};
@@ -257,7 +257,8 @@ pub fn sign_request(
                 v.add("receipt_moment", "is more than 5 minutes in the future");
                 now
             }
-            Some(at) => at,
+            // Documents keep microseconds: the answer must say what the journal holds.
+            Some(at) => at.trunc_subsecs(6),
             None => {
                 v.add("receipt_moment", "is not a valid time");
                 now

@@ -8,7 +8,8 @@ mod verify;
 use std::sync::Arc;
 
 use chrono::Utc;
-use fiscus_domain::Receipt;
+use fiscus_domain::receipt::{FiscalState, ReceiptKind};
+use fiscus_domain::{Money, Receipt};
 use fiscus_kit::ApiError;
 use fiscus_kit::cache::SharedCache;
 use fiscus_kit::config::MasterKey;
@@ -19,7 +20,7 @@ use prost::Message;
 
 use crate::append::Appender;
 use crate::config::Policy;
-use crate::proto;
+use crate::proto::{self, ToPb};
 use crate::signers::Signers;
 use crate::store::StoredReceipt;
 use crate::watch::Watchers;
@@ -55,6 +56,35 @@ impl StoredReceipt {
     pub fn view(&self, document: proto::Document<'_>) -> Result<pb::Receipt, ApiError> {
         let standing = self.standing().map_err(|e| corrupt(&self.id, e))?;
         Ok(proto::receipt(&self.receipt()?, &standing, document))
+    }
+
+    /// The view an export gives, signed document included. An export never leaves a receipt
+    /// out: one whose document or state does not read goes out with what its columns hold and
+    /// its document as stored (VerifyJournal names what is wrong with it).
+    pub fn exported(&self) -> pb::Receipt {
+        self.view(proto::Document::Included(&self.document))
+            .unwrap_or_else(|_| pb::Receipt {
+                id: self.id.clone(),
+                terminal: Some(pb::Terminal {
+                    merchant_tin: self.merchant_tin.clone(),
+                    branch_no: self.branch_no.clone(),
+                    pos_no: self.pos_no.clone(),
+                }),
+                receipt_number: u64::try_from(self.number).unwrap_or_default(),
+                kind: ReceiptKind::parse(&self.kind).map_or(0, |k| k.to_pb().into()),
+                total_amount: Money::from_minor(self.total_minor).to_string(),
+                total_vat: Money::from_minor(self.vat_minor).to_string(),
+                total_city_tax: Money::from_minor(self.city_tax_minor).to_string(),
+                fiscal_state: FiscalState::parse(&self.fiscal_state)
+                    .map_or(0, |s| s.to_pb().into()),
+                previous_hash: self.previous_hash.clone(),
+                hash: self.hash.clone(),
+                signature: self.signature.clone(),
+                key_id: self.key_id.clone(),
+                created_at: proto::micros_timestamp(self.created_at_us),
+                signed_document: self.document.clone(),
+                ..Default::default()
+            })
     }
 }
 
