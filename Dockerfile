@@ -14,14 +14,18 @@ WORKDIR /src
 # protox compiles the .proto files in build.rs: no protoc needed. C parts (SQLite, mimalloc) build with
 # the image's gcc.
 COPY . .
+# The services are built on their own, apart from `fiscus`: so they link none of the upstream
+# sandboxes (the `sandbox` feature only `fiscus dev` turns on).
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked \
-        --bin fiscus --bin fiscus-receipts --bin fiscus-payments --bin fiscus-shifts --bin fiscus-tokens \
+        -p fiscus-receipts -p fiscus-payments -p fiscus-shifts -p fiscus-tokens \
  && mkdir -p /out \
- && cp target/release/fiscus target/release/fiscus-receipts target/release/fiscus-payments \
-       target/release/fiscus-shifts target/release/fiscus-tokens /out/
+ && cp target/release/fiscus-receipts target/release/fiscus-payments \
+       target/release/fiscus-shifts target/release/fiscus-tokens /out/ \
+ && cargo build --release --locked -p fiscus \
+ && cp target/release/fiscus /out/
 
 # glibc, libgcc and CA certificates (rustls-platform-verifier reads the system store); no shell,
 # no package manager; user 65532 (nonroot).

@@ -15,7 +15,7 @@ help: ## list the targets
 run: ## the whole cluster in one process on embedded defaults (SQLite + in-process cache)
 	$(CARGO) run -p fiscus -- dev
 
-test: services ## every test, against the local Postgres and Redis (started if needed)
+test: services helm-check ## every test: Rust (nextest), the Python contract tests, the Helm chart
 	$(CARGO) build --workspace --bins
 	$(CARGO) run --quiet -p fiscus-e2e --bin sweep-schemas
 ifeq ($(NEXTEST),yes)
@@ -23,6 +23,7 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test --workspace --no-fail-fast
 endif
+	@$(MAKE) --no-print-directory contract FISCUS_BIN_DIR=$(CURDIR)/target/debug
 
 contract: services ## the contract as a Python client sees it through reflection alone, on both backends
 ifndef FISCUS_BIN_DIR

@@ -144,7 +144,7 @@ impl Fixture {
     /// The journal caches an answer just after giving it, so this waits for it to be there.
     /// (The in-process cache of `fiscus dev` is out of reach, and keeps answering.)
     async fn forget_cached_answer(&self, merchant_tin: &str, operation_id: &str) {
-        if matches!(self.store, Store::Postgres(_)) {
+        if let Some((schema, ..)) = &self.replica {
             let client = redis::Client::open(redis_url()).expect("redis url");
             let mut connection = client
                 .get_multiplexed_async_connection()
@@ -152,7 +152,7 @@ impl Fixture {
                 .expect("redis");
             for _ in 0..1000 {
                 let removed: u64 = redis::cmd("DEL")
-                    .arg(format!("fiscus:op:{merchant_tin}:{operation_id}"))
+                    .arg(format!("{schema}:op:{merchant_tin}:{operation_id}"))
                     .query_async(&mut connection)
                     .await
                     .expect("del");
@@ -559,18 +559,10 @@ async fn one_operation_id_signs_once_however_often_it_is_sent(backend: Backend) 
         refused.message()
     );
 
-    // Redis is only the fast path: with it empty, the database still answers the same.
-    let client = redis::Client::open(redis_url()).expect("redis url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    // ASYNC: the keys are gone at once, however many other runs left behind.
-    let () = redis::cmd("FLUSHALL")
-        .arg("ASYNC")
-        .query_async(&mut connection)
-        .await
-        .expect("flushall");
+    // Redis is only the fast path: with it forgetting the answer, the database still answers
+    // the same.
+    fx.forget_cached_answer(PLAIN_TIN, &request.operation_id)
+        .await;
     let again = fx
         .client()
         .sign_receipt(request)

@@ -144,6 +144,9 @@ impl Process {
             .env("FISCUS_DATABASE__URL", database_url())
             .env("FISCUS_DATABASE__SCHEMA", schema)
             .env("FISCUS_CACHE__URL", redis_url())
+            // Its own keys in the shared Redis: replicas of one test share the schema, and so
+            // the keys, and no other test's run sees them.
+            .env("FISCUS_CACHE__KEY_PREFIX", schema)
             .env("FISCUS_KEYS__MASTER_KEY", TEST_MASTER_KEY)
             .env("FISCUS_TELEMETRY__LOG_FORMAT", "json");
         for (key, value) in env {

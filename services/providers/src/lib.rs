@@ -1,4 +1,7 @@
 //! HTTP clients for fiscus's upstreams (Keycloak, MIA POS) and their sandboxes: real local servers that keep the upstream contracts.
+//!
+//! The sandboxes are behind the `sandbox` feature: `fiscus dev` and the tests turn it on; the
+//! production service binaries are built without it.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -6,11 +9,15 @@ pub mod error;
 mod http;
 pub mod keycloak;
 pub mod mia;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 
 pub use error::{ProviderError, Upstream};
-pub use keycloak::{
-    Grant, KeycloakAuth, KeycloakClient, KeycloakSandbox, KeycloakSandboxConfig, TokenGrant,
-};
-pub use mia::{MiaClient, MiaSandbox, MiaSandboxConfig};
+pub use keycloak::{Grant, KeycloakAuth, KeycloakClient, TokenGrant};
+#[cfg(feature = "sandbox")]
+pub use keycloak::{KeycloakSandbox, KeycloakSandboxConfig};
+pub use mia::MiaClient;
+#[cfg(feature = "sandbox")]
+pub use mia::{MiaSandbox, MiaSandboxConfig};
+#[cfg(feature = "sandbox")]
 pub use sandbox::SandboxError;

@@ -10,10 +10,12 @@
 //! (`leftAttempts`, `waitTimeToResend` only where they mean something). See [`ERROR_CODES`].
 
 mod client;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 mod types;
 
 pub use client::MiaClient;
+#[cfg(feature = "sandbox")]
 pub use sandbox::{MiaBank, MiaSandbox, MiaSandboxConfig, MiaSeller, MiaTerminal};
 pub use types::{
     ActivationConfirmed, ActivationInfo, BankInfo, ConfirmActivationRequest, DeviceInfo,
