@@ -399,7 +399,7 @@ mod mia {
     /// The MIA sandbox with terminals T1 and T2 and seller `ana`, and `fiscus dev` pointed at it.
     struct Mia {
         sandbox: MiaSandbox,
-        _process: Process,
+        process: Process,
         client: TokenServiceClient<fiscus_e2e::Authed>,
         _dir: tempfile::TempDir,
     }
@@ -442,7 +442,7 @@ mod mia {
                 TokenServiceClient::with_interceptor(process.channel().await, Bearer::new(&token));
             Self {
                 sandbox,
-                _process: process,
+                process,
                 client,
                 _dir: dir,
             }
@@ -490,7 +490,7 @@ mod mia {
     async fn activation_login_refresh_logout_against_the_mia_sandbox() {
         let Mia {
             sandbox,
-            _process,
+            process,
             mut client,
             _dir,
         } = Mia::start().await;
@@ -666,5 +666,14 @@ mod mia {
             !sandbox.is_access_token_live(&after.access_token),
             "logout ends the upstream session"
         );
+
+        // Session ids are bearer handles and tokens are secrets: neither reaches a log line.
+        let (_, output) = process.terminate().await.expect("stops");
+        for secret in [&login.session_id, &before.access_token, &after.access_token] {
+            assert!(
+                output.iter().all(|line| !line.contains(secret.as_str())),
+                "{secret} appears in the log"
+            );
+        }
     }
 }

@@ -71,8 +71,12 @@ fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(bytes)
 }
 
+/// The cache key of a seller session's access token. A session id is a bearer handle, so the
+/// key holds its digest: neither Redis nor a log line that names the key gives the session away.
 fn session_key(session_id: &str) -> String {
-    format!("token:mia:{session_id}")
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(session_id.as_bytes());
+    format!("token:mia:{}", fiscus_domain::chain::hex(&digest[..16]))
 }
 
 fn refused_code(error: &ProviderError) -> Option<&str> {
@@ -537,5 +541,17 @@ impl Mia {
             .await
             .map_err(|e| upstream_error(e, "the seller session info"))?;
         Ok((info, token, session.activation_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_session_key_does_not_give_the_session_away() {
+        let session = "0b6a3c52-2f0e-4d7e-9a57-3c1f1a2b9e10";
+        let key = super::session_key(session);
+        assert!(key.starts_with("token:mia:"), "{key}");
+        assert!(!key.contains(session) && !key.contains("0b6a3c52"), "{key}");
+        assert_eq!(key, super::session_key(session), "stable");
     }
 }
