@@ -11,6 +11,7 @@ use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use futures::StreamExt;
 use prost::Message;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
 /// A merchant registered as a city-tax payer in the test configuration.
@@ -1869,4 +1870,192 @@ async fn watchers_are_bounded_and_their_streams_end_when_the_process_stops(backe
     process.stop_gracefully().await;
     let codes = ended.await.expect("joins");
     assert_eq!(codes, [Code::Unavailable, Code::Unavailable]);
+}
+
+/// Waits until `service`'s health on `process` is `want` (the probe needs a few rounds).
+async fn health_becomes(process: &Process, service: &str, want: ServingStatus) {
+    for _ in 0..300 {
+        if fiscus_e2e::health(process.channel().await, service)
+            .await
+            .is_ok_and(|status| status == want)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{service} never became {want:?}");
+}
+
+/// Postgres stops under load and comes back: calls in the outage answer UNAVAILABLE or
+/// DEADLINE_EXCEEDED (outcome unknown), never anything else; once health says NOT_SERVING a
+/// sale is refused at once; retried with their operation ids afterwards, every sale is journaled
+/// exactly once and the chains verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_fails_fast_says_not_serving_and_loses_or_doubles_nothing() {
+    let postgres = fiscus_e2e::PrivatePostgres::start().expect("a private Postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("fiscus.toml");
+    std::fs::write(&config, format!("{CONFIG}{AUTH_CONFIG}")).expect("config");
+    let config = config.to_str().expect("utf-8");
+    let tokens = Process::service_in(
+        "tokens",
+        &fresh_schema("e2e_tokens"),
+        &["--config", config],
+        &[],
+    )
+    .await
+    .expect("fiscus-tokens starts");
+    let peer = format!("http://{}", tokens.addr);
+    let url = postgres.url();
+    let receipts = Process::service_in(
+        "receipts",
+        &fresh_schema("e2e_receipts"),
+        &["--config", config],
+        &[
+            ("FISCUS_PEERS__TOKENS", peer.as_str()),
+            ("FISCUS_DATABASE__URL", url.as_str()),
+        ],
+    )
+    .await
+    .expect("fiscus-receipts starts");
+    let token = issue_token(tokens.channel().await, "e2e-admin", "e2e-admin-secret", &[])
+        .await
+        .expect("a token");
+    let client =
+        ReceiptServiceClient::with_interceptor(receipts.channel().await, Bearer::new(&token));
+    const SERVICE: &str = "fiscus.v1.ReceiptService";
+
+    // Four tills sell without pause while Postgres stops and starts again.
+    let tills: Vec<pb::Terminal> = (0..4).map(|_| unique_terminal(PLAIN_TIN)).collect();
+    let selling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sellers: Vec<_> = tills
+        .iter()
+        .map(|till| {
+            let (mut client, till, selling) = (client.clone(), till.clone(), selling.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                while selling.load(std::sync::atomic::Ordering::Relaxed) {
+                    let request = bread_sale(&till);
+                    // No deadline of the client's own: what is judged is what the server says.
+                    let code = match client.sign_receipt(request.clone()).await {
+                        Ok(_) => Code::Ok,
+                        Err(status) => status.code(),
+                    };
+                    sent.push((request, code));
+                    if code != Code::Ok {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    postgres.stop().expect("Postgres stops");
+    health_becomes(&receipts, SERVICE, ServingStatus::NotServing).await;
+    let process = fiscus_e2e::health(receipts.channel().await, "")
+        .await
+        .expect("health");
+    assert_eq!(
+        process,
+        ServingStatus::Serving,
+        "the process itself is alive"
+    );
+    // Refused at once, with what to do, well inside the caller's deadline.
+    let mut call = tonic::Request::new(bread_sale(&tills[0]));
+    call.set_timeout(std::time::Duration::from_secs(2));
+    let refused = client.clone().sign_receipt(call).await.expect_err("down");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("retry with the same operation_id"),
+        "{refused:?}"
+    );
+
+    postgres.start_again().expect("Postgres starts again");
+    health_becomes(&receipts, SERVICE, ServingStatus::Serving).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    selling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for seller in sellers {
+        sent.extend(seller.await.expect("joins"));
+    }
+    let failed: Vec<Code> = sent
+        .iter()
+        .map(|(_, c)| *c)
+        .filter(|c| *c != Code::Ok)
+        .collect();
+    assert!(!failed.is_empty(), "some sales met the outage");
+    assert!(
+        failed
+            .iter()
+            .all(|c| matches!(c, Code::Unavailable | Code::DeadlineExceeded)),
+        "outage answers: {failed:?}"
+    );
+    // The outcome of a failed call is unknown until it is retried with the same id: every one
+    // is, and then every sale is in the journal exactly once.
+    let mut ids = std::collections::HashSet::new();
+    for (request, _) in &sent {
+        let receipt = client
+            .clone()
+            .sign_receipt(request.clone())
+            .await
+            .expect("a retry after the outage")
+            .into_inner()
+            .receipt
+            .expect("receipt");
+        assert!(ids.insert(receipt.id), "one receipt per operation");
+    }
+    let mut journaled = 0;
+    for till in &tills {
+        let verdict = client
+            .clone()
+            .verify_journal(pb::VerifyJournalRequest {
+                terminal: Some(till.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("verifies")
+            .into_inner();
+        assert!(verdict.ok, "{verdict:?}");
+        journaled += verdict.head_number;
+    }
+    assert_eq!(journaled, sent.len() as u64, "every sale once, none twice");
+    receipts.stop_gracefully().await;
+}
+
+/// A call that outlives the server's deadline is DEADLINE_EXCEEDED — its outcome unknown, never
+/// "cancelled" — and a retry with the same operation id tells what became of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_is_deadline_exceeded_and_its_retry_tells_the_outcome() {
+    let fx = Fixture::start_with(Backend::Postgres, "[server]\nrequest_timeout_ms = 1000\n").await;
+    let Store::Postgres(pool) = &fx.store else {
+        unreachable!("a Postgres fixture")
+    };
+    let till = unique_terminal(PLAIN_TIN);
+    let first = fx.sign(bread_sale(&till)).await;
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM chain_heads WHERE pos_no = $1 FOR UPDATE")
+        .bind(&till.pos_no)
+        .execute(&mut *holder)
+        .await
+        .expect("the head locked");
+    // A refund waits for the head's lock, past the server's one-second deadline.
+    let request = refund(&till, &first.id, &[], "5600");
+    let late = fx
+        .client()
+        .sign_receipt(request.clone())
+        .await
+        .expect_err("past the deadline");
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+    assert!(late.message().contains("same operation_id"), "{late:?}");
+    holder.rollback().await.expect("lock let go");
+    let refunded = fx.sign(request.clone()).await;
+    assert_eq!(
+        fx.sign(request).await,
+        refunded,
+        "one refund, however often asked"
+    );
+    assert!(fx.verify(&till).await.ok);
 }

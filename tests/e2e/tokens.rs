@@ -11,13 +11,6 @@ use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig};
 
 const MERCHANT: &str = "37900846788";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Two token-service processes sharing one database schema and one cache, the first serving
 /// the JWKS for both.
 struct Replicas {
@@ -57,7 +50,7 @@ authClientSecret = "posapi-secret"
         let config = config.to_str().expect("utf-8").to_owned();
         let schema = fresh_schema("e2e_tokens");
         let prefix = format!("e2e-{}", uuid::Uuid::new_v4().simple());
-        let port = free_port();
+        let port = fiscus_e2e::free_port().expect("a free port");
         let jwks = format!("http://127.0.0.1:{port}");
         let listen = format!("127.0.0.1:{port}");
         let first_env = [
@@ -335,7 +328,7 @@ impl Drop for PrivateRedis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_costs_a_refetch_and_at_most_one_retriable_error() {
     let sandbox = sandbox(Duration::from_secs(300)).await;
-    let mut redis = PrivateRedis::start(free_port());
+    let mut redis = PrivateRedis::start(fiscus_e2e::free_port().expect("a free port"));
     let replicas = Replicas::start(&sandbox, &redis.url()).await;
     one_token(replicas.burst(50).await);
     assert_eq!(sandbox.token_requests(), 1);
@@ -378,6 +371,7 @@ mod mia {
     use fiscus_proto::v1::token_service_client::TokenServiceClient;
     use fiscus_providers::mia::{MiaSeller, MiaTerminal};
     use fiscus_providers::{MiaSandbox, MiaSandboxConfig};
+    use std::time::Duration;
     use tonic::Code;
 
     fn init(terminal_id: &str) -> pb::InitActivationRequest {
@@ -406,6 +400,11 @@ mod mia {
 
     impl Mia {
         async fn start() -> Self {
+            Self::start_with("").await
+        }
+
+        /// With `extra` keys in the `[tokens]` section.
+        async fn start_with(extra: &str) -> Self {
             let sandbox = MiaSandbox::start(
                 MiaSandboxConfig::default()
                     .with_terminal(MiaTerminal::new("T1", "1003600000000"))
@@ -419,7 +418,7 @@ mod mia {
             std::fs::write(
                 &config,
                 format!(
-                    "{AUTH_CONFIG}\n[tokens]\nmia_url = \"{}\"\n",
+                    "{AUTH_CONFIG}\n[tokens]\nmia_url = \"{}\"\n{extra}\n",
                     sandbox.base_url()
                 ),
             )
@@ -447,6 +446,23 @@ mod mia {
                 _dir: dir,
             }
         }
+    }
+
+    /// A MIA that does not answer is given up after `tokens.upstream_timeout_ms`, and the caller
+    /// is told to retry (UNAVAILABLE) long before its own deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_mia_is_given_up_after_the_configured_timeout() {
+        let mia = Mia::start_with("upstream_timeout_ms = 300").await;
+        mia.sandbox.set_latency(Duration::from_secs(30));
+        let mut request = tonic::Request::new(init("T1"));
+        request.set_timeout(Duration::from_secs(5));
+        let status = mia
+            .client
+            .clone()
+            .init_activation(request)
+            .await
+            .expect_err("MIA is silent");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     }
 
     /// One InitActivation sent many times at once reaches MIA once: while the first is with MIA

@@ -378,3 +378,132 @@ pub async fn run_to_exit(
         String::from_utf8_lossy(&output.stderr).into_owned(),
     ))
 }
+
+/// A Postgres server of one test's own, on a spare port, so that the test can stop and start it
+/// under a running service (an outage) without touching the Postgres other tests share. It uses
+/// the installed server's binaries; as root it runs them as the `postgres` user, as Postgres
+/// requires. Stopped when dropped.
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .context("no Postgres server is installed under /usr/lib/postgresql")?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("bin"))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .context("no initdb under /usr/lib/postgresql/*/bin")?;
+        let dir = tempfile::tempdir()?;
+        let as_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0\n"))
+            .unwrap_or(false);
+        let server = Self {
+            dir,
+            bin,
+            port: free_port()?,
+            as_root,
+        };
+        if as_root {
+            server.run("chown", &["-R", "postgres", &server.dir()])?;
+        }
+        let data = server.data();
+        server.run(
+            &server.tool("initdb"),
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        )?;
+        server.start_again()?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server the way an operator does (`pg_ctl stop -m fast`): its sessions are told
+    /// it is shutting down, and new connections are refused.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.run(
+            &self.tool("pg_ctl"),
+            &["-D", &self.data(), "-m", "fast", "-w", "stop"],
+        )
+    }
+
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir()
+        );
+        let log = format!("{}/server.log", self.dir());
+        self.run(
+            &self.tool("pg_ctl"),
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        )
+    }
+
+    fn dir(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    fn data(&self) -> String {
+        format!("{}/data", self.dir())
+    }
+
+    fn tool(&self, name: &str) -> String {
+        self.bin.join(name).display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        let mut command = if self.as_root && program != "chown" {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--", program]);
+            command
+        } else {
+            std::process::Command::new(program)
+        };
+        let output = command
+            .args(args)
+            .output()
+            .with_context(|| format!("running {program}"))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.run(
+            &self.tool("pg_ctl"),
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
