@@ -58,7 +58,7 @@ pub fn operation_id(field: &str, metadata: Option<&str>) -> Result<String, Vec<V
     let from_field = (!field.is_empty())
         .then(|| read("operation_id", field))
         .flatten();
-    let from_metadata = metadata.map(|m| read(OPERATION_ID_METADATA, m)).flatten();
+    let from_metadata = metadata.and_then(|m| read(OPERATION_ID_METADATA, m));
     if field.is_empty() && metadata.is_none() {
         violations.push(Violation::new(
             "operation_id",
