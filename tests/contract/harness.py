@@ -131,8 +131,10 @@ def json_listening(line: str) -> str | None:
 
 def _environment(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment without FISCUS_* variables, which a fiscus process reads as
-    configuration (it refuses FISCUS_BIN_DIR as an unknown key), plus `extra`."""
+    configuration, plus `extra`; the admin (metrics) port on a free port, as runs go side by
+    side."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FISCUS_")}
+    env["FISCUS_ADMIN__LISTEN"] = "127.0.0.1:0"
     env.update(extra)
     return env
 

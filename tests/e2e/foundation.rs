@@ -195,3 +195,48 @@ async fn sigterm_stops_a_service_gracefully_with_exit_0() {
     let process = Process::service("shifts", &[]).await.expect("starts");
     process.stop_gracefully().await;
 }
+
+#[tokio::test]
+async fn fiscus_migrate_makes_every_services_schema_and_is_a_no_op_the_second_time() {
+    let postgres = fiscus_e2e::PrivatePostgres::start().expect("a private Postgres");
+    let url = postgres.url();
+    for round in ["first", "second"] {
+        let (exit, stdout, stderr) = run_to_exit(
+            "fiscus",
+            &["migrate"],
+            &[
+                ("FISCUS_DATABASE__URL", url.as_str()),
+                ("FISCUS_TELEMETRY__LOG_FORMAT", "json"),
+            ],
+        )
+        .await
+        .expect("runs");
+        assert!(exit.success(), "{round} run: {exit}\n{stdout}\n{stderr}");
+        assert_eq!(
+            stdout.matches("\"migrated\"").count(),
+            4,
+            "{round}: {stdout}"
+        );
+    }
+    let pool = sqlx::PgPool::connect(&url).await.expect("connects");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+         WHERE table_schema LIKE 'fiscus\\_%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("tables");
+    for expected in [
+        "fiscus_receipts.receipts",
+        "fiscus_receipts.operations",
+        "fiscus_tokens.operations",
+        "fiscus_payments.operations",
+        "fiscus_shifts.operations",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == expected),
+            "{expected} in {tables:?}"
+        );
+    }
+    pool.close().await;
+}

@@ -2,6 +2,7 @@
 
 mod auth;
 mod foundation;
+mod metrics;
 mod receipts;
 mod telemetry;
 mod tokens;

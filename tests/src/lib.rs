@@ -118,6 +118,8 @@ pub fn fresh_schema(prefix: &str) -> String {
 pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Where it serves its metrics (the admin port), as it logged.
+    pub admin: Option<SocketAddr>,
     /// `fiscus dev`'s admin token, from `<data-dir>/dev-token`.
     pub dev_token: Option<String>,
     output: tokio::task::JoinHandle<Vec<String>>,
@@ -147,6 +149,8 @@ impl Process {
             // Its own keys in the shared Redis: replicas of one test share the schema, and so
             // the keys, and no other test's run sees them.
             .env("FISCUS_CACHE__KEY_PREFIX", schema)
+            // Tests run side by side: every process on ports of its own.
+            .env("FISCUS_ADMIN__LISTEN", "127.0.0.1:0")
             .env("FISCUS_KEYS__MASTER_KEY", TEST_MASTER_KEY)
             .env("FISCUS_TELEMETRY__LOG_FORMAT", "json");
         for (key, value) in env {
@@ -175,7 +179,8 @@ impl Process {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(data_dir);
+            .arg(data_dir)
+            .env("FISCUS_ADMIN__LISTEN", "127.0.0.1:0");
         let mut process = Self::start(command, |line| {
             let rest = line.split(" listening on ").nth(1)?;
             rest.split_whitespace().next()?.parse().ok()
@@ -225,6 +230,7 @@ impl Process {
         })
         .await
         .context("the process did not report where it listens in time")??;
+        let seen_at_start = seen.clone();
         // Keep draining stdout so a chatty process never blocks on a full pipe.
         let output = tokio::spawn(async move {
             let mut seen = seen;
@@ -234,9 +240,11 @@ impl Process {
             seen.extend(errors.await.unwrap_or_default());
             seen
         });
+        let admin = admin_address(&seen_at_start);
         Ok(Self {
             child,
             addr,
+            admin,
             dev_token: None,
             output,
         })
@@ -277,6 +285,25 @@ impl Process {
             "{output:?}"
         );
     }
+}
+
+/// The admin port a process logged before it said it listens (JSON: `admin` field; text: the
+/// address after `admin=`).
+fn admin_address(lines: &[String]) -> Option<SocketAddr> {
+    lines
+        .iter()
+        .filter(|line| line.contains("metrics on the admin port"))
+        .find_map(|line| {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
+                return event.get("admin")?.as_str()?.parse().ok();
+            }
+            line.split("admin=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
 }
 
 /// A plaintext gRPC channel to `addr`.

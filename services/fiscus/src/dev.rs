@@ -20,7 +20,7 @@ use fiscus_tokens::Identity;
 use secrecy::SecretString;
 use std::time::Duration;
 
-const MODULES: [&ServiceModule; 4] = [
+pub const MODULES: [&ServiceModule; 4] = [
     &fiscus_receipts::MODULE,
     &fiscus_payments::MODULE,
     &fiscus_shifts::MODULE,
@@ -125,7 +125,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let admin = if config.admin.enabled {
+        let at = config
+            .admin
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEV_ADMIN_PORT)));
+        let admin = fiscus_kit::admin::start(at, process.shutdown())
+            .await
+            .with_context(|| format!("admin port {at}"))?;
+        tracing::info!(%admin, "metrics on the admin port");
+        Some(admin)
+    } else {
+        None
+    };
     print_banner(reachable, &args.data_dir, &names, config.auth.enabled);
+    if let Some(admin) = admin {
+        println!("metrics: http://{admin}/metrics");
+    }
     println!(
         "sandboxes: e-barimt auth {} (merchant {}), MIA POS {} (terminal {} of {}, seller {} / {}; OTPs appear in the log)",
         sandboxes.keycloak.base_url(),
@@ -149,6 +165,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Where `fiscus dev` serves its metrics unless `admin.listen` says otherwise.
+const DEV_ADMIN_PORT: u16 = 9460;
 
 /// The client `fiscus dev` issues its admin token to (secret new at every start).
 const DEV_CLIENT: &str = "fiscus-dev";

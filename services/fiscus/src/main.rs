@@ -1,4 +1,5 @@
-//! The `fiscus` command: the whole cluster in one process for development (`fiscus dev`).
+//! The `fiscus` command: the whole cluster in one process for development (`fiscus dev`), the
+//! benchmark (`fiscus bench`), and the migrations of every service (`fiscus migrate`).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -7,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod dev;
+mod migrate;
 mod sandboxes;
 
 use std::process::ExitCode;
@@ -26,6 +28,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Measure SignReceipt against Postgres + Redis beside the storage floor.
     Bench(bench::BenchArgs),
+    /// Run every service's database migrations (each in its own schema) and exit.
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Migrate(args) => runtime.block_on(migrate::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -121,6 +121,12 @@ async fn run(module: &'static ServiceModule, files: Vec<PathBuf>) -> anyhow::Res
 
     let auth = auth_layer(&config, &peers, vec![module.scopes]);
     let mut process = Process::new();
+    if config.admin.enabled {
+        let admin = crate::admin::start(config.admin_listen_for(kind), process.shutdown())
+            .await
+            .map_err(|e| anyhow::anyhow!("admin port {}: {e}", config.admin_listen_for(kind)))?;
+        tracing::info!(%admin, "metrics on the admin port");
+    }
     process
         .mount(module, Arc::new(config.clone()), db.clone(), cache, peers)
         .await?;
@@ -162,6 +168,11 @@ impl Process {
             stop,
             shutdown,
         }
+    }
+
+    /// What tells the process's long-lived work that it is shutting down.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 
     /// Mounts `module` on its own database: its health is reported from now on, and a probe

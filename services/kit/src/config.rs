@@ -30,6 +30,7 @@ pub struct Config {
     pub peers: PeersConfig,
     pub keys: KeysConfig,
     pub auth: AuthConfig,
+    pub admin: AdminConfig,
     /// Every layer the configuration was read from, for the services' own sections.
     #[serde(skip)]
     sources: Sources,
@@ -46,7 +47,7 @@ impl std::fmt::Debug for Sources {
 }
 
 /// The sections read into [`Config`] itself.
-const SHARED_SECTIONS: [&str; 7] = [
+const SHARED_SECTIONS: [&str; 8] = [
     "server",
     "database",
     "cache",
@@ -54,6 +55,7 @@ const SHARED_SECTIONS: [&str; 7] = [
     "peers",
     "keys",
     "auth",
+    "admin",
 ];
 
 /// The gRPC listener and its protection against overload.
@@ -94,6 +96,25 @@ impl ServerConfig {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// The admin port: Prometheus metrics, apart from gRPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin port at all.
+    pub enabled: bool,
+    /// Where; each service has its own default port (9461 receipts … 9464 tokens).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+        }
     }
 }
 
@@ -312,6 +333,16 @@ impl ServiceKind {
         }
     }
 
+    /// The admin (metrics) port of the service when run as its own process.
+    pub fn default_admin_port(self) -> u16 {
+        match self {
+            Self::Receipts => 9461,
+            Self::Payments => 9462,
+            Self::Shifts => 9463,
+            Self::Tokens => 9464,
+        }
+    }
+
     /// Whether the service keeps secrets at rest and so needs `keys.master_key`.
     pub fn needs_master_key(self) -> bool {
         matches!(self, Self::Receipts | Self::Tokens)
@@ -452,6 +483,12 @@ impl Config {
         self.server
             .listen
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], kind.default_port())))
+    }
+
+    pub fn admin_listen_for(&self, kind: ServiceKind) -> SocketAddr {
+        self.admin
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], kind.default_admin_port())))
     }
 
     pub fn schema_for(&self, kind: ServiceKind) -> String {

@@ -354,6 +354,7 @@ impl DatabaseStatus {
                 } else {
                     failed.saturating_add(1)
                 };
+                db.report_pool(health.service());
                 let now_up = failed < PROBES_TO_DOWN;
                 if up.swap(now_up, Ordering::Relaxed) != now_up {
                     health.set_fault("database", !now_up).await;
@@ -389,7 +390,40 @@ impl DatabaseStatus {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct PoolLabels {
+    service: &'static str,
+    state: &'static str,
+}
+
+static POOL: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        PoolLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+> = std::sync::LazyLock::new(|| {
+    crate::metrics::register(
+        "fiscus_db_pool_connections",
+        "Connections of a service's database pool, in use or idle",
+        Default::default(),
+    )
+});
+
 impl Database {
+    /// Reports the pool's connections in use and idle (the probe does, every round).
+    fn report_pool(&self, service: &'static str) {
+        let (size, idle) = match self {
+            Self::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Self::Sqlite(pool) => (pool.size(), pool.num_idle()),
+        };
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        let in_use = i64::from(size).saturating_sub(idle);
+        for (state, value) in [("in_use", in_use), ("idle", idle)] {
+            POOL.get_or_create(&PoolLabels { service, state })
+                .set(value);
+        }
+    }
+
     /// One round trip: does the database answer?
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         with_db!(self, |pool| sqlx::query("SELECT 1")

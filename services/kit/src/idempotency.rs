@@ -176,6 +176,7 @@ impl Operation {
     pub async fn cached(&self, cache: &dyn Cache) -> Option<Vec<u8>> {
         match cache.get(&self.cache_key()).await {
             Ok(Some(stored)) if stored.len() >= 32 && stored[..32] == self.fingerprint => {
+                replayed(self.rpc);
                 Some(stored[32..].to_vec())
             }
             // A stale or foreign entry: only the database may refuse.
@@ -220,7 +221,10 @@ impl Operation {
             Some(StoredOperation {
                 response: Some(response),
                 ..
-            }) => Ok(Some(response)),
+            }) => {
+                replayed(self.rpc);
+                Ok(Some(response))
+            }
             Some(_) => Err(ApiError::Aborted(format!(
                 "operation_id {} is still being done; retry",
                 self.id
@@ -423,6 +427,28 @@ pub async fn remember_all(cache: &dyn Cache, entries: &[(String, Vec<u8>)]) {
     if let Err(e) = cache.set_many(entries, CACHE_TTL).await {
         tracing::debug!(error = %e, "idempotency cache unavailable; the database keeps the answers");
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReplayLabels {
+    rpc: &'static str,
+}
+
+static REPLAYS: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        ReplayLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = std::sync::LazyLock::new(|| {
+    crate::metrics::register(
+        "fiscus_idempotency_replays",
+        "Retries answered with the stored answer of their operation",
+        Default::default(),
+    )
+});
+
+fn replayed(rpc: &'static str) {
+    REPLAYS.get_or_create(&ReplayLabels { rpc }).inc();
 }
 
 fn now_us() -> i64 {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod deadline;
 pub mod error;
 pub mod health;
 pub mod idempotency;
+pub mod metrics;
 pub mod peers;
 pub mod server;
 pub mod telemetry;

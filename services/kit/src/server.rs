@@ -19,6 +19,7 @@ use crate::auth::AuthLayer;
 use crate::config::ServerConfig;
 use crate::deadline::DeadlineLayer;
 use crate::health::Health;
+use crate::metrics::MetricsLayer;
 use crate::telemetry::rpc_span;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +108,8 @@ pub async fn serve(
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
         // At the limit, refuse at once (UNAVAILABLE, retriable) rather than queue without bound.
         .load_shed(true)
+        // Every RPC counted, timed and labelled with how it ended (the deadline's answers too).
+        .layer(MetricsLayer)
         // No RPC runs forever: past its deadline the caller gets DEADLINE_EXCEEDED.
         .layer(DeadlineLayer {
             limit: config.request_timeout(),

@@ -108,6 +108,26 @@ pub(crate) async fn exchange(
     timeout: Duration,
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, ProviderError> {
+    let started = std::time::Instant::now();
+    let answer = read_answer(upstream, url, timeout, request).await;
+    let outcome = match &answer {
+        Ok(answer) => match classify(answer.status) {
+            StatusClass::Success => "ok",
+            StatusClass::Refused => "refused",
+            _ => "error",
+        },
+        Err(_) => "unreachable",
+    };
+    crate::metrics::observe(upstream, outcome, started.elapsed());
+    answer
+}
+
+async fn read_answer(
+    upstream: Upstream,
+    url: &str,
+    timeout: Duration,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, ProviderError> {
     let mut response = request
         .headers(trace_context())
         .send()

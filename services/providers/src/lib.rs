@@ -8,6 +8,7 @@
 pub mod error;
 mod http;
 pub mod keycloak;
+pub mod metrics;
 pub mod mia;
 #[cfg(feature = "sandbox")]
 mod sandbox;

@@ -7,6 +7,7 @@ mod append;
 mod config;
 mod export;
 mod journal;
+mod metrics;
 mod proto;
 mod render;
 mod service;

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::metrics;
 use crate::proto::{self, ToPb};
 use crate::store;
 
@@ -42,6 +43,7 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        metrics::watchers(-1);
         let mut watched = self.watchers.lock();
         if let Some(count) = watched.get_mut(&self.id) {
             *count = count.saturating_sub(1);
@@ -95,6 +97,7 @@ impl Watchers {
         })?;
         let events = self.events.subscribe();
         *self.lock().entry(id.to_owned()).or_default() += 1;
+        metrics::watchers(1);
         Ok(Subscription {
             watchers: self.clone(),
             id: id.to_owned(),

@@ -20,6 +20,7 @@ use fiscus_kit::cache::SharedCache;
 use fiscus_kit::config::MasterKey;
 
 use crate::config::{EbarimtCredential, TokensConfig};
+use crate::metrics;
 use fiscus_providers::{Grant, KeycloakAuth, KeycloakClient, ProviderError};
 use secrecy::ExposeSecret;
 
@@ -284,9 +285,12 @@ impl Broker {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(String, Duration), ApiError>>,
     {
+        let provider = metrics::provider(key);
         if let Some(token) = self.cached(key, min_ttl).await {
+            metrics::cache(provider, "hit");
             return Ok(token);
         }
+        metrics::cache(provider, "miss");
         let gate = self.gate(key);
         let _turn = gate.lock().await;
         if let Some(token) = self.cached(key, min_ttl).await {
@@ -371,7 +375,9 @@ impl Broker {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(String, Duration), ApiError>>,
     {
-        let (token, lifetime) = fetch().await?;
+        let fetched = fetch().await;
+        metrics::fetched(metrics::provider(key), fetched.is_ok());
+        let (token, lifetime) = fetched?;
         self.store(key, &token, lifetime).await
     }
 

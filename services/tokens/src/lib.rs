@@ -5,6 +5,7 @@
 mod broker;
 mod config;
 mod identity;
+mod metrics;
 mod mia;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_tokens_migrati
 
 fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
     let section: TokensConfig = ctx.config.section(ServiceKind::Tokens)?;
+    fiscus_providers::metrics::register(&mut fiscus_kit::metrics::registry());
     let identity = Identity::new(
         ctx.db.clone(),
         ctx.config.master_key()?,

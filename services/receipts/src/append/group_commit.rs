@@ -37,6 +37,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::metrics;
 use crate::store::{self, Appended, Entry};
 
 /// The most entries one statement carries.
@@ -99,11 +100,13 @@ async fn supervise(
     health: ServiceHealth,
 ) {
     loop {
+        metrics::WRITER_UP.set(1);
         let run = tokio::spawn(writer(pool.clone(), cache.clone(), jobs.clone()));
         match run.await {
             // The queue closed: the journal is gone.
             Ok(()) => return,
             Err(e) if e.is_panic() => {
+                metrics::WRITER_UP.set(0);
                 tracing::error!(error = %e, "the journal writer panicked; starting another");
                 health.set_fault(WRITER_DOWN, true).await;
                 tokio::time::sleep(RESTART_AFTER).await;
@@ -146,6 +149,7 @@ async fn writer(pool: PgPool, cache: SharedCache, jobs: Arc<Mutex<mpsc::Receiver
         }
         later.append(&mut deferred);
         deferred = later;
+        metrics::GROUP_SIZE.observe(group.len() as f64);
         let answered = commit(&pool, &mut connection, group).await;
         if let Some(previous) = remembering.take() {
             let _ = previous.await;

@@ -167,6 +167,7 @@ impl Journal {
         {
             return decode(&earlier);
         }
+        self.journaled(&cancellation);
         self.announce(&cancelled);
         self.announce(&cancellation);
         Ok(response)

@@ -48,6 +48,7 @@ impl Journal {
         };
         match signed {
             Signed::New(receipt) => {
+                self.journaled(&receipt);
                 self.announce(&receipt);
                 Ok(*receipt)
             }
