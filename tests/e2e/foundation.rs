@@ -64,12 +64,77 @@ async fn dev_serves_all_four_services_on_one_port() {
 }
 
 #[tokio::test]
-async fn dev_restarts_on_its_existing_data_dir() {
+async fn dev_keeps_its_journal_chain_and_keys_across_restarts() {
+    use fiscus_proto::v1 as pb;
+    use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
     let data = tempfile::tempdir().expect("tempdir");
-    for _ in 0..2 {
+    let till = pb::Terminal {
+        merchant_tin: "37900846788".into(),
+        branch_no: "001".into(),
+        pos_no: "001".into(),
+    };
+    let sale = || pb::SignReceiptRequest {
+        operation_id: uuid::Uuid::new_v4().to_string(),
+        terminal: Some(till.clone()),
+        r#type: pb::ReceiptType::B2cReceipt.into(),
+        kind: pb::ReceiptKind::Sale.into(),
+        receipt_reference: "order".into(),
+        items: vec![pb::ChargeItem {
+            name: "Талх".into(),
+            quantity: "1".into(),
+            unit_price: "5600".into(),
+            tax_type: pb::TaxType::VatAble.into(),
+            ..Default::default()
+        }],
+        payments: vec![pb::PayItem {
+            method: pb::PaymentMethod::Cash.into(),
+            amount: "5600".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    // The journal, its chain and its key outlive the process: the second run goes on where the
+    // first stopped, and verifies both receipts.
+    let mut first_id = String::new();
+    for round in 1..=2u64 {
         let process = Process::dev(data.path()).await.expect("starts");
-        let status = health(process.channel().await, "").await.expect("health");
-        assert_eq!(status, ServingStatus::Serving);
+        let token = process.dev_token.clone().expect("a dev token");
+        let mut client = ReceiptServiceClient::with_interceptor(
+            process.channel().await,
+            fiscus_e2e::Bearer::new(token.trim()),
+        );
+        let receipt = client
+            .sign_receipt(sale())
+            .await
+            .expect("signs")
+            .into_inner()
+            .receipt
+            .expect("receipt");
+        assert_eq!(receipt.receipt_number, round);
+        if round == 1 {
+            first_id = receipt.id;
+        } else {
+            let first = client
+                .get_receipt(pb::GetReceiptRequest {
+                    terminal: None,
+                    lookup: Some(pb::get_receipt_request::Lookup::ReceiptId(first_id.clone())),
+                })
+                .await
+                .expect("the first run's receipt is still there");
+            assert_eq!(
+                first.into_inner().receipt.expect("receipt").receipt_number,
+                1
+            );
+        }
+        let verdict = client
+            .verify_journal(pb::VerifyJournalRequest {
+                terminal: Some(till.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("verifies")
+            .into_inner();
+        assert!(verdict.ok && verdict.count_checked == round, "{verdict:?}");
         let (exit, _) = process.terminate().await.expect("stops");
         assert!(exit.success());
     }

@@ -124,17 +124,25 @@ async fn receipts(
 
     // The receipt service, in this process, on its own port, against Postgres + Redis; measured
     // without the authentication layer, so the figure is the journal's, not the JWT check's.
-    let receipts = InProcess::start(
-        &fiscus_receipts::MODULE,
-        bench_config(args, suffix)?,
-        args,
-        &format!("bench_{}", &suffix[..12]),
-        settings,
-        false,
-    )
-    .await?;
-    let service = sign_receipts(args, receipts.addr).await?;
-    receipts.stop().await?;
+    // Measured twice, with the RPC metrics and without, to show what they cost.
+    let mut runs = Vec::new();
+    for (metered, schema) in [(true, "bench"), (false, "bench_unmetered")] {
+        let mut config = bench_config(args, suffix)?;
+        config.admin.enabled = metered;
+        let receipts = InProcess::start(
+            &fiscus_receipts::MODULE,
+            config,
+            args,
+            &format!("{schema}_{}", &suffix[..12]),
+            settings,
+            false,
+        )
+        .await?;
+        runs.push(sign_receipts(args, receipts.addr).await?);
+        receipts.stop().await?;
+    }
+    let unmetered = runs.pop().context("two runs")?;
+    let service = runs.pop().context("two runs")?;
 
     // The floor: the same rows, straight through sqlx.
     let floor_schema = format!("bench_floor_{}", &suffix[..12]);
@@ -151,6 +159,7 @@ async fn receipts(
     );
     for (label, run) in [
         ("SignReceipt over gRPC", &service),
+        ("  without RPC metrics", &unmetered),
         ("storage floor (sqlx)", &floor),
     ] {
         println!(
@@ -161,9 +170,11 @@ async fn receipts(
         );
     }
     println!(
-        "\nratio to the floor: {:.2} (goal ≥ 0.50); p99 {:.2} ms (goal ≤ 25 ms)",
+        "\nratio to the floor: {:.2} (goal ≥ 0.50); p99 {:.2} ms (goal ≤ 25 ms); \
+         metrics cost {:+.1} % of throughput (goal within 5 %)",
         service.rate() / floor.rate(),
-        service.percentile(0.99)
+        service.percentile(0.99),
+        (service.rate() / unmetered.rate() - 1.0) * 100.0
     );
 
     drop_schema(&floor_db, &floor_schema).await
@@ -508,7 +519,7 @@ impl InProcess {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(async move {
             process
-                .serve(&config.server, listener, auth, async {
+                .serve(&config, listener, auth, async {
                     let _ = stopped.await;
                 })
                 .await

@@ -157,9 +157,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, services = names.len(), "listening");
     let scopes = MODULES.iter().map(|m| m.scopes).collect();
     let auth = fiscus_kit::app::auth_layer(&config, &peers, scopes);
-    process
-        .serve(&config.server, listener, auth, signal)
-        .await?;
+    process.serve(&config, listener, auth, signal).await?;
     for db in databases {
         db.close().await;
     }

@@ -134,9 +134,7 @@ async fn run(module: &'static ServiceModule, files: Vec<PathBuf>) -> anyhow::Res
     // Before saying it listens: whoever waits for that may stop it at once.
     let signal = crate::server::termination_signal();
     tracing::info!(%addr, service = module.name, database = db.backend(), "listening");
-    process
-        .serve(&config.server, listener, auth, signal)
-        .await?;
+    process.serve(&config, listener, auth, signal).await?;
     db.close().await;
     Ok(())
 }
@@ -198,19 +196,21 @@ impl Process {
         (module.mount)(context, &mut self.routes)
     }
 
-    /// Serves the mounted services until `signal`, then shuts down gracefully.
+    /// Serves the mounted services until `signal`, then shuts down gracefully. RPCs are
+    /// measured when the configuration serves metrics (`admin.enabled`).
     pub async fn serve(
         self,
-        config: &crate::config::ServerConfig,
+        config: &Config,
         listener: tokio::net::TcpListener,
         auth: Option<AuthLayer>,
         signal: impl std::future::Future<Output = ()>,
     ) -> Result<(), crate::server::ServeError> {
         crate::server::serve(
-            config,
+            &config.server,
             listener,
             self.routes,
             auth,
+            config.admin.enabled,
             &self.health,
             self.stop,
             signal,

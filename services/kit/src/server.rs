@@ -78,12 +78,15 @@ impl ShutdownTrigger {
 /// Serves `routes` (which hold the services and `health`'s server) plus server reflection (v1
 /// and v1alpha) on `listener` until `signal` resolves; then reports NOT_SERVING, tells the
 /// process's long-lived work to end (`stop`), waits `drain_delay`, stops accepting, and gives
-/// in-flight RPCs `shutdown_grace` to finish.
+/// in-flight RPCs `shutdown_grace` to finish. With `metered`, every RPC is measured
+/// ([`crate::metrics`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     config: &ServerConfig,
     listener: TcpListener,
     routes: RoutesBuilder,
     auth: Option<AuthLayer>,
+    metered: bool,
     health: &Health,
     stop: ShutdownTrigger,
     signal: impl Future<Output = ()>,
@@ -109,7 +112,7 @@ pub async fn serve(
         // At the limit, refuse at once (UNAVAILABLE, retriable) rather than queue without bound.
         .load_shed(true)
         // Every RPC counted, timed and labelled with how it ended (the deadline's answers too).
-        .layer(MetricsLayer)
+        .layer(tower::util::option_layer(metered.then_some(MetricsLayer)))
         // No RPC runs forever: past its deadline the caller gets DEADLINE_EXCEEDED.
         .layer(DeadlineLayer {
             limit: config.request_timeout(),

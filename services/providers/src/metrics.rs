@@ -22,8 +22,10 @@ fn histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
-static LATENCY: LazyLock<Family<Labels, Histogram, fn() -> Histogram>> =
-    LazyLock::new(|| Family::new_with_constructor(histogram));
+/// Histograms by label, each made with [`histogram`]'s buckets.
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+static LATENCY: LazyLock<Histograms> = LazyLock::new(|| Family::new_with_constructor(histogram));
 
 /// Adds the upstream metrics to `registry`, once per process however often it is called.
 pub fn register(registry: &mut Registry) {

@@ -61,9 +61,18 @@ async fn shutdown_reports_not_serving_finishes_in_flight_calls_and_refuses_new_o
     let (trigger, _shutdown) = server::Shutdown::new();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
-        server::serve(&config, listener, routes, None, &health, trigger, async {
-            let _ = stopped.await;
-        })
+        server::serve(
+            &config,
+            listener,
+            routes,
+            None,
+            true,
+            &health,
+            trigger,
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await
     });
 
