@@ -18,30 +18,7 @@ merchants = ["12345678901"]
 "#;
 
 fn sale(tin: &str) -> pb::SignReceiptRequest {
-    pb::SignReceiptRequest {
-        operation_id: uuid::Uuid::new_v4().to_string(),
-        terminal: Some(pb::Terminal {
-            merchant_tin: tin.into(),
-            branch_no: "001".into(),
-            pos_no: "001".into(),
-        }),
-        r#type: pb::ReceiptType::B2cReceipt.into(),
-        kind: pb::ReceiptKind::Sale.into(),
-        receipt_reference: "auth-1".into(),
-        items: vec![pb::ChargeItem {
-            name: "Талх".into(),
-            quantity: "1".into(),
-            unit_price: "5600".into(),
-            tax_type: pb::TaxType::VatAble.into(),
-            ..Default::default()
-        }],
-        payments: vec![pb::PayItem {
-            method: pb::PaymentMethod::Cash.into(),
-            amount: "5600".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    fiscus_e2e::bread_sale(&fiscus_e2e::terminal(tin, "001"))
 }
 
 /// A key the token service trusts, planted in its key table (the test plays a trusted issuer,

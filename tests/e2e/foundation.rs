@@ -73,26 +73,7 @@ async fn dev_keeps_its_journal_chain_and_keys_across_restarts() {
         branch_no: "001".into(),
         pos_no: "001".into(),
     };
-    let sale = || pb::SignReceiptRequest {
-        operation_id: uuid::Uuid::new_v4().to_string(),
-        terminal: Some(till.clone()),
-        r#type: pb::ReceiptType::B2cReceipt.into(),
-        kind: pb::ReceiptKind::Sale.into(),
-        receipt_reference: "order".into(),
-        items: vec![pb::ChargeItem {
-            name: "Талх".into(),
-            quantity: "1".into(),
-            unit_price: "5600".into(),
-            tax_type: pb::TaxType::VatAble.into(),
-            ..Default::default()
-        }],
-        payments: vec![pb::PayItem {
-            method: pb::PaymentMethod::Cash.into(),
-            amount: "5600".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let sale = || fiscus_e2e::bread_sale(&till);
     // The journal, its chain and its key outlive the process: the second run goes on where the
     // first stopped, and verifies both receipts.
     let mut first_id = String::new();

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use fiscus_e2e::{AUTH_CONFIG, Bearer, Process, fresh_schema, issue_token};
+use fiscus_e2e::{ReceiptsCluster, bread_sale, unique_terminal};
 use fiscus_proto::v1 as pb;
-use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 
 /// Prometheus from Debian's `prometheus` package (`make test` installs it with promtool), on a
 /// port and a data directory of its own, scraping `target` every second. Killed when dropped.
@@ -81,66 +80,18 @@ impl Prometheus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_receipts_signed_and_rpc_latencies() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("fiscus.toml");
-    std::fs::write(&config, AUTH_CONFIG).expect("config");
-    let config = config.to_str().expect("utf-8");
-    let tokens = Process::service_in(
-        "tokens",
-        &fresh_schema("e2e_tokens"),
-        &["--config", config],
-        &[],
-    )
-    .await
-    .expect("fiscus-tokens starts");
-    let peer = format!("http://{}", tokens.addr);
-    let receipts = Process::service_in(
-        "receipts",
-        &fresh_schema("e2e_receipts"),
-        &["--config", config],
-        &[("FISCUS_PEERS__TOKENS", peer.as_str())],
-    )
-    .await
-    .expect("fiscus-receipts starts");
-    let admin = receipts
+    let cluster = ReceiptsCluster::start("", &[], &[])
+        .await
+        .expect("the services start");
+    let admin = cluster
+        .receipts
         .admin
         .expect("the receipt service logs its admin port");
     let prometheus = Prometheus::scraping(admin).await;
-
-    let token = issue_token(tokens.channel().await, "e2e-admin", "e2e-admin-secret", &[])
-        .await
-        .expect("a token");
-    let mut client =
-        ReceiptServiceClient::with_interceptor(receipts.channel().await, Bearer::new(&token));
-    let till = pb::Terminal {
-        merchant_tin: "12345678901".into(),
-        branch_no: "001".into(),
-        pos_no: uuid::Uuid::new_v4().simple().to_string()[..12].into(),
-    };
+    let mut client = cluster.client().await;
+    let till = unique_terminal("12345678901");
     for _ in 0..5 {
-        client
-            .sign_receipt(pb::SignReceiptRequest {
-                operation_id: uuid::Uuid::new_v4().to_string(),
-                terminal: Some(till.clone()),
-                r#type: pb::ReceiptType::B2cReceipt.into(),
-                kind: pb::ReceiptKind::Sale.into(),
-                receipt_reference: "order".into(),
-                items: vec![pb::ChargeItem {
-                    name: "Талх".into(),
-                    quantity: "1".into(),
-                    unit_price: "5600".into(),
-                    tax_type: pb::TaxType::VatAble.into(),
-                    ..Default::default()
-                }],
-                payments: vec![pb::PayItem {
-                    method: pb::PaymentMethod::Cash.into(),
-                    amount: "5600".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .await
-            .expect("signs");
+        client.sign_receipt(bread_sale(&till)).await.expect("signs");
     }
     // A refused call is counted with its code.
     let refused = client

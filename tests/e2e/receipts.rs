@@ -4,7 +4,8 @@
 use std::str::FromStr;
 
 use fiscus_e2e::{
-    AUTH_CONFIG, Authed, Bearer, Process, database_url, fresh_schema, issue_token, redis_url,
+    AUTH_CONFIG, Authed, Bearer, Process, bread_sale, cash, database_url, fresh_schema,
+    issue_token, item, op, redis_url, sale, unique_terminal,
 };
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
@@ -243,63 +244,6 @@ async fn sign_at_once(
         answers.len()
     );
     answers.into_iter().next().expect("an answer")
-}
-
-fn op() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn terminal(tin: &str, pos: &str) -> pb::Terminal {
-    pb::Terminal {
-        merchant_tin: tin.into(),
-        branch_no: "001".into(),
-        pos_no: pos.into(),
-    }
-}
-
-fn unique_terminal(tin: &str) -> pb::Terminal {
-    terminal(tin, &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-fn item(name: &str, quantity: &str, unit_price: &str, tax: pb::TaxType) -> pb::ChargeItem {
-    pb::ChargeItem {
-        name: name.into(),
-        quantity: quantity.into(),
-        unit_price: unit_price.into(),
-        tax_type: tax.into(),
-        measure_unit: "ш".into(),
-        classification_code: "2349010".into(),
-        ..Default::default()
-    }
-}
-
-fn cash(amount: &str) -> pb::PayItem {
-    pb::PayItem {
-        method: pb::PaymentMethod::Cash.into(),
-        amount: amount.into(),
-        ..Default::default()
-    }
-}
-
-fn sale(terminal: &pb::Terminal, items: Vec<pb::ChargeItem>, paid: &str) -> pb::SignReceiptRequest {
-    pb::SignReceiptRequest {
-        operation_id: op(),
-        terminal: Some(terminal.clone()),
-        r#type: pb::ReceiptType::B2cReceipt.into(),
-        kind: pb::ReceiptKind::Sale.into(),
-        receipt_reference: format!("order-{}", uuid::Uuid::new_v4().simple()),
-        items,
-        payments: vec![cash(paid)],
-        ..Default::default()
-    }
-}
-
-fn bread_sale(terminal: &pb::Terminal) -> pb::SignReceiptRequest {
-    sale(
-        terminal,
-        vec![item("Талх", "1", "5600", pb::TaxType::VatAble)],
-        "5600",
-    )
 }
 
 macro_rules! on_both_backends {
@@ -1893,36 +1837,13 @@ async fn health_becomes(process: &Process, service: &str, want: ServingStatus) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_fails_fast_says_not_serving_and_loses_or_doubles_nothing() {
     let postgres = fiscus_e2e::PrivatePostgres::start().expect("a private Postgres");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("fiscus.toml");
-    std::fs::write(&config, format!("{CONFIG}{AUTH_CONFIG}")).expect("config");
-    let config = config.to_str().expect("utf-8");
-    let tokens = Process::service_in(
-        "tokens",
-        &fresh_schema("e2e_tokens"),
-        &["--config", config],
-        &[],
-    )
-    .await
-    .expect("fiscus-tokens starts");
-    let peer = format!("http://{}", tokens.addr);
     let url = postgres.url();
-    let receipts = Process::service_in(
-        "receipts",
-        &fresh_schema("e2e_receipts"),
-        &["--config", config],
-        &[
-            ("FISCUS_PEERS__TOKENS", peer.as_str()),
-            ("FISCUS_DATABASE__URL", url.as_str()),
-        ],
-    )
-    .await
-    .expect("fiscus-receipts starts");
-    let token = issue_token(tokens.channel().await, "e2e-admin", "e2e-admin-secret", &[])
-        .await
-        .expect("a token");
-    let client =
-        ReceiptServiceClient::with_interceptor(receipts.channel().await, Bearer::new(&token));
+    let cluster =
+        fiscus_e2e::ReceiptsCluster::start(CONFIG, &[], &[("FISCUS_DATABASE__URL", url.as_str())])
+            .await
+            .expect("the services start");
+    let receipts = &cluster.receipts;
+    let client = cluster.client().await;
     const SERVICE: &str = "fiscus.v1.ReceiptService";
 
     // Four tills sell without pause while Postgres stops and starts again.
@@ -1952,7 +1873,7 @@ async fn a_database_outage_fails_fast_says_not_serving_and_loses_or_doubles_noth
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     postgres.stop().expect("Postgres stops");
-    health_becomes(&receipts, SERVICE, ServingStatus::NotServing).await;
+    health_becomes(receipts, SERVICE, ServingStatus::NotServing).await;
     let process = fiscus_e2e::health(receipts.channel().await, "")
         .await
         .expect("health");
@@ -1974,7 +1895,7 @@ async fn a_database_outage_fails_fast_says_not_serving_and_loses_or_doubles_noth
     );
 
     postgres.start_again().expect("Postgres starts again");
-    health_becomes(&receipts, SERVICE, ServingStatus::Serving).await;
+    health_becomes(receipts, SERVICE, ServingStatus::Serving).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     selling.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut sent = Vec::new();
@@ -2022,7 +1943,7 @@ async fn a_database_outage_fails_fast_says_not_serving_and_loses_or_doubles_noth
         journaled += verdict.head_number;
     }
     assert_eq!(journaled, sent.len() as u64, "every sale once, none twice");
-    receipts.stop_gracefully().await;
+    cluster.receipts.stop_gracefully().await;
 }
 
 /// A call that outlives the server's deadline is DEADLINE_EXCEEDED — its outcome unknown, never

@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fiscus_e2e::{AUTH_CONFIG, Bearer, Process, fresh_schema, issue_token};
-use fiscus_proto::v1 as pb;
-use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
+use fiscus_e2e::{ReceiptsCluster, bread_sale, unique_terminal};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -117,35 +115,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn bread_sale() -> pb::SignReceiptRequest {
-    pb::SignReceiptRequest {
-        operation_id: uuid::Uuid::new_v4().to_string(),
-        terminal: Some(pb::Terminal {
-            merchant_tin: "12345678901".into(),
-            branch_no: "001".into(),
-            pos_no: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
-        }),
-        r#type: pb::ReceiptType::B2cReceipt.into(),
-        kind: pb::ReceiptKind::Sale.into(),
-        receipt_reference: format!("order-{}", uuid::Uuid::new_v4().simple()),
-        items: vec![pb::ChargeItem {
-            name: "Талх".into(),
-            quantity: "1".into(),
-            unit_price: "5600".into(),
-            tax_type: pb::TaxType::VatAble.into(),
-            measure_unit: "ш".into(),
-            classification_code: "2349010".into(),
-            ..Default::default()
-        }],
-        payments: vec![pb::PayItem {
-            method: pb::PaymentMethod::Cash.into(),
-            amount: "5600".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_reach_the_collector_and_join_the_callers_trace() {
     let (collector, collector_addr) = Collector::start().await;
@@ -156,38 +125,12 @@ async fn traces_reach_the_collector_and_join_the_callers_trace() {
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
     ];
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("fiscus.toml");
-    std::fs::write(&config, AUTH_CONFIG).expect("config");
-    let config = config.to_str().expect("utf-8");
-
-    let tokens = Process::service_in(
-        "tokens",
-        &fresh_schema("e2e_tokens"),
-        &["--config", config],
-        &telemetry_env,
-    )
-    .await
-    .expect("fiscus-tokens starts");
-    let peer = format!("http://{}", tokens.addr);
-    let mut receipts_env = telemetry_env.to_vec();
-    receipts_env.push(("FISCUS_PEERS__TOKENS", peer.as_str()));
-    let receipts = Process::service_in(
-        "receipts",
-        &fresh_schema("e2e_receipts"),
-        &["--config", config],
-        &receipts_env,
-    )
-    .await
-    .expect("fiscus-receipts starts");
-
-    let token = issue_token(tokens.channel().await, "e2e-admin", "e2e-admin-secret", &[])
+    let cluster = ReceiptsCluster::start("", &telemetry_env, &[])
         .await
-        .expect("a token");
-    let mut client =
-        ReceiptServiceClient::with_interceptor(receipts.channel().await, Bearer::new(&token));
+        .expect("the services start");
+    let mut client = cluster.client().await;
     // The caller is in trace TRACE_ID, in its span CALLER_SPAN_ID, sampled.
-    let mut request = tonic::Request::new(bread_sale());
+    let mut request = tonic::Request::new(bread_sale(&unique_terminal("12345678901")));
     request.metadata_mut().insert(
         "traceparent",
         format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01")

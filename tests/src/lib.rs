@@ -8,6 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use fiscus_proto::v1 as pb;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_stream::StreamExt;
@@ -306,6 +307,69 @@ fn admin_address(lines: &[String]) -> Option<SocketAddr> {
         })
 }
 
+/// The token service and a receipt service that trusts it, as separate processes on the shared
+/// Postgres and Redis (schemas of their own), configured with `config` (TOML) and the test's
+/// admin client; `env` goes to both processes, `receipts_env` to the receipt service alone.
+pub struct ReceiptsCluster {
+    pub tokens: Process,
+    pub receipts: Process,
+    /// A token with every scope.
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ReceiptsCluster {
+    pub async fn start(
+        config: &str,
+        env: &[(&str, &str)],
+        receipts_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("fiscus.toml");
+        std::fs::write(&file, format!("{config}\n{AUTH_CONFIG}"))?;
+        let file = file.to_str().context("a UTF-8 path")?;
+        let tokens = Process::service_in(
+            "tokens",
+            &fresh_schema("e2e_tokens"),
+            &["--config", file],
+            env,
+        )
+        .await
+        .context("fiscus-tokens starts")?;
+        let peer = format!("http://{}", tokens.addr);
+        let mut all = env.to_vec();
+        all.extend_from_slice(receipts_env);
+        all.push(("FISCUS_PEERS__TOKENS", &peer));
+        let receipts = Process::service_in(
+            "receipts",
+            &fresh_schema("e2e_receipts"),
+            &["--config", file],
+            &all,
+        )
+        .await
+        .context("fiscus-receipts starts")?;
+        let token = issue_token(tokens.channel().await, "e2e-admin", "e2e-admin-secret", &[])
+            .await
+            .context("an admin token")?;
+        Ok(Self {
+            tokens,
+            receipts,
+            token,
+            _dir: dir,
+        })
+    }
+
+    /// A client of the receipt service, with the admin token.
+    pub async fn client(
+        &self,
+    ) -> fiscus_proto::v1::receipt_service_client::ReceiptServiceClient<Authed> {
+        fiscus_proto::v1::receipt_service_client::ReceiptServiceClient::with_interceptor(
+            self.receipts.channel().await,
+            Bearer::new(&self.token),
+        )
+    }
+}
+
 /// A plaintext gRPC channel to `addr`.
 pub async fn connect(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
@@ -533,4 +597,76 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests the tests send
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh operation id.
+pub fn op() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A terminal of branch 001.
+pub fn terminal(tin: &str, pos: &str) -> pb::Terminal {
+    pb::Terminal {
+        merchant_tin: tin.into(),
+        branch_no: "001".into(),
+        pos_no: pos.into(),
+    }
+}
+
+/// A terminal no other test uses.
+pub fn unique_terminal(tin: &str) -> pb::Terminal {
+    terminal(tin, &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// An item as a POS sends it (tax computed by fiscus).
+pub fn item(name: &str, quantity: &str, unit_price: &str, tax: pb::TaxType) -> pb::ChargeItem {
+    pb::ChargeItem {
+        name: name.into(),
+        quantity: quantity.into(),
+        unit_price: unit_price.into(),
+        tax_type: tax.into(),
+        measure_unit: "ш".into(),
+        classification_code: "2349010".into(),
+        ..Default::default()
+    }
+}
+
+/// A cash payment.
+pub fn cash(amount: &str) -> pb::PayItem {
+    pb::PayItem {
+        method: pb::PaymentMethod::Cash.into(),
+        amount: amount.into(),
+        ..Default::default()
+    }
+}
+
+/// A B2C sale of `items`, paid `paid` in cash.
+pub fn sale(
+    terminal: &pb::Terminal,
+    items: Vec<pb::ChargeItem>,
+    paid: &str,
+) -> pb::SignReceiptRequest {
+    pb::SignReceiptRequest {
+        operation_id: op(),
+        terminal: Some(terminal.clone()),
+        r#type: pb::ReceiptType::B2cReceipt.into(),
+        kind: pb::ReceiptKind::Sale.into(),
+        receipt_reference: format!("order-{}", uuid::Uuid::new_v4().simple()),
+        items,
+        payments: vec![cash(paid)],
+        ..Default::default()
+    }
+}
+
+/// A B2C sale of one loaf at 5600, VAT included, paid in cash.
+pub fn bread_sale(terminal: &pb::Terminal) -> pb::SignReceiptRequest {
+    sale(
+        terminal,
+        vec![item("Талх", "1", "5600", pb::TaxType::VatAble)],
+        "5600",
+    )
 }
