@@ -2,12 +2,13 @@
 
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379
-export DATABASE_URL REDIS_URL
+REDIS_CLUSTER_URL ?= redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+export DATABASE_URL REDIS_URL REDIS_CLUSTER_URL
 
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test contract bench services cluster lint fmt build helm-check
+.PHONY: help run test contract bench services redis-cluster cluster lint fmt build helm-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -15,7 +16,7 @@ help: ## list the targets
 run: ## the whole cluster in one process on embedded defaults (SQLite + in-process cache)
 	$(CARGO) run -p fiscus -- dev
 
-test: services helm-check ## every test: Rust (nextest), the Python contract tests, the Helm chart
+test: services redis-cluster helm-check ## every test: Rust (nextest), the Python contract tests, the Helm chart
 	$(CARGO) build --workspace --bins
 	$(CARGO) run --quiet -p fiscus-e2e --bin sweep-schemas
 ifeq ($(NEXTEST),yes)
@@ -37,6 +38,9 @@ bench: services ## SignReceipt throughput and latency beside the storage floor (
 
 services: ## make sure Postgres and Redis answer (starts or installs them when it can)
 	@deploy/local/ensure-services.sh
+
+redis-cluster: ## make sure the three-master Redis Cluster of the tests answers (starts it when it can)
+	@deploy/local/ensure-redis-cluster.sh
 
 cluster: services build ## the four services as separate processes against Postgres + Redis
 	deploy/local/cluster.sh

@@ -194,8 +194,23 @@ async fn an_upstream_request_carries_the_callers_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_fetch_each_token_once_renew_it_once_and_replace_a_refused_one_once() {
+    fetch_once_renew_once_replace_once(&fiscus_e2e::redis_url()).await;
+}
+
+/// The same with both replicas on a Redis Cluster: the token, the lease and the change
+/// announcements live on whichever nodes own their slots.
+mod redis_cluster {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_fetch_each_token_once_renew_it_once_and_replace_a_refused_one_once() {
+        super::fetch_once_renew_once_replace_once(&fiscus_e2e::redis_cluster_url()).await;
+    }
+}
+
+/// 200 callers over two replicas sharing the cache at `redis_url`: one upstream request for a
+/// cold token, one when it lapses, one when the upstream refuses it.
+async fn fetch_once_renew_once_replace_once(redis_url: &str) {
     let sandbox = sandbox(Duration::from_secs(4)).await;
-    let replicas = Replicas::start(&sandbox, &fiscus_e2e::redis_url()).await;
+    let replicas = Replicas::start(&sandbox, redis_url).await;
 
     let first = one_token(replicas.burst(200).await);
     assert_eq!(

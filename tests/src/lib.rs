@@ -92,6 +92,12 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The Redis Cluster that `make test` starts (`deploy/local/ensure-redis-cluster.sh`).
+pub fn redis_cluster_url() -> String {
+    std::env::var("REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into())
+}
+
 /// A binary of this workspace, built by `cargo build --workspace --bins` (as `make test` does).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -1,4 +1,5 @@
-//! The shared cache: Redis in a cluster, an in-process map for a single process.
+//! The shared cache: Redis (one server or a Redis Cluster) for services in several processes,
+//! an in-process map for a single process.
 //!
 //! The cache is only ever a fast path: every caller treats an error or a miss as "look in the
 //! database", never as "not done". Every entry has a time to live; nothing is cached forever.
@@ -10,8 +11,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{AsyncCommands, ConnectionInfo, IntoConnectionInfo};
 
 use crate::config::redact_url;
 
@@ -19,8 +23,16 @@ use crate::config::redact_url;
 pub enum CacheError {
     #[error("cache unavailable: {0}")]
     Unavailable(String),
-    #[error("cache: {0} is not a usable URL (expected redis://…, rediss://… or memory)")]
+    #[error(
+        "cache: {0} is not a usable URL (expected redis://…, \
+         redis+cluster://host:port,host:port,… or memory)"
+    )]
     BadUrl(String),
+    #[error(
+        "cache: {0}: TLS to Redis is not built in; reach Redis over a private network or a TLS \
+         sidecar with redis://…"
+    )]
+    TlsUnsupported(String),
 }
 
 /// Key-value operations with expiry, shared by every service.
@@ -36,7 +48,8 @@ pub trait Cache: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), CacheError>>;
 
-    /// Stores each `(key, value)` for `ttl`, as [`Cache::set`] would, in one round trip.
+    /// Stores each `(key, value)` for `ttl`, as [`Cache::set`] would, in one round trip (on a
+    /// Redis Cluster, one round trip per hash slot, all at once).
     fn set_many<'a>(
         &'a self,
         entries: &'a [(String, Vec<u8>)],
@@ -97,15 +110,57 @@ impl Default for CacheSettings {
     }
 }
 
-/// Opens the cache named by `url`: `memory`, or a Redis URL. Redis connects lazily, so a Redis
-/// that is down at start costs speed, not availability.
+/// Opens the cache named by `url`: `memory`, a Redis URL, or the seed nodes of a Redis Cluster
+/// (`redis+cluster://host:port,host:port/`, see [`ClusterUrl`]). Redis connects lazily, so a
+/// Redis that is down at start costs speed, not availability.
 pub fn open(url: &str, settings: &CacheSettings) -> Result<SharedCache, CacheError> {
-    if url == "memory" || url == "memory://" {
+    if url.starts_with("rediss") {
+        Err(CacheError::TlsUnsupported(redact_url(url)))
+    } else if url == "memory" || url == "memory://" {
         Ok(Arc::new(MemoryCache::new(&settings.key_prefix)))
-    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
-        Ok(Arc::new(RedisCache::open(url, settings)?))
+    } else if let Some(cluster) = ClusterUrl::parse(url) {
+        Ok(Arc::new(RedisCache::cluster(&cluster, settings)?))
+    } else if url.starts_with("redis://") {
+        Ok(Arc::new(RedisCache::single(url, settings)?))
     } else {
         Err(CacheError::BadUrl(redact_url(url)))
+    }
+}
+
+/// A Redis Cluster named by its seed nodes in one URL:
+/// `redis+cluster://[user:password@]host:port[,host:port…][/][?query]`. Each seed becomes the node URL `redis://[user:password@]host:port[/][?query]`; the
+/// client asks whichever seed answers for the cluster's nodes and slots, so a few seeds are
+/// enough, and the cluster's other nodes are found, not configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUrl {
+    /// One URL per seed node, credentials and query included.
+    pub seeds: Vec<String>,
+    /// The URL without credentials or query, for messages.
+    pub shown: String,
+}
+
+impl ClusterUrl {
+    /// The cluster `url` names, or `None` when it names no cluster. The seeds are only split
+    /// here; redis-rs judges each as a node URL when the cache opens.
+    pub fn parse(url: &str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let node_scheme = match scheme {
+            "redis+cluster" => "redis",
+            _ => return None,
+        };
+        // Credentials are percent-encoded in a URL, so the authority ends at the first of these.
+        let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        let (credentials, hosts) = match authority.rsplit_once('@') {
+            Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+            None => (String::new(), authority),
+        };
+        Some(Self {
+            seeds: hosts
+                .split(',')
+                .map(|host| format!("{node_scheme}://{credentials}{host}{tail}"))
+                .collect(),
+            shown: format!("{scheme}://{hosts}"),
+        })
     }
 }
 
@@ -114,17 +169,59 @@ fn positive(ttl: Duration) -> Duration {
     ttl.max(Duration::from_millis(1))
 }
 
-/// Redis through a reconnecting multiplexed connection.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(positive(ttl).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Redis through a reconnecting multiplexed connection: one server's [`ConnectionManager`], or
+/// a [`ClusterConnection`], which sends each command to the node owning its key's hash slot and
+/// follows the cluster as slots move and nodes fail over. Every key of one command is one key
+/// (leases, scripts), so no operation needs its keys in one slot; hash tags are not used.
 #[derive(Clone)]
-pub struct RedisCache {
-    client: redis::Client,
-    connection: ConnectionManager,
+struct RedisCache<C> {
+    connection: C,
+    subscriber: Subscriber,
     prefix: String,
     response_timeout: Duration,
 }
 
-impl RedisCache {
-    pub fn open(url: &str, settings: &CacheSettings) -> Result<Self, CacheError> {
+/// What differs between the connection to one Redis and to a Redis Cluster.
+trait RedisConnection: ConnectionLike + Clone + Send + Sync + 'static {
+    /// The group of keys that may travel in one pipeline. One server takes any keys together;
+    /// a cluster connection sends a pipeline to a single node and refuses one whose keys lie in
+    /// different hash slots, so there a pipeline holds the keys of one slot.
+    fn pipeline_group(key: &str) -> Option<Slot>;
+}
+
+impl RedisConnection for ConnectionManager {
+    fn pipeline_group(_: &str) -> Option<Slot> {
+        None
+    }
+}
+
+impl RedisConnection for ClusterConnection {
+    fn pipeline_group(key: &str) -> Option<Slot> {
+        Some(Slot::for_key(key))
+    }
+}
+
+/// Where a subscription gets its connection: always one of its own, so that its stream ends
+/// exactly when that connection does.
+#[derive(Clone)]
+enum Subscriber {
+    /// One server's pub/sub connection.
+    Single(redis::Client),
+    /// A cluster connection speaking RESP3, whose pushes carry the messages. Redis Cluster
+    /// forwards every PUBLISH to every node, so whichever node the subscription lands on hears
+    /// the messages published on any of them.
+    Cluster {
+        seeds: Vec<ConnectionInfo>,
+        settings: CacheSettings,
+    },
+}
+
+impl RedisCache<ConnectionManager> {
+    fn single(url: &str, settings: &CacheSettings) -> Result<Self, CacheError> {
         let client = redis::Client::open(url).map_err(|_| CacheError::BadUrl(redact_url(url)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
@@ -135,13 +232,89 @@ impl RedisCache {
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| CacheError::Unavailable(e.to_string()))?;
         Ok(Self {
-            client,
             connection,
+            subscriber: Subscriber::Single(client),
             prefix: format!("{}:", settings.key_prefix),
             response_timeout: settings.response_timeout,
         })
     }
+}
 
+impl RedisCache<ClusterConnection> {
+    fn cluster(url: &ClusterUrl, settings: &CacheSettings) -> Result<Self, CacheError> {
+        let bad = |e: redis::RedisError| CacheError::BadUrl(format!("{} ({e})", url.shown));
+        let seeds = url
+            .seeds
+            .iter()
+            .map(|seed| seed.as_str().into_connection_info())
+            .collect::<redis::RedisResult<Vec<_>>>()
+            .map_err(bad)?;
+        let client = cluster_client(&seeds, settings).build().map_err(bad)?;
+        // Connects in the background, like the single server's lazy connection, and again
+        // from the seeds whenever no node can be reached.
+        let connection = client.get_pending_async_connection_with_config(ClusterConfig::new());
+        Ok(Self {
+            connection,
+            subscriber: Subscriber::Cluster {
+                seeds,
+                settings: settings.clone(),
+            },
+            prefix: format!("{}:", settings.key_prefix),
+            response_timeout: settings.response_timeout,
+        })
+    }
+}
+
+/// A cluster client with the cache's timeouts.
+fn cluster_client(seeds: &[ConnectionInfo], settings: &CacheSettings) -> ClusterClientBuilder {
+    ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(settings.connect_timeout)
+        .response_timeout(settings.response_timeout)
+        // Redirections (MOVED, ASK) while slots move are retries too: allow a few, quickly,
+        // within the same overall bound as one server's command (see `RedisCache::run`).
+        .retries(3)
+        .min_retry_wait(10)
+        .max_retry_wait(200)
+        .overall_response_timeout(Some(settings.response_timeout * 2))
+}
+
+/// The messages of one channel on a cluster connection of their own.
+async fn subscribe_cluster(
+    seeds: &[ConnectionInfo],
+    settings: &CacheSettings,
+    channel: String,
+) -> redis::RedisResult<BoxStream<'static, Vec<u8>>> {
+    let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
+    let client = cluster_client(seeds, settings)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()?;
+    let mut connection = client.get_async_connection().await?;
+    connection.subscribe(channel).await?;
+    let messages = tokio_stream::wrappers::UnboundedReceiverStream::new(received)
+        // The client subscribes again after a node's connection drops, but what was published
+        // in between is lost: end the stream there, as one server's pub/sub stream ends, so
+        // that the subscriber knows it may have missed messages.
+        .take_while(|push| std::future::ready(push.kind != redis::PushKind::Disconnection))
+        .filter_map(|push| {
+            std::future::ready(
+                redis::Msg::from_push_info(push)
+                    .map(|message| message.get_payload_bytes().to_vec()),
+            )
+        })
+        .boxed();
+    // The stream owns the connection: dropping the stream ends the subscription.
+    Ok(futures::stream::unfold(
+        (messages, connection),
+        |(mut messages, connection)| async move {
+            let message = messages.next().await?;
+            Some((message, (messages, connection)))
+        },
+    )
+    .boxed())
+}
+
+impl<C: RedisConnection> RedisCache<C> {
     fn key(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
     }
@@ -162,11 +335,7 @@ impl RedisCache {
     }
 }
 
-fn millis(ttl: Duration) -> u64 {
-    u64::try_from(positive(ttl).as_millis()).unwrap_or(u64::MAX)
-}
-
-impl Cache for RedisCache {
+impl<C: RedisConnection> Cache for RedisCache<C> {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, CacheError>> {
         Box::pin(async move {
             let mut conn = self.connection.clone();
@@ -197,12 +366,22 @@ impl Cache for RedisCache {
             if entries.is_empty() {
                 return Ok(());
             }
-            let mut pipe = redis::pipe();
+            let mut pipelines: HashMap<Option<Slot>, redis::Pipeline> = HashMap::new();
             for (key, value) in entries {
-                pipe.pset_ex(self.key(key), value, millis(ttl)).ignore();
+                let key = self.key(key);
+                pipelines
+                    .entry(C::pipeline_group(&key))
+                    .or_insert_with(redis::pipe)
+                    .pset_ex(key, value, millis(ttl))
+                    .ignore();
             }
-            let mut conn = self.connection.clone();
-            self.run(pipe.query_async::<()>(&mut conn)).await
+            // All pipelines at once: a cluster connection writes each node's share together.
+            let sends = pipelines.into_values().map(|pipe| {
+                let mut conn = self.connection.clone();
+                async move { pipe.query_async::<()>(&mut conn).await }
+            });
+            self.run(futures::future::try_join_all(sends)).await?;
+            Ok(())
         })
     }
 
@@ -240,6 +419,8 @@ impl Cache for RedisCache {
         expected: &'a [u8],
     ) -> BoxFuture<'a, Result<bool, CacheError>> {
         Box::pin(async move {
+            // One key, so a cluster runs it on the key's node; redis-rs loads the script on
+            // every node (SCRIPT LOAD goes to all) when a node does not know it yet.
             let script = redis::Script::new(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                  return redis.call('DEL', KEYS[1]) else return 0 end",
@@ -270,19 +451,34 @@ impl Cache for RedisCache {
     ) -> BoxFuture<'a, Result<BoxStream<'static, Vec<u8>>, CacheError>> {
         Box::pin(async move {
             let unavailable = |e: redis::RedisError| CacheError::Unavailable(e.to_string());
-            let mut pubsub =
-                tokio::time::timeout(self.response_timeout * 2, self.client.get_async_pubsub())
-                    .await
-                    .map_err(|_| CacheError::Unavailable("redis did not answer in time".into()))?
-                    .map_err(unavailable)?;
-            pubsub
-                .subscribe(self.key(channel))
-                .await
-                .map_err(unavailable)?;
-            Ok(pubsub
-                .into_on_message()
-                .map(|message| message.get_payload_bytes().to_vec())
-                .boxed())
+            let late = || CacheError::Unavailable("redis did not answer in time".into());
+            match &self.subscriber {
+                Subscriber::Single(client) => {
+                    let mut pubsub =
+                        tokio::time::timeout(self.response_timeout * 2, client.get_async_pubsub())
+                            .await
+                            .map_err(|_| late())?
+                            .map_err(unavailable)?;
+                    pubsub
+                        .subscribe(self.key(channel))
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(pubsub
+                        .into_on_message()
+                        .map(|message| message.get_payload_bytes().to_vec())
+                        .boxed())
+                }
+                Subscriber::Cluster { seeds, settings } => {
+                    // Connecting to a cluster is several round trips: the seeds, the slot
+                    // map, then the nodes.
+                    let bound = settings.connect_timeout + self.response_timeout * 2;
+                    let subscribing = subscribe_cluster(seeds, settings, self.key(channel));
+                    tokio::time::timeout(bound, subscribing)
+                        .await
+                        .map_err(|_| late())?
+                        .map_err(unavailable)
+                }
+            }
         })
     }
 }

@@ -153,7 +153,9 @@ impl Default for DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// `redis://host:port/db`, `rediss://…`, or `memory` for an in-process cache (single process only).
+    /// `redis://host:port/db`, a Redis Cluster's seed nodes as
+    /// `redis+cluster://host:port,host:port`, or `memory` for an in-process cache (single
+    /// process only).
     /// Defaults to `REDIS_URL`, else the local Redis.
     pub url: SecretString,
     /// Prefix of every key, so several deployments can share one Redis.
