@@ -207,7 +207,9 @@ fn a_cluster_url_names_its_seed_nodes() {
     assert_eq!(cache::ClusterUrl::parse("redis://a:1"), None, "one server");
     // TLS is not built in: refused at once, saying so, not at the first call.
     for url in ["rediss://a:1", "rediss+cluster://a:1,b:2"] {
-        let refused = cache::open(url, &CacheSettings::default()).err().expect("refused");
+        let refused = cache::open(url, &CacheSettings::default())
+            .err()
+            .expect("refused");
         assert!(refused.to_string().contains("TLS"), "{refused}");
     }
 }
