@@ -70,11 +70,16 @@ impl Collector {
         let mut spans = Vec::new();
         for request in received.iter() {
             for resource_spans in &request.resource_spans {
-                let service = service_name(resource_spans.resource.as_ref());
+                let resource = resource_spans.resource.as_ref();
+                let service = attribute(resource, "service.name");
+                let version = attribute(resource, "service.version");
+                let pod = attribute(resource, "k8s.pod.name");
                 for scope_spans in &resource_spans.scope_spans {
                     for span in &scope_spans.spans {
                         spans.push(Exported {
                             service: service.clone(),
+                            version: version.clone(),
+                            pod: pod.clone(),
                             name: span.name.clone(),
                             trace_id: hex(&span.trace_id),
                             span_id: hex(&span.span_id),
@@ -92,17 +97,22 @@ impl Collector {
 #[derive(Debug, Clone)]
 struct Exported {
     service: String,
+    /// The resource's `service.version`.
+    version: String,
+    /// The resource's `k8s.pod.name` (from OTEL_RESOURCE_ATTRIBUTES, which the chart fills from
+    /// the downward API).
+    pod: String,
     name: String,
     trace_id: String,
     span_id: String,
     parent_span_id: String,
 }
 
-fn service_name(resource: Option<&Resource>) -> String {
+fn attribute(resource: Option<&Resource>, key: &str) -> String {
     resource
         .into_iter()
         .flat_map(|r| &r.attributes)
-        .find(|kv| kv.key == "service.name")
+        .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref()?.value.as_ref())
         .map(|value| match value {
             any_value::Value::StringValue(name) => name.clone(),
@@ -123,6 +133,11 @@ async fn traces_reach_the_collector_and_join_the_callers_trace() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         // The batch exporter's default is 5 s between exports.
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        // What the chart sets from the downward API.
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "k8s.pod.name=fiscus-receipts-0,k8s.namespace.name=fiscal",
+        ),
     ];
 
     let cluster = ReceiptsCluster::start("", &telemetry_env, &[])
@@ -190,8 +205,10 @@ async fn traces_reach_the_collector_and_join_the_callers_trace() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    // (a) the spans arrive under the service's name.
+    // (a) the spans arrive under the service's name and version, with the pod's attributes.
     assert_eq!(sign.service, RECEIPTS, "{sign:?}");
+    assert_eq!(sign.version, env!("CARGO_PKG_VERSION"), "{sign:?}");
+    assert_eq!(sign.pod, "fiscus-receipts-0", "{sign:?}");
     // (b) the server span is the child of the caller's span, not the root of a trace of its own.
     assert_eq!(
         sign.parent_span_id, CALLER_SPAN_ID,

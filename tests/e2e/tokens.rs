@@ -209,7 +209,9 @@ mod redis_cluster {
 /// 200 callers over two replicas sharing the cache at `redis_url`: one upstream request for a
 /// cold token, one when it lapses, one when the upstream refuses it.
 async fn fetch_once_renew_once_replace_once(redis_url: &str) {
-    let sandbox = sandbox(Duration::from_secs(4)).await;
+    // Long enough that a burst of 200 callers ends before the renewal, even on a loaded
+    // machine (at 3 s, a burst under a parallel build once straddled it).
+    let sandbox = sandbox(Duration::from_secs(8)).await;
     let replicas = Replicas::start(&sandbox, redis_url).await;
 
     let first = one_token(replicas.burst(200).await);
@@ -220,8 +222,8 @@ async fn fetch_once_renew_once_replace_once(redis_url: &str) {
     );
     assert!(sandbox.is_token_live(&first));
 
-    // The token lives 4 s and is renewed a second early: after it lapses, again exactly one.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The token lives 8 s and is renewed a second early: after it lapses, again exactly one.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let second = one_token(replicas.burst(200).await);
     assert_ne!(second, first);
     assert_eq!(

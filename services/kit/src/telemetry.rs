@@ -97,8 +97,14 @@ pub fn init(
                     endpoint: endpoint.clone(),
                     source,
                 })?;
+            // The builder also reads OTEL_RESOURCE_ATTRIBUTES, where the Helm chart puts the
+            // pod's name and namespace.
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(service_name.to_owned())
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.version",
+                    env!("CARGO_PKG_VERSION"),
+                ))
                 .build();
             Some(
                 SdkTracerProvider::builder()
