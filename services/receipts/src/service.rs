@@ -11,7 +11,6 @@ use fiscus_kit::idempotency::{Operation, metadata_operation_id};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_server::ReceiptService;
 use futures::Stream;
-
 use tonic::{Request, Response, Status};
 
 use crate::export;

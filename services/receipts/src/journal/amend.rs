@@ -167,7 +167,7 @@ impl Journal {
         {
             return decode(&earlier);
         }
-        self.journaled(&cancellation);
+        crate::metrics::signed(FiscalState::LocalSigned);
         self.announce(&cancelled);
         self.announce(&cancellation);
         Ok(response)

@@ -109,16 +109,6 @@ impl Journal {
         }
     }
 
-    /// Counts a receipt just journaled.
-    fn journaled(&self, receipt: &pb::Receipt) {
-        if let Some(state) = pb::FiscalState::try_from(receipt.fiscal_state)
-            .ok()
-            .and_then(<FiscalState as crate::proto::FromPb<_>>::from_pb)
-        {
-            crate::metrics::signed(state);
-        }
-    }
-
     fn announce(&self, receipt: &pb::Receipt) {
         self.watchers.announce(pb::ReceiptEvent {
             receipt_id: receipt.id.clone(),

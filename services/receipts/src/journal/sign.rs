@@ -1,6 +1,7 @@
 //! Signing a sale or a zero receipt: numbered, chained, signed and journaled once per operation.
 
 use chrono::{DateTime, Utc};
+use fiscus_domain::receipt::FiscalState;
 use fiscus_kit::ApiError;
 use fiscus_kit::idempotency::Operation;
 use fiscus_proto::v1 as pb;
@@ -48,7 +49,7 @@ impl Journal {
         };
         match signed {
             Signed::New(receipt) => {
-                self.journaled(&receipt);
+                crate::metrics::signed(FiscalState::LocalSigned);
                 self.announce(&receipt);
                 Ok(*receipt)
             }
