@@ -74,6 +74,106 @@ fn parse_scaled(text: &str, scale: usize) -> Result<i64, DecimalError> {
     })
 }
 
+/// Parses a JSON number (RFC 8259: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`) exactly,
+/// scaled by `10^scale`; refused when it has a non-zero digit beyond `scale` fraction digits.
+fn json_number_scaled(text: &str, scale: u32) -> Result<i64, DecimalError> {
+    if text.is_empty() {
+        return Err(DecimalError::Empty);
+    }
+    let malformed = || DecimalError::Malformed(text.to_owned());
+    let overflow = || DecimalError::Overflow(text.to_owned());
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], Some(&rest[at.saturating_add(1)..])),
+        None => (rest, None),
+    };
+    let (int_part, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (mantissa, ""),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = int_part.len() > 1 && int_part.starts_with('0');
+    if !all_digits(int_part) || leading_zero || (mantissa.contains('.') && !all_digits(frac)) {
+        return Err(malformed());
+    }
+    // The exponent, bounded: anything beyond ±10^6 is either zero or far too large.
+    let exponent: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let (sign, digits) = match e.as_bytes().first() {
+                Some(b'-') => (-1i64, &e[1..]),
+                Some(b'+') => (1, &e[1..]),
+                _ => (1, e),
+            };
+            if !all_digits(digits) {
+                return Err(malformed());
+            }
+            let trimmed = digits.trim_start_matches('0');
+            if trimmed.len() > 6 {
+                if int_part.bytes().chain(frac.bytes()).all(|b| b == b'0') {
+                    return Ok(0);
+                }
+                return Err(if sign < 0 {
+                    DecimalError::TooPrecise {
+                        value: text.to_owned(),
+                        max: scale,
+                    }
+                } else {
+                    overflow()
+                });
+            }
+            let magnitude: i64 = if trimmed.is_empty() {
+                0
+            } else {
+                trimmed.parse().map_err(|_| malformed())?
+            };
+            sign.checked_mul(magnitude).ok_or_else(malformed)?
+        }
+    };
+    // value = digits × 10^shift, in units of 10^-scale.
+    let frac_len = i64::try_from(frac.len()).map_err(|_| malformed())?;
+    let shift = exponent
+        .checked_sub(frac_len)
+        .and_then(|s| s.checked_add(i64::from(scale)))
+        .ok_or_else(overflow)?;
+    let digits = int_part.bytes().chain(frac.bytes());
+    let kept: Vec<u8> = if shift >= 0 {
+        digits.collect()
+    } else {
+        let all: Vec<u8> = digits.collect();
+        let drop = usize::try_from(shift.unsigned_abs()).map_err(|_| overflow())?;
+        let keep = all.len().saturating_sub(drop);
+        if all[keep..].iter().any(|&b| b != b'0') {
+            return Err(DecimalError::TooPrecise {
+                value: text.to_owned(),
+                max: scale,
+            });
+        }
+        all[..keep].to_vec()
+    };
+    let zeros = usize::try_from(shift.max(0)).map_err(|_| overflow())?;
+    let mut value: i64 = 0;
+    for b in kept
+        .into_iter()
+        .chain(std::iter::repeat_n(b'0', zeros.min(64)))
+    {
+        let digit = i64::from(b.saturating_sub(b'0'));
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(digit))
+            .filter(|v| *v <= MAX_SCALED)
+            .ok_or_else(overflow)?;
+    }
+    Ok(if negative {
+        value.saturating_neg()
+    } else {
+        value
+    })
+}
+
 fn write_scaled(f: &mut fmt::Formatter<'_>, value: i64, scale: u32) -> fmt::Result {
     let divisor = 10u64.pow(scale);
     let sign = if value < 0 { "-" } else { "" };
@@ -166,6 +266,14 @@ impl Money {
         let exact = i128::from(self.0).checked_mul(i128::from(quantity.0))?;
         let rounded = div_round_half_away(exact, i128::from(Quantity::ONE.0))?;
         i64::try_from(rounded).ok().map(Money)
+    }
+
+    /// A JSON number as an upstream writes it (`234.5`, `0.1`, `1E+2`, `70508.85`), read from
+    /// its text exactly: an exponent is applied by moving the decimal point, never through
+    /// floating point, and a value with a non-zero digit below the cent is refused rather than
+    /// rounded.
+    pub fn from_json_number(text: &str) -> Result<Self, DecimalError> {
+        json_number_scaled(text, Self::SCALE).map(Self)
     }
 
     /// The exact sum of `amounts`; `Err` when it does not fit.
@@ -332,6 +440,49 @@ mod tests {
         assert!(serde_json::from_str::<Money>("\"5600.001\"").is_err());
         assert!(serde_json::from_str::<Money>("5600").is_err());
         assert!(serde_json::from_str::<Quantity>("\"x\"").is_err());
+    }
+
+    #[test]
+    fn reads_json_numbers_exactly_and_refuses_what_is_below_the_cent() {
+        let read = |t: &str| Money::from_json_number(t).map(|m| m.to_string());
+        assert_eq!(read("234.5").unwrap(), "234.50");
+        assert_eq!(read("0.1").unwrap(), "0.10");
+        assert_eq!(read("70508.85").unwrap(), "70508.85");
+        assert_eq!(read("1E+2").unwrap(), "100.00");
+        assert_eq!(read("1e2").unwrap(), "100.00");
+        assert_eq!(read("1250e-2").unwrap(), "12.50");
+        assert_eq!(read("1.230e1").unwrap(), "12.30");
+        assert_eq!(read("-0.01").unwrap(), "-0.01");
+        assert_eq!(read("0").unwrap(), "0.00");
+        assert_eq!(read("12.5000000").unwrap(), "12.50");
+        assert_eq!(read("0e99999999999").unwrap(), "0.00");
+        for below_the_cent in [
+            "0.001",
+            "1.005",
+            "1e-3",
+            "0.1000000000000000055511151231257827",
+        ] {
+            assert!(
+                matches!(
+                    Money::from_json_number(below_the_cent),
+                    Err(DecimalError::TooPrecise { .. })
+                ),
+                "{below_the_cent}"
+            );
+        }
+        for malformed in [
+            "", "01", "1.", ".5", "+1", "1e", "1e+", "NaN", "Infinity", "1,5", "0x1", " 1", "--1",
+        ] {
+            assert!(Money::from_json_number(malformed).is_err(), "{malformed:?}");
+        }
+        assert!(matches!(
+            Money::from_json_number("1e30"),
+            Err(DecimalError::Overflow(_))
+        ));
+        assert!(matches!(
+            Money::from_json_number("1e9999999"),
+            Err(DecimalError::Overflow(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Fiscal domain logic of fiscus, free of I/O: exact decimals, tax per item, the typed receipt
 //! and its canonical document, refund and cancellation rules, the per-terminal hash chain,
-//! receipt signatures and the encryption of signing keys at rest.
+//! receipt signatures, the encryption of signing keys at rest, and the rules of QR payments.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 // Money must never wrap or panic: every operation on a number is checked.
@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod chain;
 pub mod decimal;
 pub mod keys;
+pub mod qr;
 pub mod receipt;
 pub mod refund;
 pub mod tax;

@@ -108,3 +108,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn any_amount_reads_back_from_its_json_number_and_its_exponent_forms(minor in -1_000_000_000_000_000i64..=1_000_000_000_000_000) {
+        let money = Money::from_minor(minor);
+        prop_assert_eq!(Money::from_json_number(&money.to_string()), Ok(money));
+        prop_assert_eq!(Money::from_json_number(&format!("{minor}e-2")), Ok(money));
+        prop_assert_eq!(Money::from_json_number(&format!("{minor}.0E-2")), Ok(money));
+    }
+
+    #[test]
+    fn a_json_number_with_a_digit_below_the_cent_is_refused(units in 0i64..1_000_000_000, cents in 0u8..100, mill in 1u8..=9) {
+        let text = format!("{units}.{cents:02}{mill}");
+        prop_assert!(Money::from_json_number(&text).is_err(), "{}", text);
+    }
+
+    #[test]
+    fn partial_refunds_never_give_back_more_than_was_paid(
+        paid in 1i64..=1_000_000_000,
+        asks in prop::collection::vec(1i64..=1_000_000_000, 0..20),
+    ) {
+        use crate::qr::{RefundAsk, refund_amount};
+        let paid = Money::from_minor(paid);
+        let mut refunded = Money::ZERO;
+        for ask in asks {
+            if let Ok(amount) = refund_amount(paid, refunded, RefundAsk::Partial(Money::from_minor(ask))) {
+                refunded = refunded.checked_add(amount).expect("bounded");
+            }
+            prop_assert!(refunded <= paid);
+        }
+        let full = refund_amount(paid, refunded, RefundAsk::Full);
+        prop_assert_eq!(full.is_ok(), refunded == Money::ZERO);
+    }
+}
