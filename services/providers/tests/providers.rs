@@ -630,3 +630,354 @@ async fn a_failing_mia_is_unavailable_and_counted() {
     init(&client).await;
     assert_eq!(sandbox.requests(), 2);
 }
+
+// ---- MIA POS: QR payments ----
+
+mod mia_payments {
+    use super::*;
+    use fiscus_domain::Money;
+    use fiscus_providers::mia::{
+        AmountType, Amounts, PayerTarget, PaymentState, QrSettings, QrState, QrType, ReturnRequest,
+        TxType,
+    };
+
+    fn m(text: &str) -> Money {
+        Money::parse(text).expect("a test amount")
+    }
+
+    /// A sandbox, a client with a device, and a live seller token on terminal T123.
+    async fn session() -> (MiaSandbox, MiaClient, SecretString) {
+        let sandbox = mia().await;
+        let client = MiaClient::new(sandbox.base_url(), TIMEOUT)
+            .expect("client")
+            .with_device(device());
+        let activation = init(&client).await.terminal_activation_id;
+        let otp = sandbox.last_otp(activation).expect("an OTP");
+        confirm(&client, activation, &otp).await.expect("confirms");
+        let tokens = login(&client, activation, SELLER_PASSWORD)
+            .await
+            .expect("logs in");
+        (sandbox, client, tokens.access_token)
+    }
+
+    #[tokio::test]
+    async fn a_dynamic_qr_is_paid_once_with_its_amount_and_its_transaction_has_bank_details() {
+        let (sandbox, client, token) = session().await;
+        let qr = client
+            .create_qr(
+                &token,
+                QrType::Dynamic,
+                AmountType::Fixed,
+                Some(&Amounts::Fixed(m("12.50"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(qr.qr_type, QrType::Dynamic);
+        assert!(qr.qr_image.is_some(), "the create answer carries the image");
+        let extension = qr
+            .extension
+            .clone()
+            .expect("a dynamic QR carries its request");
+        assert_eq!(extension.amount, Some(m("12.5")));
+        assert_eq!(extension.expires_in, Duration::from_secs(300));
+        let (device_header, platform, _) = sandbox.last_device_headers();
+        assert_eq!(device_header.as_deref(), Some("fiscus"));
+        assert_eq!(platform.as_deref(), Some("external_system"));
+
+        let pending = client
+            .check_extension(&token, extension.extension_id)
+            .await
+            .unwrap();
+        assert_eq!(pending.state, PaymentState::Pending);
+        let refused = sandbox
+            .pay(PayerTarget::Qr(qr.qr_id), m("12.49"))
+            .unwrap_err();
+        assert!(refused.contains("AMOUNT_NOT_ACCEPTED"), "{refused}");
+        let tx_id = sandbox.pay(PayerTarget::Qr(qr.qr_id), m("12.50")).unwrap();
+        let paid = client
+            .check_extension(&token, extension.extension_id)
+            .await
+            .unwrap();
+        assert_eq!(paid.state, PaymentState::Paid);
+        assert_eq!(paid.total_payments, 1);
+        let tx = paid.last_transaction.expect("the paying transaction");
+        assert_eq!(tx.summary.id, tx_id);
+        assert_eq!(tx.summary.amount, m("12.50"));
+        assert_eq!(tx.summary.currency, "MDL");
+        assert_eq!(tx.mcc, "5411", "read from the seed's Cyrillic key");
+        assert_eq!(tx.rrn.len(), 12);
+        assert!(!tx.swift_message_id.is_empty() && !tx.approval_code.is_empty());
+        let status = client.qr(&token, qr.qr_id, false).await.unwrap();
+        assert_eq!(status.state, QrState::Paid);
+        assert!(status.qr.expect("info").extension.is_none());
+        assert!(
+            sandbox.pay(PayerTarget::Qr(qr.qr_id), m("12.50")).is_err(),
+            "paid once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_terminal_has_one_active_static_qr_whose_requests_come_and_go() {
+        let (sandbox, client, token) = session().await;
+        let fixed = client
+            .create_qr(&token, QrType::Static, AmountType::Controlled, None)
+            .await
+            .unwrap();
+        assert!(fixed.extension.is_none());
+        let second = client
+            .create_qr(&token, QrType::Hybrid, AmountType::Fixed, None)
+            .await
+            .unwrap_err();
+        assert_refused(&second, 409, "ACTIVE_QR_EXISTS");
+        let request = client
+            .create_extension(
+                &token,
+                fixed.qr_id,
+                &Amounts::Controlled {
+                    min: m("5"),
+                    max: m("10"),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (request.min_amount, request.max_amount),
+            (Some(m("5")), Some(m("10")))
+        );
+        assert!(
+            sandbox
+                .pay(PayerTarget::Extension(request.extension_id), m("10.01"))
+                .is_err()
+        );
+        sandbox
+            .pay(PayerTarget::Extension(request.extension_id), m("7.77"))
+            .unwrap();
+        sandbox
+            .pay(PayerTarget::Extension(request.extension_id), m("5"))
+            .unwrap();
+        let check = client
+            .check_extension(&token, request.extension_id)
+            .await
+            .unwrap();
+        assert_eq!((check.state, check.total_payments), (PaymentState::Paid, 2));
+        let cancel = client
+            .cancel_extension(&token, request.extension_id)
+            .await
+            .unwrap_err();
+        assert_refused(&cancel, 409, "OPERATION_NOT_ALLOWED");
+        let active = client
+            .active_qrs(&token, Some(QrType::Static), true)
+            .await
+            .unwrap();
+        assert_eq!(active.len(), 1);
+        assert!(active[0].qr_image.is_some());
+        client.cancel_qr(&token, fixed.qr_id).await.unwrap();
+        assert_refused(
+            &client.cancel_qr(&token, fixed.qr_id).await.unwrap_err(),
+            409,
+            "QR_NOT_ACTIVE",
+        );
+        assert!(
+            client
+                .active_qrs(&token, None, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let hybrid = client
+            .create_qr(&token, QrType::Hybrid, AmountType::Fixed, None)
+            .await
+            .unwrap();
+        let on_dynamic = client
+            .create_qr(
+                &token,
+                QrType::Dynamic,
+                AmountType::Free,
+                Some(&Amounts::Free),
+            )
+            .await
+            .unwrap();
+        let refused = client
+            .create_extension(&token, on_dynamic.qr_id, &Amounts::Fixed(m("1")))
+            .await
+            .unwrap_err();
+        assert_refused(&refused, 409, "OPERATION_NOT_ALLOWED");
+        let request = client
+            .create_extension(&token, hybrid.qr_id, &Amounts::Fixed(m("3")))
+            .await
+            .unwrap();
+        client
+            .cancel_extension(&token, request.extension_id)
+            .await
+            .unwrap();
+        let cancelled = client
+            .check_extension(&token, request.extension_id)
+            .await
+            .unwrap();
+        assert_eq!(cancelled.state, PaymentState::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn returns_add_up_to_the_payment_and_pages_go_from_newest_to_oldest() {
+        let (sandbox, client, token) = session().await;
+        let mut paid = Vec::new();
+        for i in 1..=12 {
+            let qr = client
+                .create_qr(
+                    &token,
+                    QrType::Dynamic,
+                    AmountType::Free,
+                    Some(&Amounts::Free),
+                )
+                .await
+                .unwrap();
+            paid.push(
+                sandbox
+                    .pay(PayerTarget::Qr(qr.qr_id), Money::from_minor(i * 100))
+                    .unwrap(),
+            );
+        }
+        let shift = client.shift_check(&token).await.unwrap();
+        assert!(shift.is_opened);
+        let shift_id = shift.shift_id.unwrap();
+        let first = client.transactions(&token, &shift_id, None).await.unwrap();
+        assert_eq!(first.transactions.len(), 10);
+        assert!(!first.is_ended);
+        let last_seen = first.transactions.last().unwrap().id;
+        let rest = client
+            .transactions(&token, &shift_id, Some(last_seen))
+            .await
+            .unwrap();
+        assert!(rest.is_ended);
+        let ids: Vec<u64> = first
+            .transactions
+            .iter()
+            .chain(&rest.transactions)
+            .map(|t| t.id)
+            .collect();
+        let mut newest_first = paid.clone();
+        newest_first.reverse();
+        assert_eq!(ids, newest_first);
+
+        let tx = paid[11];
+        let partial = |amount: &str| ReturnRequest {
+            tx_id: tx,
+            amount: Some(m(amount)),
+            full_refund: false,
+            currency: Some("MDL".to_owned()),
+            reason_code: "RETURN".to_owned(),
+            reason_message: Some("damaged".to_owned()),
+        };
+        let first_return = client
+            .return_transaction(&token, &partial("4.00"))
+            .await
+            .unwrap();
+        client
+            .return_transaction(&token, &partial("6.00"))
+            .await
+            .unwrap();
+        let above = client
+            .return_transaction(&token, &partial("2.01"))
+            .await
+            .unwrap_err();
+        assert_refused(&above, 409, "REFUND_NOT_ALLOWED");
+        let full = client
+            .return_transaction(
+                &token,
+                &ReturnRequest {
+                    amount: None,
+                    full_refund: true,
+                    ..partial("1")
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_refused(&full, 409, "REFUND_NOT_ALLOWED");
+        let details = client.transaction(&token, tx).await.unwrap();
+        assert_eq!(details.summary.tx_type, TxType::PartiallyRefunded);
+        assert_eq!(details.returns.len(), 2);
+        assert_eq!(details.returns[0].request_id, first_return);
+        assert_eq!(sandbox.count("return.done"), 2);
+    }
+
+    #[tokio::test]
+    async fn settings_refuse_a_ttl_below_30_seconds_and_new_requests_live_their_ttl() {
+        let (sandbox, client, token) = session().await;
+        let mut settings = client.settings(&token).await.unwrap();
+        assert_eq!(settings.qr_ttl, 300);
+        settings.qr_ttl = 29;
+        let refused = client.update_settings(&token, &settings).await.unwrap_err();
+        assert_refused(&refused, 400, "VALIDATION_ERROR");
+        let wanted = QrSettings {
+            qr_type: QrType::Hybrid,
+            amount_type: AmountType::Controlled,
+            qr_ttl: 30,
+            prohibit_settings_change: true,
+            when_updated: None,
+        };
+        client.update_settings(&token, &wanted).await.unwrap();
+        let stored = client.settings(&token).await.unwrap();
+        assert_eq!(
+            (stored.qr_type, stored.amount_type, stored.qr_ttl),
+            (QrType::Hybrid, AmountType::Controlled, 30)
+        );
+        assert!(stored.prohibit_settings_change && stored.when_updated.is_some());
+        let qr = client
+            .create_qr(
+                &token,
+                QrType::Dynamic,
+                AmountType::Fixed,
+                Some(&Amounts::Fixed(m("1"))),
+            )
+            .await
+            .unwrap();
+        let extension = qr.extension.unwrap();
+        assert_eq!(extension.expires_in, Duration::from_secs(30));
+        sandbox.expire(PayerTarget::Qr(qr.qr_id)).unwrap();
+        let expired = client
+            .check_extension(&token, extension.extension_id)
+            .await
+            .unwrap();
+        assert_eq!(expired.state, PaymentState::Expired);
+        assert_eq!(
+            client.qr(&token, qr.qr_id, false).await.unwrap().state,
+            QrState::Expired
+        );
+    }
+
+    #[tokio::test]
+    async fn amounts_travel_as_exact_json_numbers_and_sub_cent_ones_are_refused() {
+        let (sandbox, _client, token) = session().await;
+        let http = raw_http();
+        let post = |body: serde_json::Value| {
+            http.post(format!("{}/pos/api/v2/qr", sandbox.base_url()))
+                .bearer_auth(token.expose_secret())
+                .json(&body)
+                .send()
+        };
+        let sub_cent = post(serde_json::json!({
+            "qrType": "dynamic", "amountType": "fixed", "extension": {"amount": 0.125}
+        }))
+        .await
+        .unwrap();
+        assert_eq!(sub_cent.status(), 400);
+        let text = sub_cent.text().await.unwrap();
+        assert!(text.contains("VALIDATION_ERROR"), "{text}");
+        // The body's own text: a JSON value would hold the number as a float.
+        let answer = post(serde_json::json!({
+            "qrType": "dynamic", "amountType": "fixed", "extension": {"amount": 1e1}
+        }))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        assert!(answer.contains(r#""amount":10.00"#), "{answer}");
+        let hybrid_with_extension = post(serde_json::json!({
+            "qrType": "hybrid", "amountType": "fixed", "extension": {"amount": 1}
+        }))
+        .await
+        .unwrap();
+        assert_eq!(hybrid_with_extension.status(), 400);
+    }
+}

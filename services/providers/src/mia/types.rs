@@ -176,3 +176,216 @@ pub struct BankInfo {
     pub support_phone: String,
     pub support_email: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// QR payments, transactions, returns, settings and shifts
+// ---------------------------------------------------------------------------------------------
+
+pub use fiscus_domain::qr::{AmountType, Amounts, PaymentState, QrType};
+
+/// An amount of money as MIA writes it: a JSON number, read from its text exactly (never
+/// through a float) and refused when it has a digit below the cent; written as the number's
+/// exact decimal text (`12.50`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WireMoney(pub fiscus_domain::Money);
+
+impl<'de> serde::Deserialize<'de> for WireMoney {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The number's own text: serde_json hands it over unparsed.
+        let raw = <Box<serde_json::value::RawValue>>::deserialize(deserializer)?;
+        let text = raw.get().trim();
+        if text.starts_with('"') {
+            return Err(serde::de::Error::custom(format!(
+                "an amount must be a JSON number, not the string {text}"
+            )));
+        }
+        fiscus_domain::Money::from_json_number(text)
+            .map(WireMoney)
+            .map_err(|e| serde::de::Error::custom(format!("amount {e}")))
+    }
+}
+
+impl serde::Serialize for WireMoney {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.0.to_string())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+/// A payment request of a QR code (MIA `extension`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QrExtension {
+    pub extension_id: Uuid,
+    /// `qrExpireIn`: how long it stays payable, from when it was read.
+    pub expires_in: Duration,
+    pub amount: Option<fiscus_domain::Money>,
+    pub min_amount: Option<fiscus_domain::Money>,
+    pub max_amount: Option<fiscus_domain::Money>,
+}
+
+/// A QR code as MIA describes it (`qrInfo`, an element of `codes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QrInfo {
+    pub qr_id: Uuid,
+    pub qr_type: QrType,
+    pub amount_type: AmountType,
+    /// The text to encode (a payment URL).
+    pub qr_text: String,
+    /// The PNG image, base64, when it was asked for.
+    pub qr_image: Option<String>,
+    /// The active payment request, if any.
+    pub extension: Option<QrExtension>,
+}
+
+/// The life cycle of a QR code (`state` of the QR info answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QrState {
+    Active,
+    Paid,
+    Expired,
+    Cancelled,
+    NotFound,
+}
+
+impl QrState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QrState::Active => "active",
+            QrState::Paid => "paid",
+            QrState::Expired => "expired",
+            QrState::Cancelled => "cancelled",
+            QrState::NotFound => "not_found",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(QrState::Active),
+            "paid" => Some(QrState::Paid),
+            "expired" => Some(QrState::Expired),
+            "cancelled" => Some(QrState::Cancelled),
+            "not_found" => Some(QrState::NotFound),
+            _ => None,
+        }
+    }
+}
+
+/// A QR code and its state (`GET /pos/api/v2/qr/{qrId}`); `qr` is absent when not found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QrStatus {
+    pub state: QrState,
+    pub qr: Option<QrInfo>,
+}
+
+/// What a transaction is now (`type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxType {
+    Paid,
+    Refunded,
+    PartiallyRefunded,
+    Cancelled,
+}
+
+impl TxType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxType::Paid => "paid",
+            TxType::Refunded => "refunded",
+            TxType::PartiallyRefunded => "partially_refunded",
+            TxType::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "paid" => Some(TxType::Paid),
+            "refunded" => Some(TxType::Refunded),
+            "partially_refunded" => Some(TxType::PartiallyRefunded),
+            "cancelled" => Some(TxType::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// One return (refund) made of a transaction; see [`crate::mia`] on `returns`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxReturn {
+    pub request_id: u64,
+    pub amount: fiscus_domain::Money,
+    pub date: chrono::DateTime<chrono::Utc>,
+    pub reason_code: String,
+}
+
+/// A transaction as the list of a shift shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxSummary {
+    pub id: u64,
+    pub amount: fiscus_domain::Money,
+    pub currency: String,
+    pub date: chrono::DateTime<chrono::Utc>,
+    pub tx_type: TxType,
+}
+
+/// A transaction with its bank details (`txInfo`, `lastTxInfo`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    pub summary: TxSummary,
+    pub rrn: String,
+    pub approval_code: String,
+    pub mcc: String,
+    pub swift_message_type: String,
+    pub swift_message_id: String,
+    pub swift_payer_bank: String,
+    /// The returns made of it, oldest first; empty when the answer lists none.
+    pub returns: Vec<TxReturn>,
+}
+
+/// A portion of a shift's transactions, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxPage {
+    /// True when no older transactions are left.
+    pub is_ended: bool,
+    pub transactions: Vec<TxSummary>,
+}
+
+/// The state of a payment request (`GET /pos/api/v2/qr/extension/{extensionId}/check`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentCheck {
+    pub state: PaymentState,
+    pub error_description: String,
+    pub last_transaction: Option<TxInfo>,
+    pub total_payments: u32,
+}
+
+/// A return of a completed transaction, in full or in part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnRequest {
+    pub tx_id: u64,
+    /// For a partial return; `None` with `full_refund`.
+    pub amount: Option<fiscus_domain::Money>,
+    pub full_refund: bool,
+    pub currency: Option<String>,
+    pub reason_code: String,
+    pub reason_message: Option<String>,
+}
+
+/// A terminal's QR settings (`qrSettings`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QrSettings {
+    pub qr_type: QrType,
+    pub amount_type: AmountType,
+    /// Seconds, at least 30.
+    pub qr_ttl: u32,
+    pub prohibit_settings_change: bool,
+    /// When they last changed (output only).
+    pub when_updated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The terminal's current shift at MIA (`GET /pos/api/v1/shift/check`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShiftStatus {
+    /// The current (or last) shift.
+    pub shift_id: Option<String>,
+    pub is_opened: bool,
+}

@@ -64,6 +64,12 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({
@@ -117,9 +123,29 @@ pub(super) async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Checks `X-CORRELATION-ID` (optional, a UUID) and echoes it on the answer.
-pub(super) async fn correlation(request: Request, next: Next) -> Response {
+/// Checks `X-CORRELATION-ID` (optional, a UUID) and echoes it on the answer; remembers it and
+/// the device headers for tests.
+pub(super) async fn correlation(
+    axum::extract::State(state): axum::extract::State<Arc<MiaState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let correlation = request.headers().get(&CORRELATION_ID).cloned();
+    {
+        let text = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        *lock(&state.seen) = super::Seen {
+            correlation_id: text("x-correlation-id"),
+            device: text("x-device"),
+            platform_type: text("x-platform-type"),
+            installation_id: text("x-installation-id"),
+        };
+    }
     if let Some(value) = &correlation {
         let valid = value
             .to_str()

@@ -1,11 +1,16 @@
 //! The MIA POS sandbox: one HTTP server for the whole MIA terminal API, built from per-area routers
-//! (activation, seller sessions; payments later) over one shared state.
+//! (activation, seller sessions, QR payments) over one shared state, and the payer's control
+//! endpoints beside it.
 
 mod activation;
 mod api;
+mod payer;
+mod payments;
 mod seller;
 
-use std::collections::{HashMap, HashSet};
+pub use payer::Target as PayerTarget;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +44,10 @@ pub struct MiaSandboxConfig {
     pub access_token_lifetime: Duration,
     /// How long an unused refresh token stays valid. 24 h by default.
     pub refresh_token_lifetime: Duration,
+    /// Transactions per portion of a shift's list. 10 by default.
+    pub transactions_page_size: usize,
+    /// ISO 4217 currency of every payment. `MDL` by default.
+    pub currency: String,
 }
 
 impl Default for MiaSandboxConfig {
@@ -54,6 +63,8 @@ impl Default for MiaSandboxConfig {
             otp_resends: 3,
             access_token_lifetime: Duration::from_secs(300),
             refresh_token_lifetime: Duration::from_secs(24 * 3600),
+            transactions_page_size: 10,
+            currency: "MDL".to_owned(),
         }
     }
 }
@@ -188,7 +199,7 @@ struct AccessGrant {
     expires_at: Instant,
 }
 
-/// Everything the sandbox has been told; payments will add their own maps here.
+/// Everything the sandbox has been told.
 #[derive(Default)]
 struct Store {
     activations: HashMap<Uuid, Activation>,
@@ -198,6 +209,17 @@ struct Store {
     access: HashMap<String, AccessGrant>,
     /// Live refresh token → session.
     refresh: HashMap<String, u64>,
+    /// QR payments, by terminal index.
+    payments: payments::Payments,
+}
+
+/// What the last request to the MIA API said about itself, for tests.
+#[derive(Default, Clone, Debug)]
+struct Seen {
+    correlation_id: Option<String>,
+    device: Option<String>,
+    platform_type: Option<String>,
+    installation_id: Option<String>,
 }
 
 struct MiaState {
@@ -206,6 +228,17 @@ struct MiaState {
     bank: MiaBank,
     tunables: Mutex<Tunables>,
     store: Mutex<Store>,
+    currency: String,
+    page_size: usize,
+    /// What was done, by name (`qr.created`, `return.done`, …).
+    counters: Mutex<BTreeMap<&'static str, u64>>,
+    seen: Mutex<Seen>,
+}
+
+impl MiaState {
+    fn count(&self, what: &'static str) {
+        *lock(&self.counters).entry(what).or_default() += 1;
+    }
 }
 
 /// A running MIA POS sandbox and its test controls. Dropping it stops the server.
@@ -264,21 +297,30 @@ impl MiaSandbox {
                 refresh_token_lifetime: config.refresh_token_lifetime,
             }),
             store: Mutex::new(Store::default()),
+            currency: config.currency,
+            page_size: config.transactions_page_size.max(1),
+            counters: Mutex::default(),
+            seen: Mutex::default(),
         });
         let (shutdown, stopping) = Server::shutdown_channel();
         let faults = Arc::new(Faults::new(api::unavailable, stopping));
-        let router = Router::new()
+        let mia = Router::new()
             .merge(activation::routes())
             .merge(seller::routes())
+            .merge(payments::routes())
             .fallback(api::not_found)
             .method_not_allowed_fallback(api::method_not_allowed)
-            .layer(axum::middleware::from_fn(api::correlation))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                api::correlation,
+            ))
             // Outermost: every request is counted, whatever it is answered.
             .layer(axum::middleware::from_fn_with_state(
                 faults.clone(),
                 sandbox::inject_faults,
-            ))
-            .with_state(state.clone());
+            ));
+        // The payer is not MIA's client: its requests are neither counted nor faulted.
+        let router = payer::routes().merge(mia).with_state(state.clone());
         let server = Server::start(SANDBOX, config.bind, router, shutdown).await?;
         Ok(MiaSandbox {
             server,
@@ -351,6 +393,44 @@ impl MiaSandbox {
             .access
             .get(access_token)
             .is_some_and(|g| now < g.expires_at && store.sessions.contains_key(&g.session))
+    }
+
+    /// How often something was done: `qr.created`, `qr.cancelled`, `extension.created`,
+    /// `extension.cancelled`, `extension.checked`, `qr.read`, `qr.listed`, `tx.listed`,
+    /// `tx.read`, `return.done`, `settings.read`, `settings.updated`, `shift.checked`,
+    /// `payer.paid`, `payer.refused`.
+    pub fn count(&self, what: &str) -> u64 {
+        lock(&self.state.counters)
+            .iter()
+            .find(|(name, _)| **name == what)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// `X-CORRELATION-ID` of the last request to the MIA API, when it had one.
+    pub fn last_correlation_id(&self) -> Option<String> {
+        lock(&self.state.seen).correlation_id.clone()
+    }
+
+    /// `X-DEVICE`, `X-PLATFORM-TYPE` and `X-INSTALLATION-ID` of the last request to the MIA API.
+    pub fn last_device_headers(&self) -> (Option<String>, Option<String>, Option<String>) {
+        let seen = lock(&self.state.seen).clone();
+        (seen.device, seen.platform_type, seen.installation_id)
+    }
+
+    /// The payer pays `amount` against a QR code's active payment request (or, for a static
+    /// free QR without one, the QR itself); answers the transaction id, or why it was refused.
+    pub fn pay(&self, target: PayerTarget, amount: fiscus_domain::Money) -> Result<u64, String> {
+        payer::pay(&self.state, target, amount).map_err(|e| e.to_string())
+    }
+
+    /// The payer's bank refuses the payment: the payment request FAILED with `reason`.
+    pub fn fail_payment(&self, target: PayerTarget, reason: &str) -> Result<(), String> {
+        payer::fail(&self.state, target, reason).map_err(|e| e.to_string())
+    }
+
+    /// The time to live of a QR code's payment request (or a payment request) runs out now.
+    pub fn expire(&self, target: PayerTarget) -> Result<(), String> {
+        payer::expire(&self.state, target).map_err(|e| e.to_string())
     }
 
     /// Stops the server and waits for answers in flight.
