@@ -174,6 +174,7 @@ impl TokenService for Tokens {
             caller.check(&request.merchant_tin)?;
         }
         let name = credential_name(&request.credential);
+        let mut terminal = None;
         let token = match provider {
             pb::Provider::Ebarimt => {
                 self.broker
@@ -182,8 +183,17 @@ impl TokenService for Tokens {
             }
             pb::Provider::Fiskaltrust => self.broker.fiskaltrust(&request.merchant_tin, name)?,
             pb::Provider::Mia => {
-                self.check_session(&caller, &request.seller_session_id)
+                let activation_id = self
+                    .mia
+                    .session_activation(&request.seller_session_id)
                     .await?;
+                let activation = self.mia.activation(&activation_id).await?;
+                if activation.merchant_tin.is_empty() {
+                    caller.check_all()?;
+                } else {
+                    caller.check(&activation.merchant_tin)?;
+                }
+                terminal = activation.terminal();
                 self.mia
                     .access_token(&request.seller_session_id, min_ttl)
                     .await?
@@ -204,6 +214,7 @@ impl TokenService for Tokens {
                 nanos: 0,
             }),
             from_cache: token.from_cache,
+            terminal,
         }))
     }
 
