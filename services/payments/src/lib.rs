@@ -1,21 +1,38 @@
-//! PaymentService: MIA-style QR payments.
+//! PaymentService: MIA POS QR payments — dynamic, static and hybrid QR codes, payment requests,
+//! live payment status, transactions and refunds, terminal settings.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod config;
+mod mia;
+mod payments;
+mod proto;
+mod qrs;
+mod service;
+mod store;
+mod transactions;
+mod watch;
+
+use std::sync::Arc;
+
 use fiscus_kit::auth::{ServiceScopes, read_or_write};
-use fiscus_kit::server::{Unlanded, WithUnlanded};
+use fiscus_kit::peers::ServiceIdentity;
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
-use fiscus_proto::v1::payment_service_server::{PaymentService, PaymentServiceServer};
+use fiscus_proto::v1::payment_service_server::PaymentServiceServer;
+use fiscus_providers::MiaClient;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
-const NAME: &str = PaymentServiceServer::<Payments>::NAME;
+pub use config::{DeviceConfig, PaymentsConfig};
+pub use service::PaymentsService;
+
+const NAME: &str = PaymentServiceServer::<PaymentsService>::NAME;
 
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Payments,
     name: NAME,
-    migrations: &Migrations::NONE,
+    migrations: &MIGRATIONS,
     scopes: ServiceScopes {
         service: NAME,
         scope: |method| Some(read_or_write("payments", method)),
@@ -23,76 +40,49 @@ pub static MODULE: ServiceModule = ServiceModule {
     mount,
 };
 
-fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
-    routes.add_service(WithUnlanded::new(
-        PaymentServiceServer::new(Payments),
-        UNLANDED,
+static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_payments_migrations");
+
+/// The scopes this service's own token needs at TokenService: MIA tokens, and dropping one MIA
+/// refused.
+pub const TOKEN_SCOPES: [&str; 2] = ["tokens:read", "tokens:write"];
+
+fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
+    let section: PaymentsConfig = ctx.config.section(ServiceKind::Payments)?;
+    let client = if section.mia_url.is_empty() {
+        None
+    } else {
+        Some(
+            MiaClient::new(&section.mia_url, section.mia_timeout())?.with_device(section.device()?),
+        )
+    };
+    let identity = ServiceIdentity::new(
+        ctx.peers.tokens.clone(),
+        &section.client_id,
+        section.client_secret.clone(),
+        &TOKEN_SCOPES,
+    );
+    let watchers = watch::Watchers::new(section.max_watchers, ctx.shutdown.clone());
+    let interval = section.poll_interval();
+    let poll_mia = section.poll_mia;
+    let payments = Arc::new(payments::Payments {
+        db: ctx.db.clone(),
+        db_status: ctx.db_status.clone(),
+        cache: ctx.cache.clone(),
+        mia: mia::Mia::new(client, ctx.peers.tokens.clone(), identity),
+        config: section,
+        watchers: watchers.clone(),
+    });
+    tokio::spawn(watch::listen(
+        ctx.cache.clone(),
+        Arc::downgrade(&watchers),
+        ctx.shutdown.clone(),
     ));
+    tokio::spawn(watch::poll(
+        Arc::downgrade(&payments),
+        interval,
+        poll_mia,
+        ctx.shutdown.clone(),
+    ));
+    routes.add_service(PaymentServiceServer::new(PaymentsService { payments }));
     Ok(())
 }
-
-/// The `fiscus.v1.PaymentService` implementation.
-#[derive(Debug, Clone, Copy)]
-pub struct Payments;
-
-#[tonic::async_trait]
-impl PaymentService for Payments {}
-
-const MISSING: &str =
-    "QR payments against MIA POS are not built yet (they follow the token service, issue #4)";
-
-/// RPCs of the contract that answer UNIMPLEMENTED, naming what is missing, until they land.
-static UNLANDED: &[Unlanded] = &[
-    Unlanded {
-        method: "CreateQr",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetQr",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "ListActiveQrs",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "CancelQr",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "CreatePaymentRequest",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "CancelPaymentRequest",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetPaymentStatus",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "WatchPayment",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "ListTransactions",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetTransaction",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "RefundTransaction",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetTerminalSettings",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "UpdateTerminalSettings",
-        missing: MISSING,
-    },
-];
