@@ -129,20 +129,19 @@ async fn an_rpc_that_has_not_landed_answers_unimplemented_naming_what_is_missing
         .dev_token
         .clone()
         .expect("fiscus dev writes a dev token");
-    let mut client =
-        fiscus_proto::v1::payment_service_client::PaymentServiceClient::with_interceptor(
-            process.channel().await,
-            fiscus_e2e::Bearer::new(&token),
-        );
+    let mut client = fiscus_proto::v1::shift_service_client::ShiftServiceClient::with_interceptor(
+        process.channel().await,
+        fiscus_e2e::Bearer::new(&token),
+    );
     let status = client
-        .create_qr(fiscus_proto::v1::CreateQrRequest::default())
+        .open_shift(fiscus_proto::v1::OpenShiftRequest::default())
         .await
         .expect_err("not landed yet");
     assert_eq!(status.code(), Code::Unimplemented, "{}", status.message());
     assert!(
         status
             .message()
-            .contains("fiscus.v1.PaymentService/CreateQr")
+            .contains("fiscus.v1.ShiftService/OpenShift")
             && status.message().contains("not built yet"),
         "{}",
         status.message()

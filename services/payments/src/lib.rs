@@ -48,6 +48,8 @@ pub const TOKEN_SCOPES: [&str; 2] = ["tokens:read", "tokens:write"];
 
 fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
     let section: PaymentsConfig = ctx.config.section(ServiceKind::Payments)?;
+    // MIA's latency, as the upstream clients time it, on this process's admin port.
+    fiscus_providers::metrics::register(&mut fiscus_kit::metrics::registry());
     let client = if section.mia_url.is_empty() {
         None
     } else {
