@@ -3,6 +3,7 @@
 mod auth;
 mod foundation;
 mod metrics;
+mod payments;
 mod receipts;
 mod telemetry;
 mod tokens;

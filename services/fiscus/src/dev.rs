@@ -55,7 +55,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config.keys.master_key = Some(SecretString::from(key.to_hex()));
     }
 
-    let (sandboxes, defaults) = crate::sandboxes::start(&random_hex::<16>()?).await?;
+    let payments_secret = random_hex::<32>()?;
+    let (sandboxes, defaults) = crate::sandboxes::start(
+        &random_hex::<16>()?,
+        config.auth.enabled.then_some(payments_secret.as_str()),
+    )
+    .await?;
     let mut config = config.with_section_defaults(&defaults)?;
     let listener = server::bind(args.listen).await?;
     let addr = listener.local_addr()?;
@@ -72,6 +77,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             client_id: DEV_CLIENT.to_owned(),
             client_secret: SecretString::from(dev_secret.clone()),
             scopes: vec![fiscus_kit::auth::ADMIN.to_owned()],
+            merchants: Vec::new(),
+        });
+        // PaymentService's own identity towards TokenService (MIA seller tokens).
+        config.auth.clients.push(AuthClient {
+            client_id: crate::sandboxes::PAYMENTS_CLIENT.to_owned(),
+            client_secret: SecretString::from(payments_secret),
+            scopes: fiscus_payments::TOKEN_SCOPES.map(str::to_owned).to_vec(),
             merchants: Vec::new(),
         });
     }
@@ -157,7 +169,40 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, services = names.len(), "listening");
     let scopes = MODULES.iter().map(|m| m.scopes).collect();
     let auth = fiscus_kit::app::auth_layer(&config, &peers, scopes);
-    process.serve(&config, listener, auth, signal).await?;
+    let dev_token = config
+        .auth
+        .enabled
+        .then(|| std::fs::read_to_string(args.data_dir.join("dev-token")).ok())
+        .flatten();
+    let seller = async {
+        match crate::sandboxes::dev_seller_session(reachable, dev_token, &sandboxes.mia).await {
+            Ok(session) => {
+                let file = args.data_dir.join("mia-session");
+                if let Err(e) = std::fs::write(&file, &session) {
+                    tracing::warn!(error = %e, "cannot write {}", file.display());
+                }
+                std::fs::write(
+                    args.data_dir.join("mia-sandbox-url"),
+                    sandboxes.mia.base_url(),
+                )
+                .unwrap_or_else(|e| tracing::warn!(error = %e, "cannot write the MIA sandbox URL"));
+                let (tin, branch, pos) = crate::sandboxes::MIA_FISCUS_TERMINAL;
+                println!(
+                    "MIA: terminal {} activated on fiscus terminal {tin}/{branch}/{pos}; seller session {session} (in {})",
+                    crate::sandboxes::MIA_TERMINAL,
+                    file.display()
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the dev MIA terminal could not be activated")
+            }
+        }
+    };
+    let (served, ()) = tokio::join!(
+        process.serve(&config, listener, auth, signal),
+        seller
+    );
+    served?;
     for db in databases {
         db.close().await;
     }

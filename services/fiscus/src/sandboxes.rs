@@ -12,6 +12,11 @@ const CLIENT: &str = "posapi-dev";
 pub const MIA_TERMINAL: &str = "T-DEV-1";
 pub const MIA_MERCHANT_IDNO: &str = "1003600000000";
 pub const MIA_SELLER: (&str, &str) = ("seller", "seller-password");
+/// The fiscus terminal the dev MIA terminal is bound to: the merchant's IDNO, branch 001, and
+/// MIA's terminal id as the POS number.
+pub const MIA_FISCUS_TERMINAL: (&str, &str, &str) = (MIA_MERCHANT_IDNO, "001", MIA_TERMINAL);
+/// The client PaymentService asks TokenService for its own token as.
+pub const PAYMENTS_CLIENT: &str = "fiscus-payments";
 
 /// Running sandboxes; they stop when this is dropped.
 pub struct Sandboxes {
@@ -21,7 +26,11 @@ pub struct Sandboxes {
 
 /// Starts the sandboxes; answers them and the service settings (TOML) that point the dev
 /// merchant and the dev MIA terminal at them, for whatever the configuration leaves unset.
-pub async fn start(client_secret: &str) -> anyhow::Result<(Sandboxes, String)> {
+/// `payments_secret` is PaymentService's client secret when authentication is on.
+pub async fn start(
+    client_secret: &str,
+    payments_secret: Option<&str>,
+) -> anyhow::Result<(Sandboxes, String)> {
     let keycloak = KeycloakSandbox::start(KeycloakSandboxConfig::default().with_realm(
         SandboxRealm::new(REALM).with_client(SandboxClient::new(CLIENT, client_secret)),
     ))
@@ -44,6 +53,10 @@ city_tax_payer = true
 [tokens]
 mia_url = "{mia_url}"
 
+[payments]
+mia_url = "{mia_url}"
+{payments_identity}
+
 [[tokens.ebarimt]]
 merchant_tin = "{DEV_MERCHANT}"
 authUrl = "{auth_url}"
@@ -53,6 +66,91 @@ authClientSecret = "{client_secret}"
 "#,
         mia_url = mia.base_url(),
         auth_url = keycloak.base_url(),
+        payments_identity = payments_secret
+            .map(|secret| format!(
+                "client_id = \"{PAYMENTS_CLIENT}\"\nclient_secret = \"{secret}\""
+            ))
+            .unwrap_or_default(),
     );
     Ok((Sandboxes { keycloak, mia }, defaults))
+}
+
+/// Activates the dev MIA terminal on the fiscus terminal [`MIA_FISCUS_TERMINAL`] and logs the dev
+/// seller in, through this very process's TokenService at `addr` (with `token` when
+/// authentication is on); answers the seller session id for PaymentService calls.
+pub async fn dev_seller_session(
+    addr: std::net::SocketAddr,
+    token: Option<String>,
+    mia: &MiaSandbox,
+) -> anyhow::Result<String> {
+    use fiscus_proto::v1 as pb;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .context("connecting to this process")?;
+    let mut client = pb::token_service_client::TokenServiceClient::new(channel);
+    fn with_token<T>(token: &Option<String>, message: T) -> anyhow::Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse()?);
+        }
+        Ok(request)
+    }
+    let operation = || uuid::Uuid::new_v4().to_string();
+    let (merchant_tin, branch_no, pos_no) = MIA_FISCUS_TERMINAL;
+    let started = client
+        .init_activation(with_token(
+            &token,
+            pb::InitActivationRequest {
+                operation_id: operation(),
+                terminal: Some(pb::Terminal {
+                    merchant_tin: merchant_tin.to_owned(),
+                    branch_no: branch_no.to_owned(),
+                    pos_no: pos_no.to_owned(),
+                }),
+                terminal_id: MIA_TERMINAL.to_owned(),
+                merchant_idno: MIA_MERCHANT_IDNO.to_owned(),
+                device: Some(pb::DeviceInfo {
+                    device: "fiscus dev".to_owned(),
+                    platform_type: pb::PlatformType::ExternalSystem.into(),
+                    installation_id: uuid::Uuid::new_v4().to_string(),
+                    pos_app_version: 1,
+                    ..Default::default()
+                }),
+            },
+        )?)
+        .await
+        .context("starting the dev MIA terminal's activation")?
+        .into_inner();
+    let activation: uuid::Uuid = started.activation_id.parse()?;
+    let otp = mia
+        .last_otp(activation)
+        .context("the MIA sandbox sent no OTP")?;
+    client
+        .confirm_activation(with_token(
+            &token,
+            pb::ConfirmActivationRequest {
+                operation_id: operation(),
+                activation_id: started.activation_id.clone(),
+                otp_code: otp,
+            },
+        )?)
+        .await
+        .context("confirming the dev MIA terminal's activation")?;
+    let login = client
+        .seller_login(with_token(
+            &token,
+            pb::SellerLoginRequest {
+                operation_id: operation(),
+                activation_id: started.activation_id,
+                username: MIA_SELLER.0.to_owned(),
+                password: MIA_SELLER.1.to_owned(),
+            },
+        )?)
+        .await
+        .context("logging the dev seller in")?
+        .into_inner();
+    Ok(login.session_id)
 }
