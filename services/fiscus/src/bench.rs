@@ -20,40 +20,43 @@ use tonic::transport::Channel;
 pub struct BenchArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 64)]
-    clients: usize,
+    pub(crate) clients: usize,
     /// Terminals the clients spread over (one hash chain each).
     #[arg(long, default_value_t = 32)]
-    terminals: usize,
+    pub(crate) terminals: usize,
     /// Seconds each measurement runs (after a one-second warm-up).
     #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    pub(crate) seconds: u64,
     /// Postgres; defaults to DATABASE_URL, else the local server.
     #[arg(
         long,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
-    database_url: String,
-    /// Run one benchmark only: `receipts` or `tokens`.
-    #[arg(long, value_parser = ["receipts", "tokens"])]
-    only: Option<String>,
+    pub(crate) database_url: String,
+    /// Run one benchmark only: `receipts`, `tokens` or `payments`.
+    #[arg(long, value_parser = ["receipts", "tokens", "payments"])]
+    pub(crate) only: Option<String>,
+    /// WatchPayment streams open on one payment in the fan-out measurement.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) watchers: usize,
     /// Redis; defaults to REDIS_URL, else the local server.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    pub(crate) redis_url: String,
 }
 
 /// Latencies of one run, in microseconds.
-struct Run {
+pub(crate) struct Run {
     latencies: Vec<u64>,
     elapsed: Duration,
 }
 
 impl Run {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn percentile(&self, p: f64) -> f64 {
+    pub(crate) fn percentile(&self, p: f64) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
         let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -67,11 +70,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         max_connections: 32,
         ..ConnectSettings::default()
     };
-    if args.only.as_deref() != Some("tokens") {
+    let run = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
+    if run("receipts") {
         receipts(&args, &suffix, &settings).await?;
     }
-    if args.only.as_deref() != Some("receipts") {
+    if run("tokens") {
         tokens(&args, &suffix, &settings).await?;
+    }
+    if run("payments") {
+        crate::bench_payments::run(&args, &suffix, &settings).await?;
     }
     forget_cached(&args.redis_url, &cache_prefix(&suffix)).await
 }
@@ -218,7 +225,7 @@ fn request(terminal: usize) -> pb::SignReceiptRequest {
 }
 
 /// Runs `work` from `clients` tasks for the measured time, after a warm-up; collects latencies.
-async fn measure<F, Fut>(args: &BenchArgs, work: F) -> anyhow::Result<Run>
+pub(crate) async fn measure<F, Fut>(args: &BenchArgs, work: F) -> anyhow::Result<Run>
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -257,7 +264,7 @@ where
 }
 
 /// A few HTTP/2 connections, as a pool of client instances would open.
-async fn connections(addr: SocketAddr) -> anyhow::Result<Arc<Vec<Channel>>> {
+pub(crate) async fn connections(addr: SocketAddr) -> anyhow::Result<Arc<Vec<Channel>>> {
     let mut channels = Vec::new();
     for _ in 0..4 {
         channels.push(
@@ -456,7 +463,7 @@ authClientSecret = "posapi-secret"
 }
 
 /// The configuration every measured service starts from: Postgres and Redis from the flags.
-fn bench_config(args: &BenchArgs, suffix: &str) -> anyhow::Result<Config> {
+pub(crate) fn bench_config(args: &BenchArgs, suffix: &str) -> anyhow::Result<Config> {
     let mut config = Config::from_toml("")?;
     config.cache.url = SecretString::from(args.redis_url.clone());
     config.cache.key_prefix = cache_prefix(suffix);
@@ -476,46 +483,62 @@ async fn drop_schema(db: &Database, schema: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A service served by this process on a loopback port, in a schema of its own.
-struct InProcess {
-    addr: SocketAddr,
+/// Services served by this process on one loopback port, each in a schema of its own.
+pub(crate) struct InProcess {
+    pub(crate) addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<Result<(), server::ServeError>>,
-    db: Database,
-    schema: String,
+    databases: Vec<(Database, String)>,
 }
 
 impl InProcess {
     async fn start(
         module: &'static ServiceModule,
-        mut config: Config,
+        config: Config,
         args: &BenchArgs,
         schema: &str,
         settings: &ConnectSettings,
         authenticate: bool,
     ) -> anyhow::Result<Self> {
-        let db = Database::connect(&args.database_url, schema, settings).await?;
-        db.migrate(module.kind.name(), module.migrations).await?;
+        Self::start_all(&[(module, schema)], config, args, settings, authenticate).await
+    }
+
+    /// Several services on one port (they call each other through it), each in its schema.
+    pub(crate) async fn start_all(
+        modules: &[(&'static ServiceModule, &str)],
+        mut config: Config,
+        args: &BenchArgs,
+        settings: &ConnectSettings,
+        authenticate: bool,
+    ) -> anyhow::Result<Self> {
         let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         config.peers = fiscus_kit::config::PeersConfig::all_at(&format!("http://{addr}"));
         let config = Arc::new(config);
         let peers = Peers::connect_lazy(&config.peers)?;
         let auth = if authenticate {
-            fiscus_kit::app::auth_layer(&config, &peers, vec![module.scopes])
+            let scopes = modules.iter().map(|(m, _)| m.scopes).collect();
+            fiscus_kit::app::auth_layer(&config, &peers, scopes)
         } else {
             None
         };
+        let cache = open_cache(&config)?;
         let mut process = Process::new();
-        process
-            .mount(
-                module,
-                config.clone(),
-                db.clone(),
-                open_cache(&config)?,
-                peers,
-            )
-            .await?;
+        let mut databases = Vec::new();
+        for (module, schema) in modules {
+            let db = Database::connect(&args.database_url, schema, settings).await?;
+            db.migrate(module.kind.name(), module.migrations).await?;
+            process
+                .mount(
+                    module,
+                    config.clone(),
+                    db.clone(),
+                    cache.clone(),
+                    peers.clone(),
+                )
+                .await?;
+            databases.push((db, (*schema).to_owned()));
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(async move {
             process
@@ -528,14 +551,16 @@ impl InProcess {
             addr,
             stop,
             serving,
-            db,
-            schema: schema.to_owned(),
+            databases,
         })
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         let _ = self.serving.await;
-        drop_schema(&self.db, &self.schema).await
+        for (db, schema) in &self.databases {
+            drop_schema(db, schema).await?;
+        }
+        Ok(())
     }
 }

@@ -451,7 +451,7 @@ fn extension_out(id: Uuid, extension: &Extension) -> ExtensionOut {
 }
 
 /// A QR code as MIA describes it; its extension only while it is payable.
-fn qr_out(payments: &Payments, id: Uuid, qr: &Qr, with_image: bool) -> Result<QrOut, ApiError> {
+fn qr_out(payments: &Payments, id: Uuid, qr: &Qr) -> QrOut {
     let payable = qr
         .extension
         .and_then(|e| payments.extensions.get(&e).map(|x| (e, x)))
@@ -460,18 +460,25 @@ fn qr_out(payments: &Payments, id: Uuid, qr: &Qr, with_image: bool) -> Result<Qr
                 && (extension.state == PaymentState::Pending
                     || (extension.state == PaymentState::Paid && qr.qr_type == QrType::Static))
         });
-    Ok(QrOut {
+    QrOut {
         qr_id: id,
         qr_type: qr.qr_type.as_str(),
         amount_type: qr.amount_type.as_str(),
         qr_text: qr.text.clone(),
-        qr_image: if with_image {
-            Some(qr_png_base64(&qr.text)?)
-        } else {
-            None
-        },
+        qr_image: None,
         extension: payable.map(|(id, extension)| extension_out(id, extension)),
-    })
+    }
+}
+
+/// Draws the images of `qrs`, when asked for — after the store's lock is let go, so that
+/// drawing holds up no other request.
+fn with_images(mut qrs: Vec<QrOut>, wanted: bool) -> Result<Vec<QrOut>, ApiError> {
+    if wanted {
+        for qr in &mut qrs {
+            qr.qr_image = Some(qr_png_base64(&qr.qr_text)?);
+        }
+    }
+    Ok(qrs)
 }
 
 /// The QR code as a PNG (4 pixels a module, a 4-module quiet zone), base64.
@@ -617,8 +624,10 @@ async fn create_qr(
         .qrs
         .get(&id)
         .ok_or_else(|| ApiError::internal("QR vanished"))?;
+    let out = qr_out(payments, id, qr);
+    drop(store);
     typed(Answer {
-        qr_info: Some(qr_out(payments, id, qr, true)?),
+        qr_info: with_images(vec![out], true)?.pop(),
         ..success()
     })
 }
@@ -661,17 +670,16 @@ async fn active_qrs(
             && qr.state == QrState::Active
             && filter.is_none_or(|t| t == qr.qr_type)
         {
-            codes.push(qr_out(
-                payments,
-                id,
-                qr,
-                query.is_image_required.unwrap_or(false),
-            )?);
+            codes.push(qr_out(payments, id, qr));
         }
     }
+    drop(store);
     state.count("qr.listed");
     typed(Answer {
-        codes: Some(codes),
+        codes: Some(with_images(
+            codes,
+            query.is_image_required.unwrap_or(false),
+        )?),
         ..success()
     })
 }
@@ -688,15 +696,16 @@ async fn qr_info(
     let payments = &mut store.payments;
     payments.settle_qr(id);
     state.count("qr.read");
-    match payments.qrs.get(&id).filter(|q| q.terminal == terminal) {
-        Some(qr) => typed(Answer {
-            state: Some(qr.state.as_str()),
-            qr_info: Some(qr_out(
-                payments,
-                id,
-                qr,
-                query.is_image_required.unwrap_or(false),
-            )?),
+    let found = payments
+        .qrs
+        .get(&id)
+        .filter(|q| q.terminal == terminal)
+        .map(|qr| (qr.state.as_str(), qr_out(payments, id, qr)));
+    drop(store);
+    match found {
+        Some((qr_state, out)) => typed(Answer {
+            state: Some(qr_state),
+            qr_info: with_images(vec![out], query.is_image_required.unwrap_or(false))?.pop(),
             ..Answer::default()
         }),
         None => typed(Answer {
