@@ -198,10 +198,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let (served, ()) = tokio::join!(
-        process.serve(&config, listener, auth, signal),
-        seller
-    );
+    let (served, ()) = tokio::join!(process.serve(&config, listener, auth, signal), seller);
     served?;
     for db in databases {
         db.close().await;
