@@ -412,6 +412,7 @@ on_both_backends!(
     an_expired_mia_token_is_renewed_once_and_the_call_goes_through,
     a_shifts_transactions_are_paged_newest_first,
     a_hybrid_request_is_cancelled_and_a_static_request_takes_several_payments,
+    a_payment_the_bank_fails_is_failed_with_its_reason_and_a_lost_request_is_found_again,
 );
 
 async fn every_qr_type_and_amount_type_is_paid_with_a_fitting_amount_and_refuses_another(
@@ -1297,6 +1298,85 @@ async fn a_hybrid_request_is_cancelled_and_a_static_request_takes_several_paymen
         (pb::PaymentState::Paid, 2)
     );
     assert_eq!(fx.qr_state(&fixed.qr_id).await, pb::QrState::Active);
+}
+
+async fn a_payment_the_bank_fails_is_failed_with_its_reason_and_a_lost_request_is_found_again(
+    backend: Backend,
+) {
+    let fx = Fixture::start(backend).await;
+    let qr = fx
+        .create(fx.dynamic(pb::QrAmountType::Free, "", "", ""))
+        .await;
+    let extension = qr.extension.expect("its request").extension_id;
+    let mut watcher = fx
+        .client()
+        .await
+        .watch_payment(fx.watch_request(&extension))
+        .await
+        .expect("watches")
+        .into_inner();
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .state(),
+        pb::PaymentState::Pending
+    );
+    fx.sandbox
+        .fail_payment(
+            PayerTarget::Qr(qr.qr_id.parse().expect("uuid")),
+            "insufficient funds",
+        )
+        .expect("the bank refuses");
+    let failed = next_event(&mut watcher, Duration::from_secs(10)).await;
+    assert_eq!(failed.state(), pb::PaymentState::Failed);
+    assert_eq!(failed.message, "insufficient funds");
+    assert!(watcher.next().await.is_none());
+    let status = fx.status(&extension).await;
+    assert_eq!(status.error_description, "insufficient funds");
+
+    // A payment request whose answer was lost is found on its QR, not made twice.
+    let fixed = fx
+        .create(pb::CreateQrRequest {
+            r#type: pb::QrType::Hybrid.into(),
+            ..fx.dynamic(pb::QrAmountType::Fixed, "", "", "")
+        })
+        .await;
+    let request = pb::CreatePaymentRequestRequest {
+        operation_id: op(),
+        terminal: Some(fx.a.clone()),
+        seller_session_id: fx.session_a.clone(),
+        qr_id: fixed.qr_id.clone(),
+        amount: "4.40".into(),
+        ..Default::default()
+    };
+    let mut client = fx.client().await;
+    fx.sandbox.drop_next(1);
+    let lost = client
+        .create_payment_request(request.clone())
+        .await
+        .expect_err("the answer is lost");
+    assert!(
+        matches!(lost.code(), Code::Unavailable | Code::DeadlineExceeded),
+        "{lost:?}"
+    );
+    let found = client
+        .create_payment_request(request)
+        .await
+        .expect("the retry finds it")
+        .into_inner()
+        .extension
+        .expect("an extension");
+    assert_eq!(
+        fx.sandbox.count("extension.created"),
+        1,
+        "one request at MIA"
+    );
+    pay_request(&fx.sandbox, &found.extension_id, "4.40")
+        .expect("the found request is the one paid");
+    assert_eq!(
+        fx.status(&found.extension_id).await.state(),
+        pb::PaymentState::Paid
+    );
 }
 
 /// A watcher on one replica hears a payment another replica polled: the first replica asks

@@ -147,6 +147,9 @@ impl Violations {
     }
 }
 
+/// How long a new watcher waits for MIA's first answer before it is sent the state known.
+const FIRST_CHECK_WAIT: Duration = Duration::from_secs(2);
+
 /// How long an upstream-calling operation holds its id: past every MIA call it makes.
 fn lease(payments: &Payments) -> Duration {
     payments.config.mia_timeout() * 4 + Duration::from_secs(30)
@@ -604,7 +607,8 @@ impl PaymentService for PaymentsService {
         let mut current = row;
         if first && crate::watch::open(state, qr_type, current.expires_at_us, now) {
             // The first stream here asks MIA at once (unless a replica did within its round),
-            // so that a payment made before anybody watched is told at once.
+            // so that a payment made before anybody watched is told at once. A slow MIA does
+            // not hold the stream up: the state known goes first, and the answer follows.
             let interval =
                 i64::try_from(payments.config.poll_interval().as_micros()).unwrap_or(i64::MAX);
             let claimed = store::claim_now(
@@ -618,11 +622,23 @@ impl PaymentService for PaymentsService {
             .await
             .map_err(db)?;
             if claimed && payments.config.poll_mia {
-                match payments.check(&current, &seller).await {
-                    Ok(fresh) => current = fresh,
-                    Err(e) => {
+                let check = tokio::spawn({
+                    let payments = self.payments.clone();
+                    let row = current.clone();
+                    let seller = seller.clone();
+                    async move { payments.check(&row, &seller).await }
+                });
+                match tokio::time::timeout(FIRST_CHECK_WAIT, check).await {
+                    Ok(Ok(Ok(fresh))) => current = fresh,
+                    Ok(Ok(Err(e))) => {
                         tracing::debug!(error = %e, "asking MIA for a newly watched payment failed; the poller tries again");
                     }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the first check of a watched payment panicked")
+                    }
+                    Err(_) => tracing::debug!(
+                        "MIA is slow to answer for a newly watched payment; its answer follows"
+                    ),
                 }
             }
         }
@@ -630,7 +646,9 @@ impl PaymentService for PaymentsService {
         payments
             .watchers
             .deliver(&current.extension_id, version, event);
-        let stream: WatchStream = subscription.stream(request.follow, qr_type);
+        let left = current.expires_at_us.saturating_sub(store::now_us()).max(0);
+        let expires_in = Duration::from_micros(u64::try_from(left).unwrap_or(0));
+        let stream: WatchStream = subscription.stream(request.follow, qr_type, expires_in);
         Ok(Response::new(Box::pin(stream)))
     }
 

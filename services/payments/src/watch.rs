@@ -178,9 +178,12 @@ fn ends(state: i32, follow: bool, qr_type: QrType) -> bool {
 
 impl Subscription {
     /// The stream: the current state, then every change, until a state ends it, the client
-    /// goes away, or the process shuts down (UNAVAILABLE: watch again on another replica).
-    pub fn stream(self, follow: bool, qr_type: QrType) -> WatchStream {
+    /// goes away, or the process shuts down (UNAVAILABLE: watch again on another replica). A
+    /// followed static request ends when it expires (`expires_in` from now).
+    pub fn stream(self, follow: bool, qr_type: QrType, expires_in: Duration) -> WatchStream {
         let (sender, receiver) = mpsc::channel(4);
+        let expires = tokio::time::Instant::now() + expires_in;
+        let ends_at_expiry = follow && qr_type == QrType::Static;
         tokio::spawn(async move {
             let mut this = self;
             let mut shutdown = this.watchers.shutdown.clone();
@@ -202,6 +205,8 @@ impl Subscription {
                 tokio::select! {
                     changed = this.receiver.changed() => if changed.is_err() { return },
                     () = sender.closed() => return,
+                    // A static request takes payments until it expires; nothing comes after.
+                    () = tokio::time::sleep_until(expires), if ends_at_expiry => return,
                     () = shutdown.requested() => {
                         let _ = sender
                             .send(Err(Status::unavailable(
