@@ -174,7 +174,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .enabled
         .then(|| std::fs::read_to_string(args.data_dir.join("dev-token")).ok())
         .flatten();
+    // Only a TokenService pointed at the dev sandbox has the dev terminal to activate: a
+    // configuration that points MIA elsewhere keeps its upstream untouched.
+    let tokens_mia = config
+        .section::<fiscus_tokens::TokensConfig>(ServiceKind::Tokens)?
+        .mia_url;
+    let on_dev_sandbox = tokens_mia == sandboxes.mia.base_url();
     let seller = async {
+        if !on_dev_sandbox {
+            return;
+        }
         match crate::sandboxes::dev_seller_session(reachable, dev_token, &sandboxes.mia).await {
             Ok(session) => {
                 let file = args.data_dir.join("mia-session");
