@@ -17,11 +17,13 @@ use secrecy::{ExposeSecret, SecretString};
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// A seller session's token, checked to act for the request's terminal.
+/// A seller session's token, checked to act for the request's terminal, and the MIA client
+/// that acts with it.
 #[derive(Clone)]
 pub struct Seller {
     pub session_id: String,
     token: SecretString,
+    client: MiaClient,
 }
 
 /// How long a session's token and terminal are reused without asking TokenService again.
@@ -67,7 +69,7 @@ impl Mia {
         terminal: &TerminalId,
         session_id: &str,
     ) -> Result<Seller, ApiError> {
-        self.client()?;
+        let client = self.client()?.clone();
         let known = self.known(session_id).await?;
         let theirs = known.terminal.as_ref().ok_or_else(|| {
             ApiError::FailedPrecondition(
@@ -93,6 +95,7 @@ impl Mia {
         Ok(Seller {
             session_id: session_id.to_owned(),
             token: known.token.clone(),
+            client,
         })
     }
 
@@ -169,17 +172,7 @@ impl Mia {
         F: Fn(MiaClient, SecretString) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        let Ok(client) = self.client() else {
-            return Err(ProviderError::Refused {
-                upstream: fiscus_providers::Upstream::Mia,
-                url: String::new(),
-                status: 412,
-                error: "NOT_CONFIGURED".into(),
-                description: "MIA POS is not configured (payments.mia_url)".into(),
-                left_attempts: None,
-                retry_after: None,
-            });
-        };
+        let client = &seller.client;
         match call(client.clone(), seller.token.clone()).await {
             Err(ProviderError::Refused { status: 401, .. }) => {
                 tracing::info!(session = %short(&seller.session_id), "MIA refused the seller's token; renewing it once");
