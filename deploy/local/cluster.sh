@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the four services as separate processes against Postgres and Redis, each on its own
-# port, until Ctrl-C; then stops them all gracefully.
+# port, until Ctrl-C; then stops them all gracefully. The API clients are made once and kept in
+# .fiscus/: an admin client for you (.fiscus/cluster-admin-secret) and PaymentService's own.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -11,6 +12,31 @@ if [ ! -s "$key_file" ]; then
     (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$key_file")
 fi
 export FISCUS_KEYS__MASTER_KEY=$(cat "$key_file")
+
+secret() {
+    local file=".fiscus/cluster-$1-secret"
+    [ -s "$file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$file")
+    cat "$file"
+}
+admin_secret=$(secret admin)
+payments_secret=$(secret payments)
+config=.fiscus/cluster.toml
+(umask 077; cat > "$config" <<TOML
+[payments]
+client_id = "payments"
+client_secret = "$payments_secret"
+
+[[auth.clients]]
+client_id = "admin"
+client_secret = "$admin_secret"
+scopes = ["admin"]
+
+[[auth.clients]]
+client_id = "payments"
+client_secret = "$payments_secret"
+scopes = ["tokens:read", "tokens:write"]
+TOML
+)
 export FISCUS_TELEMETRY__LOG_FORMAT=${FISCUS_TELEMETRY__LOG_FORMAT:-text}
 
 pids=()
@@ -21,8 +47,9 @@ stop() {
 trap stop INT TERM EXIT
 
 for service in receipts payments shifts tokens; do
-    "$bin/fiscus-$service" &
+    "$bin/fiscus-$service" --config "$config" ${FISCUS_CONFIG:+--config "$FISCUS_CONFIG"} &
     pids+=($!)
 done
 echo "cluster: receipts :50061, payments :50062, shifts :50063, tokens :50064 (Ctrl-C stops)"
+echo "a token: grpcurl -plaintext -d '{\"client_id\":\"admin\",\"client_secret\":\"$admin_secret\"}' 127.0.0.1:50064 fiscus.v1.TokenService/IssueServiceToken"
 wait -n

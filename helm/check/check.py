@@ -75,12 +75,14 @@ KNOWN_KEYS = {
     "auth": {"enabled", "issuer", "audience", "token_ttl_seconds", "key_rotation_hours", "clients"},
     "tokens": {"refresh_margin_seconds", "lease_ms", "upstream_timeout_ms", "mia_url", "ebarimt",
                "fiskaltrust"},
+    "payments": {"mia_url", "mia_timeout_ms", "client_id", "client_secret", "currency",
+                 "poll_interval_ms", "poll_mia", "max_watchers", "device"},
     "keys": {"master_key"},
 }
 MERCHANT_KEYS = {"tin", "name", "city_tax_payer", "currency"}
 # Keys that hold secrets: never in the chart's ConfigMap.
 SECRET_KEYS = {("database", "url"), ("cache", "url"), ("keys", "master_key"), ("auth", "clients"),
-               ("tokens", "ebarimt"), ("tokens", "fiskaltrust")}
+               ("tokens", "ebarimt"), ("tokens", "fiskaltrust"), ("payments", "client_secret")}
 
 # The metrics the services export (the dashboard may use only these).
 METRICS = {

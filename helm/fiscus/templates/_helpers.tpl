@@ -127,7 +127,8 @@ override too), as JSON.
 {{- end }}
 
 {{/*
-A dict of sections rendered as TOML: scalars and lists of scalars as `key = value` (JSON literals
+A dict of sections rendered as TOML: scalars and lists of scalars as `key = value`, a map as a
+sub-table `[section.key]`, (JSON literals
 are valid TOML for strings, numbers, booleans and arrays), lists of maps as `[[section.key]]`.
 Null and empty-string values are left out: the binary's default applies.
 */}}
@@ -136,8 +137,19 @@ Null and empty-string values are left out: the binary's default applies.
 {{- if $body }}
 [{{ $section }}]
 {{- range $key, $value := $body }}
-{{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") (not (include "fiscus.isTableArray" $value)) }}
+{{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") (not (kindIs "map" $value)) (not (include "fiscus.isTableArray" $value)) }}
 {{ $key }} = {{ toJson $value }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := $body }}
+{{- if and (kindIs "map" $value) $value }}
+
+[{{ $section }}.{{ $key }}]
+{{- range $k, $v := $value }}
+{{- if and (not (kindIs "invalid" $v)) (ne (toString $v) "") }}
+{{ $k }} = {{ toJson $v }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- range $key, $value := $body }}
