@@ -2,14 +2,15 @@
 //! counters say what reached MIA), on Postgres + Redis (separate token and payment processes)
 //! and on SQLite + the in-process cache (`fiscus dev`).
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use fiscus_domain::Money;
-use fiscus_e2e::{AUTH_CONFIG, Authed, Bearer, Process, fresh_schema, issue_token};
+use fiscus_e2e::{AUTH_CONFIG, Authed, Bearer, Process, database_url, fresh_schema, issue_token};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::payment_service_client::PaymentServiceClient;
 use fiscus_proto::v1::token_service_client::TokenServiceClient;
-use fiscus_providers::mia::{MiaSeller, MiaTerminal, PayerTarget};
+use fiscus_providers::mia::{MiaSeller, MiaTerminal, PayerTarget, paths};
 use fiscus_providers::{MiaSandbox, MiaSandboxConfig};
 use futures::StreamExt;
 use tonic::Code;
@@ -53,7 +54,8 @@ struct Fixture {
     b: pb::Terminal,
     session_a: String,
     session_b: String,
-    _dir: tempfile::TempDir,
+    /// Holds the config and, on `fiscus dev`, the data dir (`data/`).
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -161,7 +163,7 @@ poll_interval_ms = 200
             b,
             session_a,
             session_b,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -295,6 +297,80 @@ poll_interval_ms = 200
         }
     }
 
+    /// Calls MIA's `path` for terminal A's seller, as the MIA POS app would (with the access
+    /// token TokenService holds for the session): MIA's answer.
+    async fn mia_as_seller(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
+        let channel = self.processes.last().expect("a process").channel().await;
+        let access = TokenServiceClient::with_interceptor(channel, Bearer::new(&self.token))
+            .get_access_token(pb::GetAccessTokenRequest {
+                provider: pb::Provider::Mia.into(),
+                seller_session_id: self.session_a.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("the seller's MIA token")
+            .into_inner()
+            .access_token;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let answer = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.sandbox.base_url()))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("MIA answers");
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        answer.json().await.expect("JSON")
+    }
+
+    /// Closes terminal A's MIA shift and opens the next one: the new shift's id.
+    async fn next_mia_shift(&self) -> String {
+        self.mia_as_seller(reqwest::Method::POST, paths::SHIFT_CLOSE)
+            .await;
+        let opened = self
+            .mia_as_seller(reqwest::Method::POST, paths::SHIFT_OPEN)
+            .await;
+        opened["shiftId"].as_str().expect("a shift id").to_owned()
+    }
+
+    /// The MIA shift each refund of transaction `id` is recorded with, oldest first, as
+    /// PaymentService stored it (X and Z reports count refunds by it).
+    async fn refund_shifts(&self, id: &str) -> Vec<String> {
+        const SQL: &str =
+            "SELECT mia_shift_id FROM refunds WHERE transaction_id = $1 ORDER BY created_at_us";
+        match &self.replica {
+            Some((schema, _, _)) => {
+                let options = sqlx::postgres::PgConnectOptions::from_str(&database_url())
+                    .expect("url")
+                    .options([("search_path", schema.as_str())]);
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                    .expect("postgres");
+                sqlx::query_scalar(SQL)
+                    .bind(id)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("the refunds")
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.dir.path().join("data").join("payments.db"))
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                    .expect("sqlite");
+                sqlx::query_scalar(SQL)
+                    .bind(id)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("the refunds")
+            }
+        }
+    }
+
     /// A dynamic fixed QR of `amount`, paid by the payer: its transaction.
     async fn paid(&self, amount: &str) -> pb::Transaction {
         let qr = self
@@ -407,6 +483,7 @@ on_both_backends!(
     a_qr_with_the_shortest_ttl_expires_and_its_watcher_hears_expired,
     partial_refunds_add_up_and_what_exceeds_the_rest_or_a_late_full_refund_is_refused,
     a_refund_whose_answer_was_lost_is_made_once_when_retried,
+    a_refund_counts_in_the_mia_shift_open_when_it_is_made,
     a_create_qr_whose_answer_was_lost_creates_one_qr_at_mia_when_retried,
     bad_requests_are_refused_naming_the_field_and_nothing_reaches_mia,
     an_expired_mia_token_is_renewed_once_and_the_call_goes_through,
@@ -766,6 +843,48 @@ async fn a_refund_whose_answer_was_lost_is_made_once_when_retried(backend: Backe
         .into_inner();
     assert_eq!(again.refund_request_id, retried.refund_request_id);
     assert_eq!(fx.sandbox.count("return.done"), 1);
+    assert_eq!(
+        fx.refund_shifts(&tx.id).await,
+        vec![tx.shift_id.clone()],
+        "the refund found at MIA is recorded with MIA's shift"
+    );
+}
+
+async fn a_refund_counts_in_the_mia_shift_open_when_it_is_made(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let tx = fx.paid("20.00").await;
+    assert!(!tx.shift_id.is_empty());
+    let mut client = fx.client().await;
+    client
+        .refund_transaction(refund(&fx, &tx, "5.00", false))
+        .await
+        .expect("refunds 5 in the payment's shift");
+
+    // The seller closes MIA's shift and opens the next; a refund now counts in the new one.
+    let next = fx.next_mia_shift().await;
+    assert_ne!(next, tx.shift_id);
+    let later = client
+        .refund_transaction(refund(&fx, &tx, "7.00", false))
+        .await
+        .expect("refunds 7 in the next shift")
+        .into_inner()
+        .transaction
+        .expect("the transaction");
+    assert_eq!(
+        later.shift_id, tx.shift_id,
+        "the payment stays in its shift"
+    );
+    assert_eq!(later.refunded_amount, "12.00");
+    let now = fx
+        .mia_as_seller(reqwest::Method::GET, paths::SHIFT_CHECK)
+        .await;
+    assert_eq!(now["shiftId"].as_str(), Some(next.as_str()));
+    assert_eq!(now["isOpened"].as_bool(), Some(true));
+    assert_eq!(
+        fx.refund_shifts(&tx.id).await,
+        vec![tx.shift_id.clone(), next],
+        "each refund with the MIA shift open when it was made"
+    );
 }
 
 async fn a_create_qr_whose_answer_was_lost_creates_one_qr_at_mia_when_retried(backend: Backend) {

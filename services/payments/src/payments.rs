@@ -169,6 +169,24 @@ impl Payments {
         Ok(())
     }
 
+    /// The shift MIA has on the seller's terminal now, for a payment or a refund (`what`) of
+    /// `transaction` just made; empty when MIA cannot say, as what was done is recorded anyway.
+    pub async fn mia_shift(&self, seller: &Seller, what: &str, transaction: &str) -> String {
+        match self
+            .mia
+            .call(seller, |client, token| async move {
+                client.shift_check(&token).await
+            })
+            .await
+        {
+            Ok(shift) => shift.shift_id.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, transaction, "cannot learn the MIA shift of a {what}; it is recorded without one");
+                String::new()
+            }
+        }
+    }
+
     /// Records the transaction that paid a request: a new one with the MIA shift it landed
     /// in, a known one's latest type and bank details.
     async fn record_transaction(
@@ -181,19 +199,7 @@ impl Payments {
         let known = store::transaction(&self.db, &id).await.map_err(db)?;
         let mia_shift_id = match &known {
             Some(known) => known.mia_shift_id.clone(),
-            None => match self
-                .mia
-                .call(seller, |client, token| async move {
-                    client.shift_check(&token).await
-                })
-                .await
-            {
-                Ok(shift) => shift.shift_id.unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(error = %e, transaction = %id, "cannot learn the MIA shift of a payment; it is recorded without one");
-                    String::new()
-                }
-            },
+            None => self.mia_shift(seller, "payment", &id).await,
         };
         let terminal = row.terminal();
         store::upsert_transaction(

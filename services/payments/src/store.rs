@@ -525,8 +525,8 @@ pub async fn done_request_ids(
 }
 
 /// Records a refund about to be posted; `false` when another refund of the transaction is
-/// still without an outcome (one at a time).
-#[allow(clippy::too_many_arguments)]
+/// still without an outcome (one at a time). Its shift is the one it is made in, recorded when
+/// it is done ([`complete_refund`]).
 pub async fn insert_sent_refund(
     db: &Database,
     operation_id: &str,
@@ -535,12 +535,11 @@ pub async fn insert_sent_refund(
     full_refund: bool,
     reason_code: &str,
     reason_message: &str,
-    mia_shift_id: &str,
 ) -> Result<bool, sqlx::Error> {
     let inserted = with_db!(db, |pool| {
         sqlx::query(
         "INSERT INTO refunds (operation_id, transaction_id, amount_minor, full_refund, reason_code, \
-         reason_message, state, mia_shift_id, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, 'SENT', $7, $8) \
+         reason_message, state, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, 'SENT', $7) \
          ON CONFLICT DO NOTHING"
     )
     .bind(operation_id)
@@ -549,7 +548,6 @@ pub async fn insert_sent_refund(
     .bind(full_refund)
     .bind(reason_code)
     .bind(reason_message)
-    .bind(mia_shift_id)
     .bind(now_us())
     .execute(pool)
     .await?
@@ -558,7 +556,8 @@ pub async fn insert_sent_refund(
     Ok(inserted == 1)
 }
 
-/// A refund MIA did: DONE with its request id, and counted against its transaction, at once.
+/// A refund MIA did: DONE with its request id and the MIA shift it was made in, and counted
+/// against its transaction, at once.
 pub async fn complete_refund(
     db: &Database,
     operation_id: &str,
@@ -566,16 +565,18 @@ pub async fn complete_refund(
     amount_minor: i64,
     request_id: &str,
     tx_type: &str,
+    mia_shift_id: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     with_tx!(&mut tx, |conn| {
         let done = sqlx::query(
-            "UPDATE refunds SET state = 'DONE', refund_request_id = $2, completed_at_us = $3 \
-             WHERE operation_id = $1 AND state = 'SENT'",
+            "UPDATE refunds SET state = 'DONE', refund_request_id = $2, completed_at_us = $3, \
+             mia_shift_id = $4 WHERE operation_id = $1 AND state = 'SENT'",
         )
         .bind(operation_id)
         .bind(request_id)
         .bind(now_us())
+        .bind(mia_shift_id)
         .execute(&mut *conn)
         .await?
         .rows_affected();

@@ -290,7 +290,6 @@ impl Payments {
             full,
             &new.reason_code,
             &new.reason_message,
-            &tx.mia_shift_id,
         )
         .await
         .map_err(db)?;
@@ -318,6 +317,9 @@ impl Payments {
             Ok(request_id) => {
                 let request_id = request_id.to_string();
                 let refunded = Money::from_minor(tx.refunded_minor.saturating_add(amount.minor()));
+                // The refund counts in the shift open now, not in the payment's (asked after it
+                // is made, so that a lost shift check never costs the refund itself).
+                let shift = self.mia_shift(seller, "refund", &id).await;
                 store::complete_refund(
                     &self.db,
                     operation_id,
@@ -325,6 +327,7 @@ impl Payments {
                     amount.minor(),
                     &request_id,
                     tx_type(paid, refunded),
+                    &shift,
                 )
                 .await
                 .map_err(db)?;
@@ -388,6 +391,8 @@ impl Payments {
         let tx = self.record_details(terminal, &details).await?;
         let paid = Money::from_minor(tx.amount_minor);
         let mut refunded = Money::from_minor(tx.refunded_minor);
+        // The shift of a refund found done: MIA's now, asked once (when it was made is lost).
+        let mut shift_now: Option<String> = None;
         for refund in sent {
             let found = details.returns.iter().find(|r| {
                 !known.contains(&r.request_id.to_string())
@@ -397,6 +402,9 @@ impl Payments {
                 Some(found) => {
                     let request_id = found.request_id.to_string();
                     tracing::info!(operation = %refund.operation_id, request = %request_id, "a refund whose answer was lost was found among the transaction's returns");
+                    if shift_now.is_none() {
+                        shift_now = Some(self.mia_shift(seller, "refund", transaction_id).await);
+                    }
                     // MIA's returns already count in `refunded`: only the refund's state moves.
                     store::complete_refund(
                         &self.db,
@@ -405,6 +413,7 @@ impl Payments {
                         0,
                         &request_id,
                         tx_type(paid, refunded),
+                        shift_now.as_deref().unwrap_or_default(),
                     )
                     .await
                     .map_err(db)?;
