@@ -1522,6 +1522,7 @@ async fn a_watcher_on_one_replica_hears_a_payment_another_replica_polled() {
             .state(),
         pb::PaymentState::Pending
     );
+    assert_eq!(watchers_open(&fx.processes[0]).await, 1);
     let checks = fx.sandbox.count("extension.checked");
     pay(&fx.sandbox, &qr.qr_id, "15.00").expect("paid");
     let paid = next_event(&mut watcher, Duration::from_secs(10)).await;
@@ -1531,6 +1532,41 @@ async fn a_watcher_on_one_replica_hears_a_payment_another_replica_polled() {
         fx.sandbox.count("extension.checked") > checks,
         "the second replica polled"
     );
+    assert!(watcher.next().await.is_none(), "the stream ends after PAID");
+    watchers_open_become(&fx.processes[0], 0).await;
+}
+
+/// The WatchPayment streams a payments process says are open, on its admin port.
+async fn watchers_open(process: &Process) -> i64 {
+    let admin = process
+        .admin
+        .expect("the payment service logs its admin port");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("the admin port answers")
+        .text()
+        .await
+        .expect("the exposition");
+    text.lines()
+        .find_map(|line| line.strip_prefix("fiscus_payments_watchers_open "))
+        .unwrap_or_else(|| panic!("no fiscus_payments_watchers_open in:\n{text}"))
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+/// Waits (10 s at most) until `process` says `open` WatchPayment streams are open.
+async fn watchers_open_become(process: &Process, open: i64) {
+    let mut seen = watchers_open(process).await;
+    for _ in 0..100 {
+        if seen == open {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = watchers_open(process).await;
+    }
+    panic!("{seen} WatchPayment streams open, not {open}");
 }
 
 /// Watchers are bounded per process, and SIGTERM ends open streams with UNAVAILABLE while the
@@ -1562,6 +1598,11 @@ async fn watchers_are_bounded_and_end_with_unavailable_when_the_process_stops() 
         Code::ResourceExhausted,
         "{}",
         refused.message()
+    );
+    assert_eq!(
+        watchers_open(&replica).await,
+        2,
+        "a refused watcher is not counted"
     );
     let stopping = tokio::spawn(replica.stop_gracefully());
     for mut stream in open {

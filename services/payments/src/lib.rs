@@ -4,6 +4,7 @@
 #![deny(rust_2018_idioms)]
 
 mod config;
+mod metrics;
 mod mia;
 mod payments;
 mod proto;
@@ -50,6 +51,8 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
     let section: PaymentsConfig = ctx.config.section(ServiceKind::Payments)?;
     // MIA's latency, as the upstream clients time it, on this process's admin port.
     fiscus_providers::metrics::register(&mut fiscus_kit::metrics::registry());
+    // The watchers open, moved by every WatchPayment stream.
+    metrics::init();
     let client = if section.mia_url.is_empty() {
         None
     } else {

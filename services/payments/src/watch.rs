@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::payments::Payments;
-use crate::store;
+use crate::{metrics, store};
 
 /// The bus channel of payment events (under the cache's key prefix).
 pub const CHANNEL: &str = "payments:events";
@@ -67,6 +67,7 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        metrics::watchers(-1);
         let mut entries = self.watchers.lock();
         if let Some(entry) = entries.get_mut(&self.extension_id) {
             entry.streams = entry.streams.saturating_sub(1);
@@ -125,6 +126,7 @@ impl Watchers {
         entry.session = session.to_owned();
         let receiver = entry.sender.subscribe();
         drop(entries);
+        metrics::watchers(1);
         Ok((
             Subscription {
                 watchers: self.clone(),
@@ -333,4 +335,30 @@ async fn round(payments: &Payments, interval: Duration, poll_mia: bool) -> Resul
 pub fn open(state: PaymentState, qr_type: QrType, expires_at_us: i64, now_us: i64) -> bool {
     state == PaymentState::Pending
         || (state == PaymentState::Paid && qr_type == QrType::Static && expires_at_us > now_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchers_gauge_follows_the_streams_open() {
+        let (_trigger, shutdown) = Shutdown::new();
+        let watchers = Watchers::new(3, shutdown);
+        let before = metrics::watchers_open();
+        let (one, _) = watchers.subscribe("a", "s").expect("admitted");
+        let (two, _) = watchers.subscribe("a", "s").expect("admitted");
+        let (three, _) = watchers.subscribe("b", "s").expect("admitted");
+        assert_eq!(metrics::watchers_open() - before, 3);
+        assert!(watchers.subscribe("c", "s").is_err(), "beyond the limit");
+        assert_eq!(
+            metrics::watchers_open() - before,
+            3,
+            "a refused stream is not counted"
+        );
+        drop((one, three));
+        assert_eq!(metrics::watchers_open() - before, 1);
+        drop(two);
+        assert_eq!(metrics::watchers_open(), before);
+    }
 }
