@@ -297,6 +297,30 @@ poll_interval_ms = 200
         }
     }
 
+    /// The ids of terminal A's active QR codes (of `qr_type`, or all), sorted.
+    async fn active_qrs(&self, qr_type: pb::QrType) -> Vec<String> {
+        let qrs = self
+            .client()
+            .await
+            .list_active_qrs(pb::ListActiveQrsRequest {
+                terminal: Some(self.a.clone()),
+                seller_session_id: self.session_a.clone(),
+                r#type: qr_type.into(),
+                include_image: false,
+            })
+            .await
+            .expect("the active QR codes")
+            .into_inner()
+            .qrs;
+        assert!(
+            qrs.iter().all(|q| q.state() == pb::QrState::Active),
+            "{qrs:?}"
+        );
+        let mut ids: Vec<String> = qrs.into_iter().map(|q| q.qr_id).collect();
+        ids.sort();
+        ids
+    }
+
     /// Calls MIA's `path` for terminal A's seller, as the MIA POS app would (with the access
     /// token TokenService holds for the session): MIA's answer.
     async fn mia_as_seller(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
@@ -541,6 +565,15 @@ async fn every_qr_type_and_amount_type_is_paid_with_a_fitting_amount_and_refuses
         );
     }
 
+    // The active QR codes: a dynamic one waiting for its payer, not the paid or cancelled ones.
+    let waiting = fx.create(fx.dynamic(Fixed, "4.00", "", "")).await;
+    let cancelled = fx.create(fx.dynamic(Free, "", "", "")).await;
+    fx.cancel(&cancelled.qr_id).await;
+    assert_eq!(
+        fx.active_qrs(pb::QrType::Unspecified).await,
+        vec![waiting.qr_id.clone()]
+    );
+
     // Static and hybrid: one at a time per terminal; each request paid, the QR stays active.
     for (qr_type, amount_type, amount, min, max, wrong, right) in [
         (pb::QrType::Static, Fixed, "3.00", "", "", "3.01", "3.00"),
@@ -564,6 +597,11 @@ async fn every_qr_type_and_amount_type_is_paid_with_a_fitting_amount_and_refuses
             qr.extension.is_none(),
             "{qr_type:?} {amount_type:?}: no request at creation"
         );
+        // Listed beside the waiting dynamic QR; the static and hybrid QRs cancelled before, not.
+        let mut both = vec![waiting.qr_id.clone(), qr.qr_id.clone()];
+        both.sort();
+        assert_eq!(fx.active_qrs(pb::QrType::Unspecified).await, both);
+        assert_eq!(fx.active_qrs(qr_type).await, vec![qr.qr_id.clone()]);
         let second = fx
             .client()
             .await
