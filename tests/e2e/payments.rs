@@ -994,12 +994,16 @@ async fn bad_requests_are_refused_naming_the_field_and_nothing_reaches_mia(backe
     enum Call {
         Create(pb::CreateQrRequest),
         Get(pb::GetQrRequest),
+        ListActive(pb::ListActiveQrsRequest),
+        Cancel(pb::CancelQrRequest),
         Request(pb::CreatePaymentRequestRequest),
         CancelRequest(pb::CancelPaymentRequestRequest),
         Status(pb::GetPaymentStatusRequest),
         Watch(pb::WatchPaymentRequest),
         Refund(pb::RefundTransactionRequest),
         List(pb::ListTransactionsRequest),
+        GetTransaction(pb::GetTransactionRequest),
+        GetSettings(pb::GetTerminalSettingsRequest),
         Settings(pb::UpdateTerminalSettingsRequest),
     }
     let create = |edit: &dyn Fn(&mut pb::CreateQrRequest)| {
@@ -1038,6 +1042,38 @@ async fn bad_requests_are_refused_naming_the_field_and_nothing_reaches_mia(backe
         qr_id: qr_id.into(),
         amount: amount.into(),
         ..Default::default()
+    };
+    let list_active = |edit: &dyn Fn(&mut pb::ListActiveQrsRequest)| {
+        let mut request = pb::ListActiveQrsRequest {
+            terminal: Some(fx.a.clone()),
+            seller_session_id: fx.session_a.clone(),
+            ..Default::default()
+        };
+        edit(&mut request);
+        Call::ListActive(request)
+    };
+    let cancel = |edit: &dyn Fn(&mut pb::CancelQrRequest)| {
+        let mut request = pb::CancelQrRequest {
+            operation_id: op(),
+            terminal: Some(fx.a.clone()),
+            seller_session_id: fx.session_a.clone(),
+            qr_id: static_qr.qr_id.clone(),
+        };
+        edit(&mut request);
+        Call::Cancel(request)
+    };
+    let get_transaction = |transaction_id: &str, session: &str| {
+        Call::GetTransaction(pb::GetTransactionRequest {
+            terminal: Some(fx.a.clone()),
+            seller_session_id: session.into(),
+            transaction_id: transaction_id.into(),
+        })
+    };
+    let get_settings = |terminal: Option<pb::Terminal>, session: &str| {
+        Call::GetSettings(pb::GetTerminalSettingsRequest {
+            terminal,
+            seller_session_id: session.into(),
+        })
     };
     let cases: Vec<(&str, Call, Code, &str)> = vec![
         (
@@ -1188,6 +1224,78 @@ async fn bad_requests_are_refused_naming_the_field_and_nothing_reaches_mia(backe
             "qr_id",
         ),
         (
+            "active QRs without a terminal",
+            list_active(&|r| r.terminal = None),
+            Code::InvalidArgument,
+            "terminal",
+        ),
+        (
+            "active QRs without a seller session",
+            list_active(&|r| r.seller_session_id.clear()),
+            Code::InvalidArgument,
+            "seller_session_id",
+        ),
+        (
+            "active QRs of a type that is none",
+            list_active(&|r| r.r#type = 99),
+            Code::InvalidArgument,
+            "type",
+        ),
+        (
+            "a cancel without a QR id",
+            cancel(&|r| r.qr_id.clear()),
+            Code::InvalidArgument,
+            "qr_id",
+        ),
+        (
+            "a cancel without an operation id",
+            cancel(&|r| r.operation_id.clear()),
+            Code::InvalidArgument,
+            "operation_id",
+        ),
+        (
+            "cancelling a QR of another terminal",
+            cancel(&|r| r.qr_id = of_b.qr_id.clone()),
+            Code::NotFound,
+            "qr_id",
+        ),
+        (
+            "a transaction without an id",
+            get_transaction("", &fx.session_a),
+            Code::InvalidArgument,
+            "transaction_id",
+        ),
+        (
+            "a transaction of a malformed id",
+            get_transaction("12a", &fx.session_a),
+            Code::InvalidArgument,
+            "transaction_id",
+        ),
+        (
+            "a transaction without a seller session",
+            get_transaction("1", ""),
+            Code::InvalidArgument,
+            "seller_session_id",
+        ),
+        (
+            "settings without a terminal",
+            get_settings(None, &fx.session_a),
+            Code::InvalidArgument,
+            "terminal",
+        ),
+        (
+            "settings without a seller session",
+            get_settings(Some(fx.a.clone()), ""),
+            Code::InvalidArgument,
+            "seller_session_id",
+        ),
+        (
+            "a payment request without a QR id",
+            Call::Request(new_request("", "1.00")),
+            Code::InvalidArgument,
+            "qr_id",
+        ),
+        (
             "a request on a dynamic QR",
             Call::Request(new_request(&dynamic.qr_id, "1.00")),
             Code::FailedPrecondition,
@@ -1209,6 +1317,26 @@ async fn bad_requests_are_refused_naming_the_field_and_nothing_reaches_mia(backe
             }),
             Code::FailedPrecondition,
             "extension_id",
+        ),
+        (
+            "cancelling a request without an extension id",
+            Call::CancelRequest(pb::CancelPaymentRequestRequest {
+                operation_id: op(),
+                terminal: Some(fx.a.clone()),
+                seller_session_id: fx.session_a.clone(),
+                extension_id: String::new(),
+            }),
+            Code::InvalidArgument,
+            "extension_id",
+        ),
+        (
+            "a watch without a payment",
+            Call::Watch(pb::WatchPaymentRequest {
+                payment: None,
+                ..fx.watch_request(&dynamic_extension)
+            }),
+            Code::InvalidArgument,
+            "payment",
         ),
         (
             "a status without a payment",
@@ -1282,12 +1410,16 @@ async fn bad_requests_are_refused_naming_the_field_and_nothing_reaches_mia(backe
         let status = match call {
             Call::Create(r) => client.create_qr(r).await.map(drop),
             Call::Get(r) => client.get_qr(r).await.map(drop),
+            Call::ListActive(r) => client.list_active_qrs(r).await.map(drop),
+            Call::Cancel(r) => client.cancel_qr(r).await.map(drop),
             Call::Request(r) => client.create_payment_request(r).await.map(drop),
             Call::CancelRequest(r) => client.cancel_payment_request(r).await.map(drop),
             Call::Status(r) => client.get_payment_status(r).await.map(drop),
             Call::Watch(r) => client.watch_payment(r).await.map(drop),
             Call::Refund(r) => client.refund_transaction(r).await.map(drop),
             Call::List(r) => client.list_transactions(r).await.map(drop),
+            Call::GetTransaction(r) => client.get_transaction(r).await.map(drop),
+            Call::GetSettings(r) => client.get_terminal_settings(r).await.map(drop),
             Call::Settings(r) => client.update_terminal_settings(r).await.map(drop),
         }
         .expect_err(name);
