@@ -1,4 +1,4 @@
-//! Pure rendering of fiscal receipts (and any other [`Layout`]) into thermal-printer text lines, PNG images and PDF documents.
+//! Pure rendering of fiscal receipts, shift reports (and any other [`Layout`]) into thermal-printer text lines, PNG images and PDF documents.
 #![forbid(unsafe_code)]
 
 mod fonts;
@@ -7,9 +7,11 @@ mod pdf;
 mod qr;
 mod raster;
 mod receipt;
+mod report;
 
 pub use layout::{Block, Layout};
 pub use receipt::{ItemLine, PaymentLine, ReceiptView};
+pub use report::{ReportPaymentLine, ReportTransactionLine, ReportVatLine, ReportView};
 
 /// Width, in characters, of an 80 mm thermal printer line (and of the body of the PNG and PDF).
 pub const DEFAULT_TEXT_WIDTH: usize = 48;
@@ -68,5 +70,25 @@ pub fn render_pdf(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
 /// Renders the receipt as an 8-bit grayscale PNG, 576 px wide (80 mm at
 /// 203 dpi), with the QR code below the text (see [`Layout::to_png`]).
 pub fn render_png(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
+    view.layout(DEFAULT_TEXT_WIDTH).to_png()
+}
+
+/// Lays the shift report out as thermal-printer lines of at most `width`
+/// characters, `width` clamped as in [`render_text`]. A full report prints one
+/// line per transaction (more when a line wraps), so its length is unbounded.
+pub fn render_report_text(view: &ReportView, width: usize) -> Vec<String> {
+    view.layout(width).text_lines()
+}
+
+/// Renders the shift report as a PDF document 80 mm wide, continuing on further
+/// pages past 200 inches, like [`render_pdf`].
+pub fn render_report_pdf(view: &ReportView) -> Result<Vec<u8>, RenderError> {
+    view.layout(DEFAULT_TEXT_WIDTH).to_pdf()
+}
+
+/// Renders the shift report as an 8-bit grayscale PNG 576 px wide, like
+/// [`render_png`]. A full report too long for one image is
+/// [`RenderError::TooLarge`]; render it as text or PDF instead.
+pub fn render_report_png(view: &ReportView) -> Result<Vec<u8>, RenderError> {
     view.layout(DEFAULT_TEXT_WIDTH).to_png()
 }

@@ -1,9 +1,11 @@
-//! Behaviour of the three receipt renderers and of the layout they share.
+//! Behaviour of the receipt and shift report renderers and of the layout they share.
 
 use std::io::Cursor;
 
 use fiscus_render::{
-    Block, ItemLine, Layout, PaymentLine, ReceiptView, render_pdf, render_png, render_text,
+    Block, ItemLine, Layout, PaymentLine, ReceiptView, ReportPaymentLine, ReportTransactionLine,
+    ReportVatLine, ReportView, render_pdf, render_png, render_report_pdf, render_report_png,
+    render_report_text, render_text,
 };
 use pdf_extract::content::Content;
 
@@ -483,4 +485,312 @@ fn a_layout_other_than_a_receipt_renders_in_every_format() {
     }
     let image = decode_png(&report.to_png().expect("render report PNG"));
     assert_eq!(image.width, 576);
+}
+
+const CYRILLIC_MERCHANT: &str = "ХХК Номин Тал";
+const ROMANIAN_MERCHANT: &str = "Magazinul Științific SRL";
+
+fn vat_line(label: &str, base: &str, vat: &str, gross: &str) -> ReportVatLine {
+    ReportVatLine {
+        label: label.to_string(),
+        taxable_base: base.to_string(),
+        vat: vat.to_string(),
+        gross: gross.to_string(),
+    }
+}
+
+fn payment_method(label: &str, count: u64, sum: &str) -> ReportPaymentLine {
+    ReportPaymentLine {
+        label: label.to_string(),
+        count,
+        sum: sum.to_string(),
+    }
+}
+
+fn transaction(
+    label: &str,
+    receipt_number: u64,
+    time: &str,
+    amount: &str,
+) -> ReportTransactionLine {
+    ReportTransactionLine {
+        label: label.to_string(),
+        id: format!("0379008467880010012300000{receipt_number:05}"),
+        receipt_number,
+        time: time.to_string(),
+        amount: amount.to_string(),
+    }
+}
+
+/// A Z-report of a closed shift, without transactions.
+fn report() -> ReportView {
+    ReportView {
+        title: "Z-REPORT No 3".to_string(),
+        merchant_name: CYRILLIC_MERCHANT.to_string(),
+        merchant_tin: "37900846788".to_string(),
+        branch_no: "001".to_string(),
+        pos_no: "002".to_string(),
+        shift_number: 3,
+        opened_at: "2026-11-23 08:00:00".to_string(),
+        closed_at: Some("2026-11-23 20:00:00".to_string()),
+        opened_by: "Болормаа".to_string(),
+        closed_by: Some("Ștefan Țurcanu".to_string()),
+        generated_at: "2026-11-23 20:00:05".to_string(),
+        currency: "MNT".to_string(),
+        receipt_count: 14,
+        first_receipt_number: 29,
+        last_receipt_number: 42,
+        sale_count: 12,
+        sale_sum: "11350.50".to_string(),
+        refund_count: 1,
+        refund_sum: "649.50".to_string(),
+        cancellation_count: 0,
+        cancellation_sum: "0.00".to_string(),
+        zero_receipt_count: 1,
+        total_sum: "10701.00".to_string(),
+        vat_lines: vec![
+            vat_line("VAT 10.00%", "8821.82", "882.18", "9704.00"),
+            vat_line("VAT 0.00%", "997.00", "0.00", "997.00"),
+        ],
+        total_vat: "882.18".to_string(),
+        total_city_tax: "88.22".to_string(),
+        payment_methods: vec![
+            payment_method("Бэлэн мөнгө", 9, "6701.00"),
+            payment_method("Card", 3, "3000.00"),
+            payment_method("Numerar și transfer", 1, "1000.00"),
+        ],
+        qr_payment_count: 2,
+        qr_payment_sum: "1500.00".to_string(),
+        qr_refund_count: 1,
+        qr_refund_sum: "500.00".to_string(),
+        warnings: vec![
+            "Reconciliation mismatch: payments 10701.00 differ from the receipts' total 10700.00 by 1.00"
+                .to_string(),
+        ],
+        transactions: Vec::new(),
+    }
+}
+
+/// The same report in full: one transaction for every receipt.
+fn full_report() -> ReportView {
+    let mut view = report();
+    view.transactions = vec![
+        transaction("SALE", 29, "08:05:12", "5600.00"),
+        transaction("REFUND", 30, "09:41:00", "-649.50"),
+        ReportTransactionLine {
+            label: "QR PAYMENT".to_string(),
+            id: "mia-7f3c2a91-44b0".to_string(),
+            receipt_number: 0,
+            time: "10:02:33".to_string(),
+            amount: "1500.00".to_string(),
+        },
+    ];
+    view
+}
+
+fn assert_within(lines: &[String], width: usize) {
+    for line in lines {
+        assert!(
+            line.chars().count() <= width,
+            "width {width}: {line:?} has {} chars",
+            line.chars().count()
+        );
+    }
+}
+
+#[test]
+fn report_text_lines_never_exceed_the_width_with_cyrillic_and_romanian_merchants() {
+    for merchant in [CYRILLIC_MERCHANT, ROMANIAN_MERCHANT] {
+        let mut view = full_report();
+        view.merchant_name = merchant.to_string();
+        let lines = render_report_text(&view, 48);
+        assert!(lines.len() > 30, "{} lines", lines.len());
+        assert_within(&lines, 48);
+        assert_eq!(lines[0].trim(), merchant);
+        for width in [32, 64] {
+            assert_within(&render_report_text(&view, width), width);
+        }
+    }
+}
+
+#[test]
+fn report_text_has_identification_net_turnover_vat_lines_and_payment_methods() {
+    let lines = render_report_text(&report(), 48);
+    let row = |left: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(left))
+            .unwrap_or_else(|| panic!("a {left:?} line in {lines:#?}"))
+            .clone()
+    };
+    assert!(lines.iter().any(|l| l.trim() == "Z-REPORT No 3"));
+    assert!(lines.iter().any(|l| l.trim() == "TIN 37900846788"));
+    assert!(lines.iter().any(|l| l.trim() == "Branch 001 POS 002"));
+    assert!(row("Shift No").ends_with(" 3"));
+    assert!(row("Opened by").ends_with("Болормаа"));
+    assert!(row("Closed by").ends_with("Ștefan Țurcanu"));
+    assert!(row("Closed ").ends_with("2026-11-23 20:00:00"));
+    assert!(row("Generated").ends_with("2026-11-23 20:00:05"));
+    assert!(row("First receipt No").ends_with("29"));
+    assert!(row("Last receipt No").ends_with("42"));
+    assert!(row("Sales (12)").ends_with("11350.50"));
+    assert!(row("Refunds (1)").ends_with("649.50"));
+
+    let turnover = row("NET TURNOVER");
+    assert!(turnover.ends_with("10701.00 MNT"), "{turnover:?}");
+    assert_eq!(turnover.chars().count(), 48);
+    assert!(row("Total VAT").ends_with("882.18 MNT"));
+    assert!(row("City tax").ends_with("88.22 MNT"));
+
+    for (label, base, gross) in [
+        ("VAT 10.00%", "8821.82", "9704.00"),
+        ("VAT 0.00%", "997.00", "997.00"),
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| l == label)
+            .unwrap_or_else(|| panic!("{label:?} line"));
+        assert!(lines[at + 1].ends_with(base), "{:?}", lines[at + 1]);
+        assert!(lines[at + 3].ends_with(gross), "{:?}", lines[at + 3]);
+    }
+    for (label, sum) in [
+        ("Бэлэн мөнгө (9)", "6701.00"),
+        ("Card (3)", "3000.00"),
+        ("Numerar și transfer (1)", "1000.00"),
+    ] {
+        let payment = row(label);
+        assert!(payment.ends_with(sum), "{payment:?}");
+        assert_eq!(payment.chars().count(), 48, "{payment:?}");
+    }
+    assert!(row("Payments (2)").ends_with("1500.00"));
+    // The warning wraps; joined back it reads as given.
+    let at = lines
+        .iter()
+        .position(|l| l == "WARNINGS")
+        .expect("warnings");
+    assert!(lines[at + 1].starts_with("! Reconciliation mismatch"));
+    assert!(lines[at + 1..].join(" ").contains("by 1.00"));
+}
+
+#[test]
+fn report_text_lists_transactions_only_when_given() {
+    let summary = render_report_text(&report(), 48);
+    assert!(!summary.iter().any(|l| l.starts_with("TRANSACTIONS")));
+    assert!(!summary.iter().any(|l| l.contains("08:05:12")));
+
+    let full = render_report_text(&full_report(), 48);
+    assert_eq!(
+        full.len(),
+        summary.len() + 2 + 3,
+        "separator, heading, three lines"
+    );
+    assert!(
+        full.iter()
+            .any(|l| l.starts_with("TRANSACTIONS") && l.ends_with(" 3"))
+    );
+    for (left, amount) in [
+        ("08:05:12 SALE No 29", "5600.00"),
+        ("09:41:00 REFUND No 30", "-649.50"),
+        ("10:02:33 QR PAYMENT mia-7f3c2a91-44b0", "1500.00"),
+    ] {
+        let line = full
+            .iter()
+            .find(|l| l.starts_with(left))
+            .unwrap_or_else(|| panic!("{left:?} in {full:#?}"));
+        assert!(line.ends_with(amount), "{line:?}");
+    }
+    // At 32 columns the id no longer fits on the first line: it wraps, the amount beside it.
+    let narrow = render_report_text(&full_report(), 32);
+    assert_within(&narrow, 32);
+    let at = narrow
+        .iter()
+        .position(|l| l.starts_with("10:02:33 QR PAYMENT"))
+        .expect("QR payment transaction");
+    let next = &narrow[at + 1];
+    assert!(
+        next.starts_with("mia-7f3c2a91-44b0") && next.ends_with("1500.00"),
+        "{next:?}"
+    );
+}
+
+#[test]
+fn report_text_of_an_empty_open_shift_says_no_receipts_and_has_no_qr_section() {
+    let view = ReportView {
+        title: "X-REPORT".to_string(),
+        merchant_name: ROMANIAN_MERCHANT.to_string(),
+        shift_number: 4,
+        opened_at: "2026-11-24 08:00:00".to_string(),
+        generated_at: "2026-11-24 08:30:00".to_string(),
+        currency: "MDL".to_string(),
+        total_sum: "0.00".to_string(),
+        total_vat: "0.00".to_string(),
+        total_city_tax: "0.00".to_string(),
+        ..ReportView::default()
+    };
+    let lines = render_report_text(&view, 48);
+    assert_within(&lines, 48);
+    assert!(lines.iter().any(|l| l == "No receipts"));
+    assert!(!lines.iter().any(|l| l.starts_with("Sales")));
+    assert!(!lines.iter().any(|l| l.starts_with("Closed")));
+    assert!(!lines.iter().any(|l| l.starts_with("Opened by")));
+    assert!(!lines.iter().any(|l| l.contains("QR PAYMENTS")));
+    assert!(!lines.iter().any(|l| l.contains("WARNINGS")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("NET TURNOVER") && l.ends_with("0.00 MDL"))
+    );
+}
+
+#[test]
+fn report_pdf_text_extracts_with_cyrillic_romanian_names_and_amounts() {
+    for merchant in [CYRILLIC_MERCHANT, ROMANIAN_MERCHANT] {
+        let mut view = full_report();
+        view.merchant_name = merchant.to_string();
+        let pdf = render_report_pdf(&view).expect("render report PDF");
+        assert!(pdf.starts_with(b"%PDF-"));
+        let text = pdf_text(&pdf);
+        for expected in [
+            merchant,
+            "Z-REPORT No 3",
+            "Болормаа",
+            "Ștefan Țurcanu",
+            "Бэлэн мөнгө (9)",
+            "Numerar și transfer (1)",
+            "VAT 10.00%",
+            "8821.82",
+            "10701.00 MNT",
+            "09:41:00 REFUND No 30",
+            "-649.50",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn report_png_decodes_and_is_576_wide() {
+    let image = decode_png(&render_report_png(&full_report()).expect("render report PNG"));
+    assert_eq!(image.width, 576);
+    assert!(image.height > 600, "height {}", image.height);
+    assert!(image.pixels.iter().filter(|&&p| p < 128).count() > 1000);
+}
+
+#[test]
+fn full_report_of_2000_transactions_renders_to_over_2000_text_lines() {
+    let mut view = report();
+    view.transactions = (1..=2000)
+        .map(|n| transaction("SALE", n, "12:00:00", &format!("{n}.00")))
+        .collect();
+    let lines = render_report_text(&view, 48);
+    assert!(lines.len() > 2000, "{} lines", lines.len());
+    assert_within(&lines, 48);
+    let last = lines
+        .iter()
+        .find(|l| l.starts_with("12:00:00 SALE No 2000 "))
+        .expect("the last transaction");
+    assert!(last.ends_with("2000.00"));
 }
