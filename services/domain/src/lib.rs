@@ -1,5 +1,5 @@
 //! Fiscal domain logic of fiscus, free of I/O: exact decimals, tax per item, the typed receipt
-//! and its canonical document, refund and cancellation rules, the per-terminal hash chain,
+//! and its canonical document, refund and cancellation rules, what a receipt adds to its shift, the per-terminal hash chain,
 //! receipt signatures, the encryption of signing keys at rest, and the rules of QR payments.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -13,6 +13,7 @@ pub mod keys;
 pub mod qr;
 pub mod receipt;
 pub mod refund;
+pub mod shift;
 pub mod tax;
 
 #[cfg(test)]
