@@ -29,7 +29,7 @@ pub fn metadata_operation_id<T>(request: &tonic::Request<T>) -> Option<String> {
 /// One UUID in its canonical 36-character form (`8-4-4-4-12` hex digits), lowercased: other
 /// spellings of the same UUID (no dashes, braces, `urn:uuid:`) are refused, so that one
 /// operation can never be keyed twice.
-fn canonical_uuid(text: &str) -> Option<String> {
+pub fn canonical_uuid(text: &str) -> Option<String> {
     let hyphenated = text.len() == 36
         && text
             .char_indices()

@@ -19,6 +19,30 @@ pub use fiscus::v1;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fiscus_descriptor.bin"));
 
+/// The contract's descriptors, read once from [`FILE_DESCRIPTOR_SET`].
+static POOL: std::sync::LazyLock<Result<prost_reflect::DescriptorPool, String>> =
+    std::sync::LazyLock::new(|| {
+        prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+    });
+
+/// Appends the canonical protobuf JSON mapping of `message`, the contract's message `full_name`
+/// (`fiscus.v1.Receipt`), to `out`: what any protobuf JSON parser reads back into that message.
+pub fn write_json<M: prost::Message>(
+    full_name: &str,
+    message: &M,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let pool = POOL.as_ref().map_err(Clone::clone)?;
+    let descriptor = pool
+        .get_message_by_name(full_name)
+        .ok_or_else(|| format!("{full_name} is missing from the descriptor set"))?;
+    let message =
+        prost_reflect::DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+            .map_err(|e| e.to_string())?;
+    serde::Serialize::serialize(&message, &mut serde_json::Serializer::new(out))
+        .map_err(|e| e.to_string())
+}
+
 /// A request that changes something: it carries an `operation_id`, and a retry with the same
 /// id must be recognised as the same request.
 pub trait Mutating: prost::Message + Sized {

@@ -4,6 +4,8 @@ use chrono::FixedOffset;
 use fiscus_domain::Rate;
 use serde::Deserialize;
 
+use crate::append::ShiftRule;
+
 /// The receipt journal: limits, tax rates and the merchants served.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +24,9 @@ pub struct ReceiptsConfig {
     pub business_day_utc_offset_minutes: i32,
     /// Most WatchReceipt streams open at once in one process; more are RESOURCE_EXHAUSTED.
     pub max_watchers: usize,
+    /// Whether a receipt needs an open shift on its terminal (FAILED_PRECONDITION without one)
+    /// or may be made outside any shift; a merchant's own `require_open_shift` overrides it.
+    pub require_open_shift: bool,
     /// Merchants with settings of their own; any other TIN is served with the defaults.
     pub merchants: Vec<MerchantConfig>,
 }
@@ -36,6 +41,7 @@ impl Default for ReceiptsConfig {
             city_tax_rate: "2.00".to_owned(),
             business_day_utc_offset_minutes: 8 * 60,
             max_watchers: 10_000,
+            require_open_shift: false,
             merchants: Vec::new(),
         }
     }
@@ -54,6 +60,9 @@ pub struct MerchantConfig {
     /// ISO 4217 currency; defaults to `receipts.currency`.
     #[serde(default)]
     pub currency: Option<String>,
+    /// Whether its receipts need an open shift; defaults to `receipts.require_open_shift`.
+    #[serde(default)]
+    pub require_open_shift: Option<bool>,
 }
 
 /// The rules receipts are checked and printed by, read from [`ReceiptsConfig`] once.
@@ -114,6 +123,19 @@ impl Policy {
         self.merchant(merchant_tin)
             .map(|m| m.name.clone())
             .unwrap_or_else(|| format!("Merchant {merchant_tin}"))
+    }
+
+    /// Whether the merchant's receipts need an open shift.
+    pub fn shift_rule(&self, merchant_tin: &str) -> ShiftRule {
+        let required = self
+            .merchant(merchant_tin)
+            .and_then(|m| m.require_open_shift)
+            .unwrap_or(self.config.require_open_shift);
+        if required {
+            ShiftRule::Required
+        } else {
+            ShiftRule::Optional
+        }
     }
 
     pub fn max_watchers(&self) -> usize {

@@ -37,7 +37,17 @@ pub static MODULE: ServiceModule = ServiceModule {
     migrations: &MIGRATIONS,
     scopes: ServiceScopes {
         service: NAME,
-        scope: |method| Some(read_or_write("receipts", method)),
+        scope: |method| {
+            // What ShiftService asks of the journal is not for a till to call.
+            if matches!(
+                method,
+                "SetTerminalShift" | "GetShiftTotals" | "ListShiftReceipts"
+            ) {
+                Some("receipts:shifts".to_owned())
+            } else {
+                Some(read_or_write("receipts", method))
+            }
+        },
     },
     mount,
 };

@@ -1,15 +1,11 @@
 //! The edge between the protobuf contract and the domain model: enums both ways, and the API
 //! view of a journaled receipt.
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
 use fiscus_domain::chain::hex;
 use fiscus_domain::receipt as d;
 use fiscus_kit::ApiError;
 use fiscus_proto::v1 as pb;
-use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
 /// A domain enum's protobuf value.
 pub trait ToPb {
@@ -209,28 +205,9 @@ fn payment(payment: &d::Payment) -> pb::PayItem {
     }
 }
 
-/// `fiscus.v1.Receipt`, as the contract's own descriptor set describes it.
-static RECEIPT: LazyLock<Option<MessageDescriptor>> = LazyLock::new(|| {
-    DescriptorPool::decode(fiscus_proto::FILE_DESCRIPTOR_SET)
-        .ok()?
-        .get_message_by_name("fiscus.v1.Receipt")
-});
-
 /// Appends the canonical protobuf JSON mapping of `receipt` to `out`: what any protobuf JSON
 /// parser reads back into `fiscus.v1.Receipt`.
 pub fn write_json(receipt: &pb::Receipt, out: &mut Vec<u8>) -> Result<(), ApiError> {
-    let failed = |what: String| {
-        ApiError::Internal(anyhow::anyhow!("receipt {} as JSON: {what}", receipt.id))
-    };
-    let descriptor = RECEIPT
-        .as_ref()
-        .ok_or_else(|| failed("fiscus.v1.Receipt is missing from the descriptor set".into()))?;
-    let message = DynamicMessage::decode(descriptor.clone(), receipt.encode_to_vec().as_slice())
-        .map_err(|e| failed(e.to_string()))?;
-    message
-        .serialize_with_options(
-            &mut serde_json::Serializer::new(out),
-            &SerializeOptions::new(),
-        )
-        .map_err(|e| failed(e.to_string()))
+    fiscus_proto::write_json("fiscus.v1.Receipt", receipt, out)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("receipt {} as JSON: {e}", receipt.id)))
 }

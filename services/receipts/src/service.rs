@@ -384,4 +384,72 @@ impl ReceiptService for Receipts {
             .collect::<Result<_, ApiError>>()?;
         Ok(Response::new(pb::GetSigningKeysResponse { keys }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_terminal_shift(
+        &self,
+        request: Request<pb::SetTerminalShiftRequest>,
+    ) -> Result<Response<pb::SetTerminalShiftResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
+        if !request.shift_id.is_empty() {
+            shift_id(&request.shift_id)?;
+        }
+        Ok(Response::new(
+            self.journal.set_shift(&terminal, &request.shift_id).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_shift_totals(
+        &self,
+        request: Request<pb::GetShiftTotalsRequest>,
+    ) -> Result<Response<pb::GetShiftTotalsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
+        shift_id(&request.shift_id)?;
+        let totals = self
+            .journal
+            .shift_totals(&terminal, &request.shift_id)
+            .await?;
+        Ok(Response::new(pb::GetShiftTotalsResponse {
+            totals: Some(totals),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_shift_receipts(
+        &self,
+        request: Request<pb::ListShiftReceiptsRequest>,
+    ) -> Result<Response<BoxStream<pb::ListShiftReceiptsResponse>>, Status> {
+        use futures::TryStreamExt;
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
+        shift_id(&request.shift_id)?;
+        let stream = self
+            .journal
+            .shift_receipts(terminal, request.shift_id)
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A shift id: the UUID ShiftService gave the shift.
+fn shift_id(value: &str) -> Result<(), ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::invalid("shift_id", "is required"));
+    }
+    if fiscus_kit::idempotency::canonical_uuid(value).is_none() {
+        return Err(ApiError::invalid(
+            "shift_id",
+            "must be a UUID in its canonical form (36 characters, lowercase, with dashes)",
+        ));
+    }
+    Ok(())
 }

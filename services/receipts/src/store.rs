@@ -8,6 +8,8 @@ use fiscus_kit::db::{Database, Tx};
 use fiscus_kit::idempotency::Operation;
 use fiscus_kit::{with_db, with_tx};
 
+use fiscus_domain::shift::ShiftLines;
+
 use crate::proto::Standing;
 
 /// The columns every receipt read selects, in [`StoredReceipt`]'s order.
@@ -90,6 +92,51 @@ pub struct NewReceipt {
     pub signature: Vec<u8>,
     pub key_id: String,
     pub created_at_us: i64,
+    /// The shift it is journaled in: the one its chain head carried when it was chained.
+    pub shift_id: String,
+    /// What it adds to its shift's reports.
+    pub lines: Vec<LineRow>,
+}
+
+/// One row of `receipt_lines`: what a receipt adds to its shift, per tax type and rate or per
+/// payment method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRow {
+    pub line: &'static str,
+    pub code: &'static str,
+    pub rate: i64,
+    pub count: i64,
+    pub base: i64,
+    pub vat: i64,
+    pub city_tax: i64,
+    pub gross: i64,
+}
+
+impl LineRow {
+    /// The rows of a receipt's shift lines.
+    pub fn all(lines: &ShiftLines) -> Vec<LineRow> {
+        let tax = lines.tax.iter().map(|t| LineRow {
+            line: "TAX",
+            code: t.tax_type.as_str(),
+            rate: t.vat_rate.hundredths(),
+            count: 0,
+            base: t.base.minor(),
+            vat: t.vat.minor(),
+            city_tax: t.city_tax.minor(),
+            gross: t.gross.minor(),
+        });
+        let pay = lines.pay.iter().map(|p| LineRow {
+            line: "PAY",
+            code: p.method.as_str(),
+            rate: 0,
+            count: i64::from(p.count),
+            base: 0,
+            vat: 0,
+            city_tax: 0,
+            gross: p.amount.minor(),
+        });
+        tax.chain(pay).collect()
+    }
 }
 
 impl NewReceipt {
@@ -110,15 +157,24 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A terminal's chain head: its last receipt's number and hash, and the shift its receipts are
+/// journaled in now (empty for none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub number: u64,
+    pub hash: Vec<u8>,
+    pub shift_id: String,
+}
+
 /// Locks the terminal's chain head for this transaction (creating it at the genesis hash) and
-/// answers its last number and hash: for appends made under the head's lock.
-pub async fn lock_head(tx: &mut Tx, terminal: &TerminalId) -> Result<(u64, Vec<u8>), sqlx::Error> {
-    let (number, hash): (i64, Vec<u8>) = with_tx!(tx, |conn| sqlx::query_as(
+/// answers it: for appends, and shift changes, made under the head's lock.
+pub async fn lock_head(tx: &mut Tx, terminal: &TerminalId) -> Result<Head, sqlx::Error> {
+    let (number, hash, shift_id): (i64, Vec<u8>, String) = with_tx!(tx, |conn| sqlx::query_as(
         "INSERT INTO chain_heads (merchant_tin, branch_no, pos_no, last_number, last_hash) \
          VALUES ($1, $2, $3, 0, $4) \
          ON CONFLICT (merchant_tin, branch_no, pos_no) \
          DO UPDATE SET last_number = chain_heads.last_number \
-         RETURNING last_number, last_hash"
+         RETURNING last_number, last_hash, shift_id"
     )
     .bind(&terminal.merchant_tin)
     .bind(&terminal.branch_no)
@@ -126,7 +182,30 @@ pub async fn lock_head(tx: &mut Tx, terminal: &TerminalId) -> Result<(u64, Vec<u
     .bind(&fiscus_domain::chain::GENESIS[..])
     .fetch_one(conn)
     .await?);
-    Ok((u64::try_from(number).unwrap_or(0), hash))
+    Ok(Head {
+        number: u64::try_from(number).unwrap_or(0),
+        hash,
+        shift_id,
+    })
+}
+
+/// Sets the shift of a terminal whose head `tx` holds locked.
+pub async fn set_head_shift(
+    tx: &mut Tx,
+    terminal: &TerminalId,
+    shift_id: &str,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, |conn| sqlx::query(
+        "UPDATE chain_heads SET shift_id = $4 \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(shift_id)
+    .execute(conn)
+    .await
+    .map(drop))
 }
 
 /// How an append found the terminal's chain.
@@ -147,7 +226,7 @@ pub enum Appended {
 const RECEIPT_INSERT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind, \
      receipt_type, reference, total_minor, vat_minor, city_tax_minor, currency, \
      original_receipt_id, fiscal_state, document, previous_hash, hash, signature, key_id, \
-     created_at_us";
+     created_at_us, shift_id";
 
 /// On Postgres any number of entries append in one statement. An entry whose operation id is
 /// recorded already is left out. Each other entry moves its terminal's head only from its
@@ -169,8 +248,8 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
                 $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
                 $12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::bytea[], \
-                $18::bytea[], $19::text[], $20::int8[], \
-                $21::text[], $22::text[], $23::text[], $24::bytea[], $25::bytea[]) \
+                $18::bytea[], $19::text[], $20::int8[], $21::text[], \
+                $22::text[], $23::text[], $24::text[], $25::bytea[], $26::bytea[]) \
             AS e({RECEIPT_INSERT_COLUMNS}, tenant, operation_id, rpc, fingerprint, response)), \
          taken AS (\
             SELECT e.id FROM entry e CROSS JOIN LATERAL (\
@@ -182,6 +261,7 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
               AND h.pos_no = e.pos_no \
             WHERE e.id NOT IN (SELECT id FROM taken) \
               AND h.last_number = e.number - 1 AND h.last_hash = e.previous_hash \
+              AND h.shift_id = e.shift_id \
             FOR UPDATE OF h SKIP LOCKED), \
          head AS (\
             UPDATE chain_heads h SET last_number = e.number, last_hash = e.hash \
@@ -189,11 +269,17 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
             WHERE h.merchant_tin = e.merchant_tin AND h.branch_no = e.branch_no \
               AND h.pos_no = e.pos_no \
               AND h.last_number = e.number - 1 AND h.last_hash = e.previous_hash \
+              AND h.shift_id = e.shift_id \
             RETURNING e.id), \
          receipt AS (\
             INSERT INTO receipts ({RECEIPT_INSERT_COLUMNS}) \
             SELECT {RECEIPT_INSERT_COLUMNS} FROM entry JOIN head USING (id) \
             RETURNING id), \
+         line AS (\
+            INSERT INTO receipt_lines ({LINE_COLUMNS}) \
+            SELECT l.* FROM UNNEST($27::text[], $28::text[], $29::text[], $30::int8[], \
+                $31::int8[], $32::int8[], $33::int8[], $34::int8[], $35::int8[]) \
+            AS l({LINE_COLUMNS}) JOIN receipt ON receipt.id = l.receipt_id), \
          operation AS (\
             INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
             SELECT tenant, operation_id, rpc, fingerprint, response, CURRENT_TIMESTAMP \
@@ -205,9 +291,14 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 static INSERT_RECEIPT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "INSERT INTO receipts ({RECEIPT_INSERT_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+          $21)"
     )
 });
+
+/// The columns of `receipt_lines`, as [`LineRow`] holds them after the receipt's id.
+const LINE_COLUMNS: &str =
+    "receipt_id, line, code, rate, count, base_minor, vat_minor, city_tax_minor, gross_minor";
 
 /// Appends entries of distinct terminals in one statement on Postgres; how each found its chain.
 pub async fn append_postgres<'e>(
@@ -219,6 +310,16 @@ pub async fn append_postgres<'e>(
     }
     fn operation<'a, T>(entries: &[&'a Entry], field: impl Fn(&'a Entry) -> T) -> Vec<T> {
         entries.iter().map(|e| field(e)).collect()
+    }
+    let lines: Vec<(&str, &LineRow)> = entries
+        .iter()
+        .flat_map(|e| e.receipt.lines.iter().map(|l| (e.receipt.id.as_str(), l)))
+        .collect();
+    fn line<'a, T>(
+        lines: &[(&'a str, &'a LineRow)],
+        field: impl Fn(&'a str, &'a LineRow) -> T,
+    ) -> Vec<T> {
+        lines.iter().map(|(id, l)| field(id, l)).collect()
     }
     let outcomes: HashMap<String, bool> =
         sqlx::query_as(sqlx::AssertSqlSafe(APPEND_POSTGRES.as_str()))
@@ -242,11 +343,21 @@ pub async fn append_postgres<'e>(
             .bind(column(entries, |r| r.signature.as_slice()))
             .bind(column(entries, |r| r.key_id.as_str()))
             .bind(column(entries, |r| r.created_at_us))
+            .bind(column(entries, |r| r.shift_id.as_str()))
             .bind(operation(entries, |e| e.operation.tenant.as_str()))
             .bind(operation(entries, |e| e.operation.id.as_str()))
             .bind(operation(entries, |e| e.operation.rpc))
             .bind(operation(entries, |e| &e.operation.fingerprint[..]))
             .bind(operation(entries, |e| e.response.as_slice()))
+            .bind(line(&lines, |id, _| id))
+            .bind(line(&lines, |_, l| l.line))
+            .bind(line(&lines, |_, l| l.code))
+            .bind(line(&lines, |_, l| l.rate))
+            .bind(line(&lines, |_, l| l.count))
+            .bind(line(&lines, |_, l| l.base))
+            .bind(line(&lines, |_, l| l.vat))
+            .bind(line(&lines, |_, l| l.city_tax))
+            .bind(line(&lines, |_, l| l.gross))
             .fetch_all(conn)
             .await?
             .into_iter()
@@ -270,7 +381,7 @@ async fn append_sqlite(
     let moved = sqlx::query(
         "UPDATE chain_heads SET last_number = $4, last_hash = $6 \
          WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 \
-           AND last_number = $4 - 1 AND last_hash = $5",
+           AND last_number = $4 - 1 AND last_hash = $5 AND shift_id = $7",
     )
     .bind(&r.merchant_tin)
     .bind(&r.branch_no)
@@ -278,6 +389,7 @@ async fn append_sqlite(
     .bind(to_i64(r.number))
     .bind(&r.previous_hash)
     .bind(&r.hash)
+    .bind(&r.shift_id)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -305,8 +417,25 @@ async fn append_sqlite(
         .bind(&r.signature)
         .bind(&r.key_id)
         .bind(r.created_at_us)
+        .bind(&r.shift_id)
         .execute(&mut *conn)
         .await?;
+    for l in &r.lines {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO receipt_lines ({LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )))
+        .bind(&r.id)
+        .bind(l.line)
+        .bind(l.code)
+        .bind(l.rate)
+        .bind(l.count)
+        .bind(l.base)
+        .bind(l.vat)
+        .bind(l.city_tax)
+        .bind(l.gross)
+        .execute(&mut *conn)
+        .await?;
+    }
     let operation = &entry.operation;
     sqlx::query(
         "INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
@@ -642,4 +771,109 @@ pub async fn states(
             .await
         }
     }
+}
+
+/// A shift's receipts of one kind: how many, their gross total (a cancellation's signed by what
+/// it cancelled: negative for a refund), and their lowest and highest number.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KindTotal {
+    pub kind: String,
+    pub count: i64,
+    pub total: i64,
+    pub first: i64,
+    pub last: i64,
+}
+
+pub async fn shift_kinds(
+    db: &Database,
+    terminal: &TerminalId,
+    shift_id: &str,
+) -> Result<Vec<KindTotal>, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_as(
+        "SELECT r.kind AS kind, COUNT(*) AS count, \
+           CAST(COALESCE(SUM(CASE WHEN o.kind = 'REFUND' THEN -r.total_minor \
+             ELSE r.total_minor END), 0) AS BIGINT) AS total, \
+           MIN(r.number) AS first, MAX(r.number) AS last \
+         FROM receipts r \
+         LEFT JOIN receipts o ON r.kind = 'CANCELLATION' AND o.id = r.original_receipt_id \
+         WHERE r.merchant_tin = $1 AND r.branch_no = $2 AND r.pos_no = $3 AND r.shift_id = $4 \
+         GROUP BY r.kind"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(shift_id)
+    .fetch_all(pool)
+    .await)
+}
+
+/// A shift's `receipt_lines`, added up per line, code and rate.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LineTotal {
+    pub line: String,
+    pub code: String,
+    pub rate: i64,
+    pub count: i64,
+    pub base: i64,
+    pub vat: i64,
+    pub city_tax: i64,
+    pub gross: i64,
+}
+
+pub async fn shift_lines(
+    db: &Database,
+    terminal: &TerminalId,
+    shift_id: &str,
+) -> Result<Vec<LineTotal>, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_as(
+        "SELECT l.line AS line, l.code AS code, l.rate AS rate, \
+           CAST(SUM(l.count) AS BIGINT) AS count, CAST(SUM(l.base_minor) AS BIGINT) AS base, \
+           CAST(SUM(l.vat_minor) AS BIGINT) AS vat, \
+           CAST(SUM(l.city_tax_minor) AS BIGINT) AS city_tax, \
+           CAST(SUM(l.gross_minor) AS BIGINT) AS gross \
+         FROM receipt_lines l JOIN receipts r ON r.id = l.receipt_id \
+         WHERE r.merchant_tin = $1 AND r.branch_no = $2 AND r.pos_no = $3 AND r.shift_id = $4 \
+         GROUP BY l.line, l.code, l.rate"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(shift_id)
+    .fetch_all(pool)
+    .await)
+}
+
+/// One receipt of a shift, as a full report lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShiftReceipt {
+    pub id: String,
+    pub number: i64,
+    pub kind: String,
+    pub total_minor: i64,
+    pub currency: String,
+    pub created_at_us: i64,
+}
+
+/// A shift's receipts numbered above `after`, in number order, at most `limit`.
+pub async fn shift_receipts(
+    db: &Database,
+    terminal: &TerminalId,
+    shift_id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ShiftReceipt>, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_as(
+        "SELECT id, number, kind, total_minor, currency, created_at_us FROM receipts \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 AND shift_id = $4 \
+           AND number > $5 \
+         ORDER BY number LIMIT $6"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(shift_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)
 }

@@ -276,6 +276,8 @@ pub(crate) mod tests {
                 signature: vec![2; 64],
                 key_id: "k".into(),
                 created_at_us: 0,
+                shift_id: String::new(),
+                lines: Vec::new(),
             },
             operation: Operation::new("12345678901", &id, "SignReceipt", &mut request),
             response: Vec::new(),

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use fiscus_domain::TerminalId;
 
-/// The last number and hash of a chain.
-pub type Head = (u64, Vec<u8>);
+pub use crate::store::Head;
 
 /// One terminal's hint, and the lock its receipts are chained under.
 pub type Slot = Arc<tokio::sync::Mutex<Option<Head>>>;

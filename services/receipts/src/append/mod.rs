@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use fiscus_domain::chain;
 use fiscus_domain::keys::{self, ReceiptSigner};
 use fiscus_domain::receipt::{FiscalState, Receipt};
+use fiscus_domain::shift::{Effect, ShiftLines};
 use fiscus_kit::ApiError;
 use fiscus_kit::cache::SharedCache;
 use fiscus_kit::db::{Database, Tx};
@@ -21,7 +22,7 @@ use fiscus_proto::v1 as pb;
 use prost::Message;
 
 use crate::proto::{self, Document, Standing};
-use crate::store::{self, Appended, Entry, NewReceipt};
+use crate::store::{self, Appended, Entry, LineRow, NewReceipt};
 
 pub use group_commit::GroupCommit;
 use heads::{Head, Heads};
@@ -34,15 +35,39 @@ pub struct Chained {
     hash: [u8; 32],
     signature: [u8; 64],
     created_at_us: i64,
+    /// The shift it is journaled in, as its head carried it.
+    shift_id: String,
+    /// What it adds to that shift's reports.
+    lines: ShiftLines,
+}
+
+/// Whether a terminal's receipts must be made in an open shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShiftRule {
+    Required,
+    Optional,
 }
 
 impl Chained {
+    /// Chains `receipt` on `head`; refused when `rule` requires a shift and the head has none.
     pub fn new(
         mut receipt: Receipt,
-        (last_number, last_hash): Head,
+        head: Head,
+        rule: ShiftRule,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
     ) -> Result<Self, ApiError> {
+        if rule == ShiftRule::Required && head.shift_id.is_empty() {
+            return Err(ApiError::FailedPrecondition(format!(
+                "terminal {} has no open shift: open one with ShiftService.OpenShift",
+                receipt.terminal()
+            )));
+        }
+        let Head {
+            number: last_number,
+            hash: last_hash,
+            shift_id,
+        } = head;
         let previous: [u8; 32] = last_hash.as_slice().try_into().map_err(|_| {
             ApiError::Internal(anyhow::anyhow!(
                 "chain head of {} holds a malformed hash",
@@ -55,6 +80,7 @@ impl Chained {
         let canonical = String::from_utf8(canonical).map_err(|e| {
             ApiError::Internal(anyhow::anyhow!("canonical document is not UTF-8: {e}"))
         })?;
+        let lines = shift_lines(&receipt, &receipt, Effect::of(receipt.kind, None))?;
         Ok(Self {
             signature: signer.sign(&hash),
             receipt,
@@ -62,12 +88,25 @@ impl Chained {
             previous,
             hash,
             created_at_us: now.timestamp_micros(),
+            shift_id,
+            lines,
         })
+    }
+
+    /// A cancellation counts, in its shift, as undoing what `original` did.
+    pub fn cancelling(mut self, original: &Receipt) -> Result<Self, ApiError> {
+        let effect = Effect::of(self.receipt.kind, Some(original.kind));
+        self.lines = shift_lines(&self.receipt, original, effect)?;
+        Ok(self)
     }
 
     /// The chain's head once this receipt is appended.
     fn head(&self) -> Head {
-        (self.receipt.number, self.hash.to_vec())
+        Head {
+            number: self.receipt.number,
+            hash: self.hash.to_vec(),
+            shift_id: self.shift_id.clone(),
+        }
     }
 
     /// The journal entry of this receipt, answering `operation` with `response`.
@@ -95,6 +134,8 @@ impl Chained {
                 signature: self.signature.to_vec(),
                 key_id: r.key_id.clone(),
                 created_at_us: self.created_at_us,
+                shift_id: self.shift_id.clone(),
+                lines: LineRow::all(&self.lines),
             },
             operation: operation.clone(),
             response,
@@ -104,7 +145,7 @@ impl Chained {
     /// The API view of the receipt as journaled now.
     pub fn view(&self, standing: impl FnOnce(&mut Standing)) -> pb::Receipt {
         let mut state = Standing {
-            shift_id: String::new(),
+            shift_id: self.shift_id.clone(),
             fiscal_state: FiscalState::LocalSigned,
             state_message: String::new(),
             cancelled_by: None,
@@ -174,6 +215,7 @@ impl Appender {
     pub async fn append_alone(
         &self,
         mut receipt: Receipt,
+        rule: ShiftRule,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
         operation: &Operation,
@@ -181,14 +223,19 @@ impl Appender {
         // The slow paths are boxed: each is a future of kilobytes that every sale would
         // otherwise carry and move about.
         let Some(group) = &self.group_commit else {
-            let (signed, _) = Box::pin(self.append_anew(receipt, signer, now, operation)).await?;
+            let (signed, _) =
+                Box::pin(self.append_anew(receipt, rule, signer, now, operation)).await?;
             return Ok(signed);
         };
         let terminal = receipt.terminal();
         let slot = self.heads.slot(&terminal);
         let mut known = slot.lock().await;
-        if let Some(head) = known.take() {
-            let chained = Chained::new(receipt, head, signer, now)?;
+        // A hint of no shift may be stale where a shift is required: the locked head tells.
+        let hint = known
+            .take()
+            .filter(|head| rule == ShiftRule::Optional || !head.shift_id.is_empty());
+        if let Some(head) = hint {
+            let chained = Chained::new(receipt, head, rule, signer, now)?;
             let (answer, response) = chained.sign_receipt_answer();
             let queued = group.enqueue(chained.entry(operation, response)).await?;
             let after = chained.head();
@@ -222,7 +269,8 @@ impl Appender {
             // Chained again below, on the head as it now stands.
             receipt = chained.receipt;
         }
-        let (signed, head) = Box::pin(self.append_anew(receipt, signer, now, operation)).await?;
+        let (signed, head) =
+            Box::pin(self.append_anew(receipt, rule, signer, now, operation)).await?;
         if matches!(signed, Signed::New(_)) {
             *known = Some(head);
         }
@@ -235,12 +283,13 @@ impl Appender {
         &self,
         mut tx: Tx,
         receipt: Receipt,
+        rule: ShiftRule,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
         operation: &Operation,
     ) -> Result<(Signed, Head), ApiError> {
         let head = store::lock_head(&mut tx, &receipt.terminal()).await?;
-        let chained = Chained::new(receipt, head, signer, now)?;
+        let chained = Chained::new(receipt, head, rule, signer, now)?;
         let (answer, response) = chained.sign_receipt_answer();
         let signed = match self.commit(tx, &chained, operation, &response).await? {
             None => Signed::New(Box::new(answer)),
@@ -253,12 +302,13 @@ impl Appender {
     async fn append_anew(
         &self,
         receipt: Receipt,
+        rule: ShiftRule,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
         operation: &Operation,
     ) -> Result<(Signed, Head), ApiError> {
         let tx = self.db.begin().await?;
-        self.append_locked(tx, receipt, signer, now, operation)
+        self.append_locked(tx, receipt, rule, signer, now, operation)
             .await
     }
 
@@ -317,6 +367,19 @@ impl Appender {
                 ))
             })
     }
+}
+
+fn shift_lines(
+    receipt: &Receipt,
+    counted: &Receipt,
+    effect: Effect,
+) -> Result<ShiftLines, ApiError> {
+    ShiftLines::of(receipt, counted, effect).map_err(|_| {
+        ApiError::Internal(anyhow::anyhow!(
+            "the shift lines of receipt {} overflow",
+            receipt.id
+        ))
+    })
 }
 
 /// The signing key's id and algorithm, as a receipt records them.

@@ -2,6 +2,7 @@
 //! hash chains, each exactly once per operation.
 
 mod amend;
+mod shifts;
 mod sign;
 mod verify;
 

@@ -40,8 +40,9 @@ impl Journal {
                 let mut receipt = draft.receipt;
                 receipt.id = uuid::Uuid::now_v7().to_string();
                 sign_with(&mut receipt, &signer);
+                let rule = self.policy.shift_rule(&receipt.merchant_tin);
                 self.appender
-                    .append_alone(receipt, &signer, now, operation)
+                    .append_alone(receipt, rule, &signer, now, operation)
                     .await?
             }
             // Boxed, so that a sale's future does not carry a refund's.
