@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the four services as separate processes against Postgres and Redis, each on its own
 # port, until Ctrl-C; then stops them all gracefully. The API clients are made once and kept in
-# .fiscus/: an admin client for you (.fiscus/cluster-admin-secret) and PaymentService's own.
+# .fiscus/: an admin client for you (.fiscus/cluster-admin-secret), PaymentService's own and
+# ShiftService's own.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,11 +21,16 @@ secret() {
 }
 admin_secret=$(secret admin)
 payments_secret=$(secret payments)
+shifts_secret=$(secret shifts)
 config=.fiscus/cluster.toml
 (umask 077; cat > "$config" <<TOML
 [payments]
 client_id = "payments"
 client_secret = "$payments_secret"
+
+[shifts]
+client_id = "shifts"
+client_secret = "$shifts_secret"
 
 [[auth.clients]]
 client_id = "admin"
@@ -35,6 +41,11 @@ scopes = ["admin"]
 client_id = "payments"
 client_secret = "$payments_secret"
 scopes = ["tokens:read", "tokens:write"]
+
+[[auth.clients]]
+client_id = "shifts"
+client_secret = "$shifts_secret"
+scopes = ["receipts:shifts"]
 TOML
 )
 export FISCUS_TELEMETRY__LOG_FORMAT=${FISCUS_TELEMETRY__LOG_FORMAT:-text}

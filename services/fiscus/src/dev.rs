@@ -55,13 +55,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config.keys.master_key = Some(SecretString::from(key.to_hex()));
     }
 
-    let payments_secret = random_hex::<32>()?;
-    let (sandboxes, defaults) = crate::sandboxes::start(
-        &random_hex::<16>()?,
-        config.auth.enabled.then_some(payments_secret.as_str()),
-    )
-    .await?;
-    let mut config = config.with_section_defaults(&defaults)?;
+    let identities = if config.auth.enabled {
+        service_clients()?
+    } else {
+        Vec::new()
+    };
+    let (sandboxes, defaults) = crate::sandboxes::start(&random_hex::<16>()?).await?;
+    let mut config = config
+        .with_section_defaults(&defaults)?
+        .with_section_defaults(
+            &identities
+                .iter()
+                .map(ServiceClient::toml)
+                .collect::<String>(),
+        )?;
     let listener = server::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let reachable = if addr.ip().is_unspecified() {
@@ -79,13 +86,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             scopes: vec![fiscus_kit::auth::ADMIN.to_owned()],
             merchants: Vec::new(),
         });
-        // PaymentService's own identity towards TokenService (MIA seller tokens).
-        config.auth.clients.push(AuthClient {
-            client_id: crate::sandboxes::PAYMENTS_CLIENT.to_owned(),
-            client_secret: SecretString::from(payments_secret),
-            scopes: fiscus_payments::TOKEN_SCOPES.map(str::to_owned).to_vec(),
-            merchants: Vec::new(),
-        });
+        for client in identities {
+            config.auth.clients.push(AuthClient {
+                client_id: client.client_id.to_owned(),
+                client_secret: SecretString::from(client.secret),
+                scopes: client.scopes.iter().map(|s| (*s).to_owned()).collect(),
+                merchants: Vec::new(),
+            });
+        }
     }
     let cache: SharedCache = Arc::new(MemoryCache::new(&config.cache.key_prefix));
     let config = Arc::new(config);
@@ -213,6 +221,44 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         db.close().await;
     }
     Ok(())
+}
+
+/// A service's own client towards its peers, made anew at every start.
+struct ServiceClient {
+    /// Its configuration section, which names the client.
+    section: &'static str,
+    client_id: &'static str,
+    secret: String,
+    scopes: &'static [&'static str],
+}
+
+impl ServiceClient {
+    /// The client, in its service's section.
+    fn toml(&self) -> String {
+        format!(
+            "[{}]\nclient_id = \"{}\"\nclient_secret = \"{}\"\n",
+            self.section, self.client_id, self.secret
+        )
+    }
+}
+
+/// PaymentService's identity towards TokenService (MIA seller tokens) and ShiftService's
+/// towards ReceiptService (the journal's shift calls).
+fn service_clients() -> anyhow::Result<Vec<ServiceClient>> {
+    Ok(vec![
+        ServiceClient {
+            section: "payments",
+            client_id: "fiscus-payments",
+            secret: random_hex::<32>()?,
+            scopes: &fiscus_payments::TOKEN_SCOPES,
+        },
+        ServiceClient {
+            section: "shifts",
+            client_id: "fiscus-shifts",
+            secret: random_hex::<32>()?,
+            scopes: &fiscus_shifts::PEER_SCOPES,
+        },
+    ])
 }
 
 /// Where `fiscus dev` serves its metrics unless `admin.listen` says otherwise.

@@ -15,8 +15,6 @@ pub const MIA_SELLER: (&str, &str) = ("seller", "seller-password");
 /// The fiscus terminal the dev MIA terminal is bound to: the merchant's IDNO, branch 001, and
 /// MIA's terminal id as the POS number.
 pub const MIA_FISCUS_TERMINAL: (&str, &str, &str) = (MIA_MERCHANT_IDNO, "001", MIA_TERMINAL);
-/// The client PaymentService asks TokenService for its own token as.
-pub const PAYMENTS_CLIENT: &str = "fiscus-payments";
 
 /// Running sandboxes; they stop when this is dropped.
 pub struct Sandboxes {
@@ -26,11 +24,7 @@ pub struct Sandboxes {
 
 /// Starts the sandboxes; answers them and the service settings (TOML) that point the dev
 /// merchant and the dev MIA terminal at them, for whatever the configuration leaves unset.
-/// `payments_secret` is PaymentService's client secret when authentication is on.
-pub async fn start(
-    client_secret: &str,
-    payments_secret: Option<&str>,
-) -> anyhow::Result<(Sandboxes, String)> {
+pub async fn start(client_secret: &str) -> anyhow::Result<(Sandboxes, String)> {
     let keycloak = KeycloakSandbox::start(KeycloakSandboxConfig::default().with_realm(
         SandboxRealm::new(REALM).with_client(SandboxClient::new(CLIENT, client_secret)),
     ))
@@ -55,7 +49,6 @@ mia_url = "{mia_url}"
 
 [payments]
 mia_url = "{mia_url}"
-{payments_identity}
 
 [[tokens.ebarimt]]
 merchant_tin = "{DEV_MERCHANT}"
@@ -66,12 +59,8 @@ authClientSecret = "{client_secret}"
 "#,
         mia_url = mia.base_url(),
         auth_url = keycloak.base_url(),
-        payments_identity = payments_secret
-            .map(|secret| format!(
-                "client_id = \"{PAYMENTS_CLIENT}\"\nclient_secret = \"{secret}\""
-            ))
-            .unwrap_or_default(),
     );
+
     Ok((Sandboxes { keycloak, mia }, defaults))
 }
 

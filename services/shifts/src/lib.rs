@@ -1,13 +1,25 @@
-//! ShiftService: shifts and X/Z reports.
+//! ShiftService: a terminal's shifts, one open at a time, and their X- and Z-reports, added up
+//! from the receipt journal where it lives.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod config;
+mod report;
+mod service;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use fiscus_kit::auth::{ServiceScopes, read_or_write};
-use fiscus_kit::server::{Unlanded, WithUnlanded};
+use fiscus_kit::peers::ServiceIdentity;
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
-use fiscus_proto::v1::shift_service_server::{ShiftService, ShiftServiceServer};
+use fiscus_proto::v1::shift_service_server::ShiftServiceServer;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
+
+pub use config::ShiftsConfig;
+pub use service::Shifts;
 
 const NAME: &str = ShiftServiceServer::<Shifts>::NAME;
 
@@ -15,7 +27,7 @@ const NAME: &str = ShiftServiceServer::<Shifts>::NAME;
 pub static MODULE: ServiceModule = ServiceModule {
     kind: ServiceKind::Shifts,
     name: NAME,
-    migrations: &Migrations::NONE,
+    migrations: &MIGRATIONS,
     scopes: ServiceScopes {
         service: NAME,
         scope: |method| {
@@ -31,45 +43,27 @@ pub static MODULE: ServiceModule = ServiceModule {
     mount,
 };
 
-fn mount(_ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
-    routes.add_service(WithUnlanded::new(ShiftServiceServer::new(Shifts), UNLANDED));
+static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_shifts_migrations");
+
+/// The scope this service's own token needs: ReceiptService's shift calls.
+pub const PEER_SCOPES: [&str; 1] = ["receipts:shifts"];
+
+fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
+    let section: ShiftsConfig = ctx.config.section(ServiceKind::Shifts)?;
+    let identity = ServiceIdentity::new(
+        ctx.peers.tokens.clone(),
+        &section.client_id,
+        section.client_secret.clone(),
+        &PEER_SCOPES,
+    );
+    let inner = service::Inner {
+        db: ctx.db.clone(),
+        db_status: ctx.db_status.clone(),
+        cache: ctx.cache.clone(),
+        receipts: ctx.peers.receipts.clone(),
+        identity,
+        peer_timeout: Duration::from_millis(section.peer_timeout_ms.max(1)),
+    };
+    routes.add_service(ShiftServiceServer::new(Shifts(Arc::new(inner))));
     Ok(())
 }
-
-/// The `fiscus.v1.ShiftService` implementation.
-#[derive(Debug, Clone, Copy)]
-pub struct Shifts;
-
-#[tonic::async_trait]
-impl ShiftService for Shifts {}
-
-const MISSING: &str =
-    "shifts and X/Z reports are not built yet (they aggregate the receipt journal of issue #3)";
-
-/// RPCs of the contract that answer UNIMPLEMENTED, naming what is missing, until they land.
-static UNLANDED: &[Unlanded] = &[
-    Unlanded {
-        method: "OpenShift",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetCurrentShift",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "CloseShift",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetXReport",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "GetZReport",
-        missing: MISSING,
-    },
-    Unlanded {
-        method: "ListShifts",
-        missing: MISSING,
-    },
-];

@@ -1,0 +1,28 @@
+//! The `[shifts]` section of the configuration: this service's identity towards its peers.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Shifts and their reports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShiftsConfig {
+    /// The client this service asks TokenService for its own token as (`[[auth.clients]]` with
+    /// the scope `receipts:shifts`), for the calls it makes to ReceiptService; empty when
+    /// authentication is off.
+    pub client_id: String,
+    #[serde(deserialize_with = "fiscus_kit::config::lenient::secret")]
+    pub client_secret: SecretString,
+    /// Timeout of one call to ReceiptService.
+    pub peer_timeout_ms: u64,
+}
+
+impl Default for ShiftsConfig {
+    fn default() -> Self {
+        Self {
+            client_id: String::new(),
+            client_secret: SecretString::from(String::new()),
+            peer_timeout_ms: 10_000,
+        }
+    }
+}
