@@ -129,19 +129,20 @@ async fn an_rpc_that_has_not_landed_answers_unimplemented_naming_what_is_missing
         .dev_token
         .clone()
         .expect("fiscus dev writes a dev token");
-    let mut client = fiscus_proto::v1::shift_service_client::ShiftServiceClient::with_interceptor(
-        process.channel().await,
-        fiscus_e2e::Bearer::new(&token),
-    );
+    let mut client =
+        fiscus_proto::v1::receipt_service_client::ReceiptServiceClient::with_interceptor(
+            process.channel().await,
+            fiscus_e2e::Bearer::new(&token),
+        );
     let status = client
-        .open_shift(fiscus_proto::v1::OpenShiftRequest::default())
+        .sign_transaction(fiscus_proto::v1::SignTransactionRequest::default())
         .await
         .expect_err("not landed yet");
     assert_eq!(status.code(), Code::Unimplemented, "{}", status.message());
     assert!(
         status
             .message()
-            .contains("fiscus.v1.ShiftService/OpenShift")
+            .contains("fiscus.v1.ReceiptService/SignTransaction")
             && status.message().contains("not built yet"),
         "{}",
         status.message()

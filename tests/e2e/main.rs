@@ -5,5 +5,6 @@ mod foundation;
 mod metrics;
 mod payments;
 mod receipts;
+mod shifts;
 mod telemetry;
 mod tokens;

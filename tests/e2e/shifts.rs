@@ -1,0 +1,664 @@
+//! ShiftService end to end: shifts opened and closed through gRPC, receipts signed in them at
+//! ReceiptService, and X- and Z-reports added up by the journal — on Postgres + Redis (token,
+//! receipt and shift services as separate processes) and on SQLite (`fiscus dev`).
+
+use fiscus_e2e::{AUTH_CONFIG, Authed, Bearer, Process, cash, fresh_schema, issue_token, item, op};
+use fiscus_proto::v1 as pb;
+use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
+use fiscus_proto::v1::shift_service_client::ShiftServiceClient;
+use prost::Message;
+use tonic::Code;
+
+/// A merchant with default settings: receipts may be made outside a shift.
+const TIN: &str = "12345678901";
+/// A merchant whose receipts need an open shift.
+const STRICT_TIN: &str = "12345678902";
+
+const SHIFTS_CLIENT: &str = "e2e-shifts";
+const SHIFTS_SECRET: &str = "e2e-shifts-secret";
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+struct Fixture {
+    receipts: ReceiptServiceClient<Authed>,
+    shifts: ShiftServiceClient<Authed>,
+    _processes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("fiscus.toml");
+        let identity = match backend {
+            // fiscus dev gives ShiftService an identity of its own.
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => format!(
+                "[shifts]\nclient_id = \"{SHIFTS_CLIENT}\"\nclient_secret = \"{SHIFTS_SECRET}\"\n"
+            ),
+        };
+        std::fs::write(
+            &config,
+            format!(
+                r#"{AUTH_CONFIG}
+[[auth.clients]]
+client_id = "{SHIFTS_CLIENT}"
+client_secret = "{SHIFTS_SECRET}"
+scopes = ["receipts:shifts"]
+
+[[receipts.merchants]]
+tin = "{TIN}"
+name = "Дээж Дэлгүүр ХХК"
+
+[[receipts.merchants]]
+tin = "{STRICT_TIN}"
+name = "Magazinul Științific SRL"
+require_open_shift = true
+
+{identity}"#
+            ),
+        )
+        .expect("config");
+        let config = config.to_str().expect("utf-8").to_owned();
+        let args = ["--config", config.as_str()];
+        let (processes, receipts_at, shifts_at) = match backend {
+            Backend::Postgres => {
+                let tokens = Process::service_in("tokens", &fresh_schema("e2e_tokens"), &args, &[])
+                    .await
+                    .expect("fiscus-tokens starts");
+                let tokens_url = format!("http://{}", tokens.addr);
+                let receipts = Process::service_in(
+                    "receipts",
+                    &fresh_schema("e2e_receipts"),
+                    &args,
+                    &[("FISCUS_PEERS__TOKENS", &tokens_url)],
+                )
+                .await
+                .expect("fiscus-receipts starts");
+                let receipts_url = format!("http://{}", receipts.addr);
+                let shifts = Process::service_in(
+                    "shifts",
+                    &fresh_schema("e2e_shifts"),
+                    &args,
+                    &[
+                        ("FISCUS_PEERS__TOKENS", &tokens_url),
+                        ("FISCUS_PEERS__RECEIPTS", &receipts_url),
+                    ],
+                )
+                .await
+                .expect("fiscus-shifts starts");
+                let (r, s) = (receipts.addr, shifts.addr);
+                (vec![tokens, receipts, shifts], r, s)
+            }
+            Backend::Sqlite => {
+                let dev = Process::dev_with(&dir.path().join("data"), &args)
+                    .await
+                    .expect("fiscus dev starts");
+                let addr = dev.addr;
+                (vec![dev], addr, addr)
+            }
+        };
+        let issuer = fiscus_e2e::connect(processes[0].addr).await;
+        let token = issue_token(issuer, "e2e-admin", "e2e-admin-secret", &[])
+            .await
+            .expect("a token");
+        let receipts = ReceiptServiceClient::with_interceptor(
+            fiscus_e2e::connect(receipts_at).await,
+            Bearer::new(&token),
+        );
+        let shifts = ShiftServiceClient::with_interceptor(
+            fiscus_e2e::connect(shifts_at).await,
+            Bearer::new(&token),
+        );
+        Self {
+            receipts,
+            shifts,
+            _processes: processes,
+            _dir: dir,
+        }
+    }
+
+    async fn open(&self, till: &pb::Terminal) -> Result<pb::Shift, tonic::Status> {
+        self.shifts
+            .clone()
+            .open_shift(pb::OpenShiftRequest {
+                operation_id: op(),
+                terminal: Some(till.clone()),
+                opened_by: "Бат".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().shift.expect("a shift"))
+    }
+
+    async fn close(&self, request: pb::CloseShiftRequest) -> pb::CloseShiftResponse {
+        self.shifts
+            .clone()
+            .close_shift(request)
+            .await
+            .expect("the shift closes")
+            .into_inner()
+    }
+
+    async fn sign(&self, request: pb::SignReceiptRequest) -> Result<pb::Receipt, tonic::Status> {
+        self.receipts
+            .clone()
+            .sign_receipt(request)
+            .await
+            .map(|r| r.into_inner().receipt.expect("a receipt"))
+    }
+
+    async fn x_report(&self, till: &pb::Terminal, full: bool) -> pb::Report {
+        self.shifts
+            .clone()
+            .get_x_report(pb::GetXReportRequest {
+                terminal: Some(till.clone()),
+                full,
+                ..Default::default()
+            })
+            .await
+            .expect("an X-report")
+            .into_inner()
+            .report
+            .expect("a report")
+    }
+
+    async fn z_report(&self, till: &pb::Terminal, number: u64) -> pb::GetZReportResponse {
+        self.shifts
+            .clone()
+            .get_z_report(pb::GetZReportRequest {
+                terminal: Some(till.clone()),
+                report: Some(pb::get_z_report_request::Report::ReportNumber(number)),
+                ..Default::default()
+            })
+            .await
+            .expect("a Z-report")
+            .into_inner()
+    }
+}
+
+fn till(tin: &str) -> pb::Terminal {
+    fiscus_e2e::unique_terminal(tin)
+}
+
+fn close_request(till: &pb::Terminal) -> pb::CloseShiftRequest {
+    pb::CloseShiftRequest {
+        operation_id: op(),
+        terminal: Some(till.clone()),
+        closed_by: "Бат".into(),
+        ..Default::default()
+    }
+}
+
+/// A sale of `quantity` loaves at 1100 (100.00 of it VAT), paid by `method`.
+fn sale(till: &pb::Terminal, quantity: &str, method: pb::PaymentMethod) -> pb::SignReceiptRequest {
+    let mut request = fiscus_e2e::sale(
+        till,
+        vec![item("Талх", quantity, "1100", pb::TaxType::VatAble)],
+        "0",
+    );
+    let total = 1100 * quantity.parse::<u32>().expect("a whole quantity");
+    request.payments = vec![pb::PayItem {
+        method: method.into(),
+        ..cash(&total.to_string())
+    }];
+    request
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_shift_adds_up_its_receipts_into_an_x_report_and_one_stored_z_report,
+    concurrent_open_shifts_on_one_terminal_open_one,
+    a_receipt_needs_an_open_shift_where_the_merchant_says_so,
+    no_receipt_falls_between_two_z_reports,
+    z_reports_render_as_json_txt_pdf_and_png,
+    bad_requests_are_refused_naming_the_field,
+);
+
+async fn a_shift_adds_up_its_receipts_into_an_x_report_and_one_stored_z_report(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(TIN);
+    let shift = fx.open(&till).await.expect("the shift opens");
+    assert_eq!(shift.number, 1);
+    assert_eq!(shift.state(), pb::ShiftState::Open);
+
+    let two = fx
+        .sign(sale(&till, "2", pb::PaymentMethod::Cash))
+        .await
+        .expect("a sale");
+    assert_eq!(two.shift_id, shift.shift_id, "a receipt records its shift");
+    fx.sign(sale(&till, "1", pb::PaymentMethod::PaymentCard))
+        .await
+        .expect("a sale");
+    let voided = fx
+        .sign(sale(&till, "1", pb::PaymentMethod::Cash))
+        .await
+        .expect("a sale");
+    let mut refund = fiscus_e2e::sale(&till, Vec::new(), "1100");
+    refund.kind = pb::ReceiptKind::Refund.into();
+    refund.refund_of = Some(pb::RefundReference {
+        original: Some(pb::refund_reference::Original::ReceiptId(two.id.clone())),
+        lines: vec![pb::RefundLine {
+            position: 1,
+            quantity: "1".into(),
+        }],
+    });
+    let refund = fx.sign(refund).await.expect("a refund");
+    assert_eq!(refund.shift_id, shift.shift_id);
+    fx.receipts
+        .clone()
+        .cancel_receipt(pb::CancelReceiptRequest {
+            operation_id: op(),
+            terminal: Some(till.clone()),
+            receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(
+                voided.id.clone(),
+            )),
+            reason: "wrong price".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a cancellation");
+
+    // Three sales of 2200, 1100 and 1100; a refund of 1100; the 1100 cash sale cancelled.
+    let check = |report: &pb::Report| {
+        assert_eq!(report.receipt_count, 5);
+        assert_eq!(
+            (report.first_receipt_number, report.last_receipt_number),
+            (1, 5)
+        );
+        assert_eq!(
+            (report.sale_count, report.sale_sum.as_str()),
+            (3, "4400.00")
+        );
+        assert_eq!(
+            (report.refund_count, report.refund_sum.as_str()),
+            (1, "1100.00")
+        );
+        assert_eq!(
+            (report.cancellation_count, report.cancellation_sum.as_str()),
+            (1, "1100.00")
+        );
+        assert_eq!(report.total_sum, "2200.00");
+        assert_eq!(report.total_vat, "200.00");
+        assert_eq!(report.total_city_tax, "0.00");
+        assert_eq!(
+            report.vat_lines,
+            vec![pb::VatLine {
+                tax_type: pb::TaxType::VatAble.into(),
+                rate: "10.00".into(),
+                taxable_base: "2000.00".into(),
+                vat: "200.00".into(),
+                gross: "2200.00".into(),
+            }]
+        );
+        let methods: Vec<(pb::PaymentMethod, u64, &str)> = report
+            .payment_methods
+            .iter()
+            .map(|m| (m.method(), m.count, m.sum.as_str()))
+            .collect();
+        assert_eq!(
+            methods,
+            vec![
+                (pb::PaymentMethod::Cash, 3, "1100.00"),
+                (pb::PaymentMethod::PaymentCard, 1, "1100.00"),
+            ]
+        );
+    };
+    let x = fx.x_report(&till, true).await;
+    assert_eq!((x.kind(), x.report_number), (pb::ReportKind::X, 0));
+    check(&x);
+    let lines: Vec<(pb::ReportTransactionType, u64)> = x
+        .transactions
+        .iter()
+        .map(|t| (t.r#type(), t.receipt_number))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (pb::ReportTransactionType::Sale, 1),
+            (pb::ReportTransactionType::Sale, 2),
+            (pb::ReportTransactionType::Sale, 3),
+            (pb::ReportTransactionType::Refund, 4),
+            (pb::ReportTransactionType::Cancellation, 5),
+        ],
+        "a full report lists every receipt in order"
+    );
+
+    let request = close_request(&till);
+    let closed = fx.close(request.clone()).await;
+    let z = closed.z_report.clone().expect("a Z-report");
+    assert_eq!((z.kind(), z.report_number), (pb::ReportKind::Z, 1));
+    check(&z);
+    let closed_shift = closed.shift.clone().expect("the shift");
+    assert_eq!(closed_shift.state(), pb::ShiftState::Closed);
+    assert_eq!(closed_shift.z_report_number, 1);
+    // A retry of the closing is answered as the closing was; another closing finds no shift.
+    let again = fx.close(request).await;
+    assert_eq!(again.encode_to_vec(), closed.encode_to_vec());
+    let status = fx
+        .shifts
+        .clone()
+        .close_shift(close_request(&till))
+        .await
+        .expect_err("no shift is open");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+
+    // The stored Z-report, byte for byte, however often it is asked for.
+    let first = fx.z_report(&till, 1).await.report.expect("a report");
+    assert_eq!(first.encode_to_vec(), z.encode_to_vec());
+    let by_id = fx
+        .shifts
+        .clone()
+        .get_z_report(pb::GetZReportRequest {
+            terminal: Some(till.clone()),
+            report: Some(pb::get_z_report_request::Report::ShiftId(
+                shift.shift_id.clone(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("the Z-report by shift")
+        .into_inner()
+        .report
+        .expect("a report");
+    assert_eq!(by_id.encode_to_vec(), z.encode_to_vec());
+
+    // Outside a shift this merchant's receipts are made in none; the next shift is number 2,
+    // its Z-report number 2, and it holds none of the first shift's receipts.
+    let outside = fx
+        .sign(sale(&till, "1", pb::PaymentMethod::Cash))
+        .await
+        .expect("a sale outside a shift");
+    assert_eq!(outside.shift_id, "");
+    let second = fx.open(&till).await.expect("the next shift opens");
+    assert_eq!(second.number, 2);
+    let z2 = fx.close(close_request(&till)).await.z_report.expect("Z");
+    assert_eq!(
+        (z2.report_number, z2.receipt_count, z2.total_sum.as_str()),
+        (2, 0, "0.00")
+    );
+
+    let listed = fx
+        .shifts
+        .clone()
+        .list_shifts(pb::ListShiftsRequest {
+            terminal: Some(till.clone()),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("a page")
+        .into_inner();
+    assert_eq!(listed.shifts.len(), 1);
+    assert_eq!(listed.shifts[0].number, 2, "newest first");
+    let rest = fx
+        .shifts
+        .clone()
+        .list_shifts(pb::ListShiftsRequest {
+            terminal: Some(till.clone()),
+            page_token: listed.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .expect("the next page")
+        .into_inner();
+    assert_eq!(rest.shifts.len(), 1);
+    assert_eq!(rest.shifts[0].shift_id, shift.shift_id);
+    assert!(rest.next_page_token.is_empty());
+}
+
+async fn concurrent_open_shifts_on_one_terminal_open_one(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(TIN);
+    let attempts = futures::future::join_all((0..8).map(|_| fx.open(&till))).await;
+    let opened: Vec<&pb::Shift> = attempts.iter().filter_map(|a| a.as_ref().ok()).collect();
+    assert_eq!(opened.len(), 1, "one wins: {attempts:?}");
+    let winner = &opened[0].shift_id;
+    for refused in attempts.iter().filter_map(|a| a.as_ref().err()) {
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains(winner.as_str()), "{refused:?}");
+    }
+    let current = fx
+        .shifts
+        .clone()
+        .get_current_shift(pb::GetCurrentShiftRequest {
+            terminal: Some(till.clone()),
+        })
+        .await
+        .expect("the current shift")
+        .into_inner();
+    assert!(current.open);
+    assert_eq!(&current.shift.expect("a shift").shift_id, winner);
+}
+
+async fn a_receipt_needs_an_open_shift_where_the_merchant_says_so(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(STRICT_TIN);
+    let refused = fx
+        .sign(sale(&till, "1", pb::PaymentMethod::Cash))
+        .await
+        .expect_err("no shift is open");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains(&till.pos_no), "{refused:?}");
+    let shift = fx.open(&till).await.expect("the shift opens");
+    let signed = fx
+        .sign(sale(&till, "1", pb::PaymentMethod::Cash))
+        .await
+        .expect("a sale in the shift");
+    assert_eq!(signed.shift_id, shift.shift_id);
+    assert_eq!(signed.receipt_number, 1, "the refused sale took no number");
+    fx.close(close_request(&till)).await;
+    let refused = fx
+        .sign(sale(&till, "1", pb::PaymentMethod::Cash))
+        .await
+        .expect_err("the shift is closed");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+}
+
+async fn no_receipt_falls_between_two_z_reports(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(TIN);
+    fx.open(&till).await.expect("the first shift opens");
+    // Sales keep coming from four tills' worth of callers while the shift closes and the next
+    // one opens.
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let signing = (0..4).map(|_| {
+        let (fx, till, done) = (&fx, &till, &done);
+        async move {
+            let mut signed = Vec::new();
+            for _ in 0..15 {
+                signed.push(
+                    fx.sign(sale(till, "1", pb::PaymentMethod::Cash))
+                        .await
+                        .expect("a sale"),
+                );
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            signed
+        }
+    });
+    let turnover = async {
+        while done.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let z1 = fx.close(close_request(&till)).await.z_report.expect("Z1");
+        fx.open(&till).await.expect("the second shift opens");
+        z1
+    };
+    let (signed, z1) = tokio::join!(futures::future::join_all(signing), turnover);
+    let signed: Vec<pb::Receipt> = signed.into_iter().flatten().collect();
+    let z2 = fx.close(close_request(&till)).await.z_report.expect("Z2");
+    assert!(
+        z1.sale_count >= 10,
+        "the first shift closed while sales went on"
+    );
+    let outside = signed.iter().filter(|r| r.shift_id.is_empty()).count();
+    assert_eq!(
+        z1.sale_count + z2.sale_count + outside as u64,
+        signed.len() as u64,
+        "every receipt is in one report, or made between the shifts"
+    );
+    let z1_shift = z1.shift.clone().expect("shift").shift_id;
+    let z2_shift = z2.shift.clone().expect("shift").shift_id;
+    for receipt in &signed {
+        let number = receipt.receipt_number;
+        if receipt.shift_id == z1_shift {
+            assert!(number <= z1.last_receipt_number, "{number} after Z1");
+        } else if receipt.shift_id == z2_shift {
+            assert!(number >= z2.first_receipt_number, "{number} before Z2");
+            assert!(number > z1.last_receipt_number);
+        } else {
+            assert_eq!(
+                receipt.shift_id, "",
+                "receipt {number} in a shift of no report"
+            );
+        }
+    }
+}
+
+async fn z_reports_render_as_json_txt_pdf_and_png(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(STRICT_TIN);
+    fx.open(&till).await.expect("the shift opens");
+    fx.sign(sale(&till, "3", pb::PaymentMethod::Cash))
+        .await
+        .expect("a sale");
+    let mut request = close_request(&till);
+    request.format = pb::DocumentFormat::Txt.into();
+    let closed = fx.close(request).await;
+    let text = closed.document.expect("a document").text_lines.join("\n");
+    assert!(text.contains("Z-REPORT No 1"), "{text}");
+    assert!(text.contains("Magazinul Științific SRL"), "{text}");
+    assert!(text.contains("3300.00"), "{text}");
+
+    let render = |format: pb::DocumentFormat| {
+        let mut shifts = fx.shifts.clone();
+        let till = till.clone();
+        async move {
+            shifts
+                .get_z_report(pb::GetZReportRequest {
+                    terminal: Some(till),
+                    report: Some(pb::get_z_report_request::Report::ReportNumber(1)),
+                    format: format.into(),
+                    full: true,
+                })
+                .await
+                .expect("a rendered Z-report")
+                .into_inner()
+                .document
+                .expect("a document")
+        }
+    };
+    let json = render(pb::DocumentFormat::Json).await;
+    let value: serde_json::Value = serde_json::from_slice(&json.content).expect("JSON");
+    assert_eq!(value["reportNumber"], "1", "{value}");
+    assert_eq!(value["saleSum"], "3300.00", "{value}");
+    assert_eq!(value["transactions"].as_array().map(Vec::len), Some(1));
+    let pdf = render(pb::DocumentFormat::Pdf).await;
+    assert!(pdf.content.starts_with(b"%PDF"));
+    let png = render(pb::DocumentFormat::Png).await;
+    assert!(png.content.starts_with(b"\x89PNG"));
+}
+
+async fn bad_requests_are_refused_naming_the_field(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(TIN);
+    let mut shifts = fx.shifts.clone();
+    let named = |result: Result<(), tonic::Status>, field: &str| {
+        let status = result.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().contains(field), "{field}: {status:?}");
+    };
+    let open = |f: fn(&mut pb::OpenShiftRequest)| {
+        let mut request = pb::OpenShiftRequest {
+            operation_id: op(),
+            terminal: Some(till.clone()),
+            opened_by: "Бат".into(),
+            ..Default::default()
+        };
+        f(&mut request);
+        request
+    };
+    for (field, request) in [
+        ("operation_id", open(|r| r.operation_id.clear())),
+        (
+            "operation_id",
+            open(|r| r.operation_id = "not-a-uuid".into()),
+        ),
+        ("terminal", open(|r| r.terminal = None)),
+        (
+            "terminal.merchant_tin",
+            open(|r| r.terminal.as_mut().expect("t").merchant_tin.clear()),
+        ),
+        ("opened_by", open(|r| r.opened_by = "  ".into())),
+        ("opened_by", open(|r| r.opened_by = "x".repeat(129))),
+    ] {
+        named(shifts.open_shift(request).await.map(drop), field);
+    }
+    let close = |f: fn(&mut pb::CloseShiftRequest)| {
+        let mut request = close_request(&till);
+        f(&mut request);
+        request
+    };
+    for (field, request) in [
+        ("closed_by", close(|r| r.closed_by.clear())),
+        ("shift_id", close(|r| r.shift_id = "no-uuid".into())),
+        ("format", close(|r| r.format = 99)),
+    ] {
+        named(shifts.close_shift(request).await.map(drop), field);
+    }
+    let z = |report| pb::GetZReportRequest {
+        terminal: Some(till.clone()),
+        report,
+        ..Default::default()
+    };
+    named(shifts.get_z_report(z(None)).await.map(drop), "report");
+    named(
+        shifts
+            .get_z_report(z(Some(pb::get_z_report_request::Report::ReportNumber(0))))
+            .await
+            .map(drop),
+        "report_number",
+    );
+    named(
+        shifts
+            .list_shifts(pb::ListShiftsRequest {
+                terminal: Some(till.clone()),
+                page_token: "x".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "page_token",
+    );
+    // Nothing was opened by any of them.
+    let current = shifts
+        .get_current_shift(pb::GetCurrentShiftRequest {
+            terminal: Some(till.clone()),
+        })
+        .await
+        .expect("the current shift")
+        .into_inner();
+    assert!(!current.open);
+    let missing = shifts
+        .get_z_report(z(Some(pb::get_z_report_request::Report::ReportNumber(7))))
+        .await
+        .expect_err("no such report");
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+}
