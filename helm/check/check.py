@@ -71,18 +71,21 @@ KNOWN_KEYS = {
     "telemetry": {"log_format", "log_filter", "otlp_endpoint"},
     "peers": {"receipts", "payments", "shifts", "tokens", "connect_timeout_ms"},
     "receipts": {"item_limit", "max_request_bytes", "currency", "vat_rate", "city_tax_rate",
-                 "business_day_utc_offset_minutes", "max_watchers", "merchants"},
+                 "business_day_utc_offset_minutes", "max_watchers", "require_open_shift",
+                 "merchants"},
     "auth": {"enabled", "issuer", "audience", "token_ttl_seconds", "key_rotation_hours", "clients"},
     "tokens": {"refresh_margin_seconds", "lease_ms", "upstream_timeout_ms", "mia_url", "ebarimt",
                "fiskaltrust"},
     "payments": {"mia_url", "mia_timeout_ms", "client_id", "client_secret", "currency",
                  "poll_interval_ms", "poll_mia", "max_watchers", "device"},
+    "shifts": {"client_id", "client_secret", "peer_timeout_ms"},
     "keys": {"master_key"},
 }
-MERCHANT_KEYS = {"tin", "name", "city_tax_payer", "currency"}
+MERCHANT_KEYS = {"tin", "name", "city_tax_payer", "currency", "require_open_shift"}
 # Keys that hold secrets: never in the chart's ConfigMap.
 SECRET_KEYS = {("database", "url"), ("cache", "url"), ("keys", "master_key"), ("auth", "clients"),
-               ("tokens", "ebarimt"), ("tokens", "fiskaltrust"), ("payments", "client_secret")}
+               ("tokens", "ebarimt"), ("tokens", "fiskaltrust"), ("payments", "client_secret"),
+               ("shifts", "client_secret")}
 
 # The metrics the services export (the dashboard may use only these).
 METRICS = {
