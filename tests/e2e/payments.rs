@@ -1719,8 +1719,8 @@ async fn watchers_open(process: &Process) -> i64 {
         .await
         .expect("the exposition");
     text.lines()
-        .find_map(|line| line.strip_prefix("fiscus_payments_watchers_open "))
-        .unwrap_or_else(|| panic!("no fiscus_payments_watchers_open in:\n{text}"))
+        .find_map(|line| line.strip_prefix("fiscus_watchers_open{stream=\"payments\"} "))
+        .unwrap_or_else(|| panic!("no fiscus_watchers_open of payments in:\n{text}"))
         .trim()
         .parse()
         .expect("a count")

@@ -41,6 +41,34 @@ pub fn register<M: Metric + Clone>(name: &str, help: &str, metric: M) -> M {
     metric
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: &'static str,
+}
+
+/// Watch streams open in this process, by the service whose streams they are: one family for
+/// every service, since a process may host several (`fiscus dev`).
+static WATCHERS: LazyLock<Family<StreamLabels, Gauge>> = LazyLock::new(|| {
+    register(
+        "fiscus_watchers_open",
+        "Watch streams open in this process",
+        Family::default(),
+    )
+});
+
+/// A watch stream of `stream` (`receipts`, `payments`) opened (`1`) or ended (`-1`); a change
+/// of 0 shows the series (at 0) before the first stream.
+pub fn watchers(stream: &'static str, change: i64) {
+    WATCHERS
+        .get_or_create(&StreamLabels { stream })
+        .inc_by(change);
+}
+
+/// The watch streams of `stream` open now.
+pub fn watchers_open(stream: &'static str) -> i64 {
+    WATCHERS.get_or_create(&StreamLabels { stream }).get()
+}
+
 /// Seconds buckets for latencies from half a millisecond to about half a minute.
 pub fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 17))

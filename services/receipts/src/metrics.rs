@@ -43,19 +43,6 @@ pub static WRITER_UP: LazyLock<Gauge> = LazyLock::new(|| {
     )
 });
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StreamLabels {
-    stream: &'static str,
-}
-
-static WATCHERS: LazyLock<Family<StreamLabels, Gauge>> = LazyLock::new(|| {
-    register(
-        "fiscus_watchers_open",
-        "Watch streams open in this process",
-        Family::default(),
-    )
-});
-
 pub fn signed(state: FiscalState) {
     SIGNED
         .get_or_create(&SignedLabels {
@@ -67,7 +54,5 @@ pub fn signed(state: FiscalState) {
 
 /// A WatchReceipt stream opened (`1`) or ended (`-1`).
 pub fn watchers(change: i64) {
-    WATCHERS
-        .get_or_create(&StreamLabels { stream: "receipts" })
-        .inc_by(change);
+    fiscus_kit::metrics::watchers("receipts", change);
 }
