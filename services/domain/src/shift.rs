@@ -77,6 +77,9 @@ impl ShiftLines {
     /// The lines of `receipt`, whose items and payments are those of `counted` (the receipt
     /// itself, or for a cancellation the receipt it cancels), signed by `effect`.
     pub fn of(receipt: &Receipt, counted: &Receipt, effect: Effect) -> Result<Self, Overflow> {
+        if effect == Effect::Nothing {
+            return Ok(Self::default());
+        }
         let mut tax: BTreeMap<(TaxType, Rate), [Money; 3]> = BTreeMap::new();
         for item in &counted.items {
             let sums = tax

@@ -32,6 +32,9 @@ const CONTRACT: [(&str, &[&str]); 4] = [
             "GetBranchInfo",
             "ListTaxTypes",
             "GetSigningKeys",
+            "SetTerminalShift",
+            "GetShiftTotals",
+            "ListShiftReceipts",
         ],
     ),
     (
