@@ -23,6 +23,66 @@ impl Violation {
     }
 }
 
+/// Every problem of a request, collected field by field while it is read: answered together
+/// as one INVALID_ARGUMENT.
+#[derive(Debug, Default)]
+pub struct Violations(pub Vec<Violation>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(Violation::new(field, description));
+    }
+
+    /// `Ok` when nothing was found wrong, else INVALID_ARGUMENT naming every field.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self.0))
+        }
+    }
+
+    /// The operation id of a mutating request, from its field and the `x-operation-id`
+    /// metadata ([`crate::idempotency::operation_id`]); empty when it is wrong.
+    pub fn operation_id(&mut self, field: &str, metadata: Option<&str>) -> String {
+        crate::idempotency::operation_id(field, metadata).unwrap_or_else(|violations| {
+            self.0.extend(violations);
+            String::new()
+        })
+    }
+
+    /// The terminal in `field`, every malformed part named (`terminal.pos_no`).
+    pub fn terminal(
+        &mut self,
+        field: &str,
+        terminal: Option<&fiscus_proto::v1::Terminal>,
+    ) -> Option<fiscus_domain::TerminalId> {
+        let Some(t) = terminal else {
+            self.add(field, "is required");
+            return None;
+        };
+        match fiscus_domain::TerminalId::parse(&t.merchant_tin, &t.branch_no, &t.pos_no) {
+            Ok(id) => Some(id),
+            Err(problems) => {
+                for problem in problems {
+                    let value = match problem.part {
+                        "merchant_tin" => &t.merchant_tin,
+                        "branch_no" => &t.branch_no,
+                        _ => &t.pos_no,
+                    };
+                    let name = format!("{field}.{}", problem.part);
+                    if value.is_empty() {
+                        self.add(name, "is required");
+                    } else {
+                        self.add(name, problem.to_string());
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
 /// Every error a fiscus RPC can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -21,4 +21,4 @@ pub mod telemetry;
 pub use app::{ServiceContext, ServiceModule};
 pub use config::{Config, ServiceKind};
 pub use db::{Database, Migrations};
-pub use error::{ApiError, Violation};
+pub use error::{ApiError, Violation, Violations};

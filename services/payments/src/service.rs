@@ -12,7 +12,7 @@ use fiscus_domain::qr::{
 };
 use fiscus_kit::auth::Caller;
 use fiscus_kit::idempotency::{self, Operation, metadata_operation_id};
-use fiscus_kit::{ApiError, Violation};
+use fiscus_kit::{ApiError, Violations};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::payment_service_server::PaymentService;
 use fiscus_providers::mia::QrSettings;
@@ -34,56 +34,23 @@ pub struct PaymentsService {
     pub payments: Arc<Payments>,
 }
 
-/// Every problem of a request, by field.
-#[derive(Default)]
-struct Violations(Vec<Violation>);
+/// What PaymentService checks of a request beyond what every service does.
+trait PaymentChecks {
+    fn session(&mut self, session_id: &str);
+    /// An id MIA gave (a UUID).
+    fn mia_id(&mut self, field: &str, value: &str);
+    fn transaction_id(&mut self, value: &str) -> Option<u64>;
+    fn text(&mut self, field: &str, value: &str, max: usize, required: bool);
+    fn amounts(
+        &mut self,
+        problems: Vec<(
+            fiscus_domain::qr::AmountField,
+            fiscus_domain::qr::AmountProblem,
+        )>,
+    );
+}
 
-impl Violations {
-    fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(Violation::new(field, description));
-    }
-
-    fn check(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::InvalidArgument(self.0))
-        }
-    }
-
-    fn operation_id(&mut self, field: &str, metadata: Option<&str>) -> String {
-        idempotency::operation_id(field, metadata).unwrap_or_else(|violations| {
-            self.0.extend(violations);
-            String::new()
-        })
-    }
-
-    fn terminal(&mut self, terminal: Option<&pb::Terminal>) -> Option<TerminalId> {
-        let Some(t) = terminal else {
-            self.add("terminal", "is required");
-            return None;
-        };
-        match TerminalId::parse(&t.merchant_tin, &t.branch_no, &t.pos_no) {
-            Ok(id) => Some(id),
-            Err(problems) => {
-                for problem in problems {
-                    let value = match problem.part {
-                        "merchant_tin" => &t.merchant_tin,
-                        "branch_no" => &t.branch_no,
-                        _ => &t.pos_no,
-                    };
-                    let field = format!("terminal.{}", problem.part);
-                    if value.is_empty() {
-                        self.add(field, "is required");
-                    } else {
-                        self.add(field, problem.to_string());
-                    }
-                }
-                None
-            }
-        }
-    }
-
+impl PaymentChecks for Violations {
     fn session(&mut self, session_id: &str) {
         if session_id.is_empty() {
             self.add(
@@ -98,7 +65,6 @@ impl Violations {
         }
     }
 
-    /// An id MIA gave (a UUID).
     fn mia_id(&mut self, field: &str, value: &str) {
         if value.is_empty() {
             self.add(field, "is required");
@@ -285,7 +251,7 @@ impl PaymentService for PaymentsService {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         let qr_type = proto::qr_type_from_pb(request.r#type);
         if qr_type.is_none() {
@@ -308,7 +274,7 @@ impl PaymentService for PaymentsService {
                 Err(problems) => v.amounts(problems),
             }
         }
-        v.check()?;
+        v.into_result()?;
         let (Some(terminal), Some(qr_type), Some(amount_type)) = (terminal, qr_type, amount_type)
         else {
             return Err(ApiError::invalid("terminal", "is required").into());
@@ -343,10 +309,10 @@ impl PaymentService for PaymentsService {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         v.mia_id("qr_id", &request.qr_id);
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -368,7 +334,7 @@ impl PaymentService for PaymentsService {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         let qr_type = match pb::QrType::try_from(request.r#type) {
             Ok(pb::QrType::Unspecified) => None,
@@ -378,7 +344,7 @@ impl PaymentService for PaymentsService {
                 None
             }
         };
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -404,10 +370,10 @@ impl PaymentService for PaymentsService {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         v.mia_id("qr_id", &request.qr_id);
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -435,7 +401,7 @@ impl PaymentService for PaymentsService {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         v.mia_id("qr_id", &request.qr_id);
         v.text("client_reference", &request.client_reference, 128, false);
@@ -451,7 +417,7 @@ impl PaymentService for PaymentsService {
                 v.add(field, problem.to_string());
             }
         }
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -471,7 +437,7 @@ impl PaymentService for PaymentsService {
                 let mut v = Violations::default();
                 v.amounts(problems);
                 return Err(v
-                    .check()
+                    .into_result()
                     .err()
                     .unwrap_or_else(|| {
                         ApiError::invalid("amount", "does not fit the QR code's amount type")
@@ -514,10 +480,10 @@ impl PaymentService for PaymentsService {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         v.mia_id("extension_id", &request.extension_id);
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -555,10 +521,10 @@ impl PaymentService for PaymentsService {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         let (extension_id, qr_id) = payment_ref(&mut v, request.payment.as_ref());
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -581,11 +547,11 @@ impl PaymentService for PaymentsService {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         let payment = watch_payment_ref(request.payment.as_ref());
         let (extension_id, qr_id) = payment_ref(&mut v, payment.as_ref());
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -660,7 +626,7 @@ impl PaymentService for PaymentsService {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         v.text("shift_id", &request.shift_id, 64, true);
         if !request.shift_id.is_empty()
@@ -697,7 +663,7 @@ impl PaymentService for PaymentsService {
                 }
             }
         };
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
@@ -721,10 +687,10 @@ impl PaymentService for PaymentsService {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         let transaction_id = v.transaction_id(&request.transaction_id);
-        v.check()?;
+        v.into_result()?;
         let (Some(terminal), Some(transaction_id)) = (terminal, transaction_id) else {
             return Err(ApiError::invalid("terminal", "is required").into());
         };
@@ -766,7 +732,7 @@ impl PaymentService for PaymentsService {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         let transaction_id = v.transaction_id(&request.transaction_id);
         let ask = match (request.full_refund, request.amount.is_empty()) {
@@ -798,7 +764,7 @@ impl PaymentService for PaymentsService {
         }
         v.text("reason_code", &request.reason_code, 64, true);
         v.text("reason_message", &request.reason_message, 512, false);
-        v.check()?;
+        v.into_result()?;
         let (Some(terminal), Some(transaction_id), Some(ask)) = (terminal, transaction_id, ask)
         else {
             return Err(ApiError::invalid("terminal", "is required").into());
@@ -875,9 +841,9 @@ impl PaymentService for PaymentsService {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         let seller = self
@@ -908,7 +874,7 @@ impl PaymentService for PaymentsService {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.session(&request.seller_session_id);
         let mut wanted = None;
         match &request.settings {
@@ -945,7 +911,7 @@ impl PaymentService for PaymentsService {
                 }
             }
         }
-        v.check()?;
+        v.into_result()?;
         let (Some(terminal), Some(wanted)) = (terminal, wanted) else {
             return Err(ApiError::invalid("settings", "is required").into());
         };

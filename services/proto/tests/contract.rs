@@ -85,7 +85,12 @@ const CONTRACT: [(&str, &[&str]); 4] = [
     ),
 ];
 
-const STREAMING: [&str; 3] = ["WatchReceipt", "ExportJournal", "WatchPayment"];
+const STREAMING: [&str; 4] = [
+    "WatchReceipt",
+    "ExportJournal",
+    "ListShiftReceipts",
+    "WatchPayment",
+];
 
 /// The mutating RPCs: their requests carry `string operation_id = 1`.
 const MUTATING: [&str; 20] = [

@@ -17,7 +17,7 @@ use crate::export;
 use crate::journal::Journal;
 use crate::proto::{self, Document, FromPb, ToPb};
 use crate::store::{self, ListFilter, Lookup};
-use crate::validate::{self, Violations, terminal_only};
+use crate::validate::{self, ReceiptChecks, Violations, terminal_only};
 use crate::watch::Watchers;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;

@@ -7,32 +7,28 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use fiscus_domain::receipt::{self as d, Format};
 use fiscus_domain::refund::RefundLine;
 use fiscus_domain::{DecimalError, Money, Quantity, Rate, TerminalId};
-use fiscus_kit::{ApiError, Violation};
+use fiscus_kit::ApiError;
+pub use fiscus_kit::Violations;
 use fiscus_proto::v1 as pb;
 
 use crate::config::Policy;
 use crate::proto::enum_field;
 
-/// Collects violations while a request is read.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<Violation>);
-
-impl Violations {
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(Violation::new(field, description));
-    }
-
-    /// `Ok` when nothing was found wrong, else INVALID_ARGUMENT naming every field.
-    pub fn into_result(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::InvalidArgument(self.0))
-        }
-    }
-
+/// What ReceiptService checks of a request beyond what every service does.
+pub trait ReceiptChecks {
     /// Text of at most `max` characters; required text must not be blank.
-    pub fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
+    fn text(&mut self, field: &str, value: &str, max: usize, required: bool);
+    fn digits(&mut self, field: &str, value: &str, lengths: std::ops::RangeInclusive<usize>);
+    fn parsed<T>(
+        &mut self,
+        field: &str,
+        value: &str,
+        parse: fn(&str) -> Result<T, DecimalError>,
+    ) -> Option<T>;
+}
+
+impl ReceiptChecks for Violations {
+    fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
         if required && value.trim().is_empty() {
             self.add(field, "is required");
         } else if value.chars().count() > max {
@@ -82,29 +78,7 @@ pub fn terminal(
     field: &str,
     v: &mut Violations,
 ) -> Option<TerminalId> {
-    let Some(t) = terminal else {
-        v.add(field, "is required");
-        return None;
-    };
-    match TerminalId::parse(&t.merchant_tin, &t.branch_no, &t.pos_no) {
-        Ok(id) => Some(id),
-        Err(problems) => {
-            let value = |part| match part {
-                "merchant_tin" => &t.merchant_tin,
-                "branch_no" => &t.branch_no,
-                _ => &t.pos_no,
-            };
-            for problem in problems {
-                let name = format!("{field}.{}", problem.part);
-                if value(problem.part).is_empty() {
-                    v.add(name, "is required");
-                } else {
-                    v.add(name, problem.to_string());
-                }
-            }
-            None
-        }
-    }
+    v.terminal(field, terminal)
 }
 
 /// The terminal of a request that needs nothing else validated.

@@ -12,7 +12,7 @@ use fiscus_kit::cache::SharedCache;
 use fiscus_kit::db::{Database, DatabaseStatus};
 use fiscus_kit::idempotency::{self, Operation, metadata_operation_id};
 use fiscus_kit::peers::ServiceIdentity;
-use fiscus_kit::{ApiError, Violation};
+use fiscus_kit::{ApiError, Violations};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use fiscus_proto::v1::shift_service_server::ShiftService;
@@ -89,56 +89,15 @@ fn db(e: sqlx::Error) -> ApiError {
     ApiError::from(e)
 }
 
-/// Every problem of a request, by field.
-#[derive(Default)]
-struct Violations(Vec<Violation>);
+/// What ShiftService checks of a request beyond what every service does.
+trait ShiftChecks {
+    fn operator(&mut self, field: &str, value: &str);
+    /// An optional shift id: the UUID fiscus answered.
+    fn shift_id(&mut self, field: &str, value: &str);
+    fn format(&mut self, field: &str, value: i32) -> Option<pb::DocumentFormat>;
+}
 
-impl Violations {
-    fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(Violation::new(field, description));
-    }
-
-    fn check(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::InvalidArgument(self.0))
-        }
-    }
-
-    fn operation_id(&mut self, field: &str, metadata: Option<&str>) -> String {
-        idempotency::operation_id(field, metadata).unwrap_or_else(|violations| {
-            self.0.extend(violations);
-            String::new()
-        })
-    }
-
-    fn terminal(&mut self, terminal: Option<&pb::Terminal>) -> Option<TerminalId> {
-        let Some(t) = terminal else {
-            self.add("terminal", "is required");
-            return None;
-        };
-        match TerminalId::parse(&t.merchant_tin, &t.branch_no, &t.pos_no) {
-            Ok(id) => Some(id),
-            Err(problems) => {
-                for problem in problems {
-                    let value = match problem.part {
-                        "merchant_tin" => &t.merchant_tin,
-                        "branch_no" => &t.branch_no,
-                        _ => &t.pos_no,
-                    };
-                    let field = format!("terminal.{}", problem.part);
-                    if value.is_empty() {
-                        self.add(field, "is required");
-                    } else {
-                        self.add(field, problem.to_string());
-                    }
-                }
-                None
-            }
-        }
-    }
-
+impl ShiftChecks for Violations {
     fn operator(&mut self, field: &str, value: &str) {
         if value.trim().is_empty() {
             self.add(field, "is required: the name or id of the operator");
@@ -147,7 +106,6 @@ impl Violations {
         }
     }
 
-    /// An optional shift id: the UUID fiscus answered.
     fn shift_id(&mut self, field: &str, value: &str) {
         if !value.is_empty() && idempotency::canonical_uuid(value).as_deref() != Some(value) {
             self.add(field, "must be the shift id fiscus answered (a UUID)");
@@ -410,9 +368,9 @@ impl ShiftService for Shifts {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let operation_id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.operator("opened_by", &request.opened_by);
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         let this = &self.0;
@@ -442,8 +400,8 @@ impl ShiftService for Shifts {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
-        v.check()?;
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.0.db_status.check()?;
@@ -464,11 +422,11 @@ impl ShiftService for Shifts {
         let mut request = request.into_inner();
         let mut v = Violations::default();
         let operation_id = v.operation_id(&request.operation_id, metadata_id.as_deref());
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.operator("closed_by", &request.closed_by);
         v.shift_id("shift_id", &request.shift_id);
         let format = v.format("format", request.format);
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         let this = &self.0;
@@ -523,10 +481,10 @@ impl ShiftService for Shifts {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.shift_id("shift_id", &request.shift_id);
         let format = v.format("format", request.format);
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         let this = &self.0;
@@ -562,7 +520,7 @@ impl ShiftService for Shifts {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         let named = match &request.report {
             Some(pb::get_z_report_request::Report::ShiftId(id)) => {
                 if id.is_empty() {
@@ -583,7 +541,7 @@ impl ShiftService for Shifts {
             }
         };
         let format = v.format("format", request.format);
-        v.check()?;
+        v.into_result()?;
         let (terminal, named) = terminal
             .zip(named)
             .ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
@@ -629,7 +587,7 @@ impl ShiftService for Shifts {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
-        let terminal = v.terminal(request.terminal.as_ref());
+        let terminal = v.terminal("terminal", request.terminal.as_ref());
         let state = match pb::ShiftState::try_from(request.state) {
             Ok(pb::ShiftState::Unspecified) => None,
             Ok(pb::ShiftState::Open) => Some(store::OPEN),
@@ -663,7 +621,7 @@ impl ShiftService for Shifts {
         {
             v.add("opened.end_time", "must be after opened.start_time");
         }
-        v.check()?;
+        v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
         caller.check(&terminal.merchant_tin)?;
         self.0.db_status.check()?;
