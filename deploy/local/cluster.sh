@@ -45,7 +45,7 @@ scopes = ["tokens:read", "tokens:write"]
 [[auth.clients]]
 client_id = "shifts"
 client_secret = "$shifts_secret"
-scopes = ["receipts:shifts"]
+scopes = ["receipts:shifts", "payments:shifts"]
 TOML
 )
 export FISCUS_TELEMETRY__LOG_FORMAT=${FISCUS_TELEMETRY__LOG_FORMAT:-text}

@@ -78,7 +78,7 @@ KNOWN_KEYS = {
                "fiskaltrust"},
     "payments": {"mia_url", "mia_timeout_ms", "client_id", "client_secret", "currency",
                  "poll_interval_ms", "poll_mia", "max_watchers", "device"},
-    "shifts": {"client_id", "client_secret", "peer_timeout_ms"},
+    "shifts": {"client_id", "client_secret", "peer_timeout_ms", "with_payments"},
     "keys": {"master_key"},
 }
 MERCHANT_KEYS = {"tin", "name", "city_tax_payer", "currency", "require_open_shift"}

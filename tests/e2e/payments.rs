@@ -9,6 +9,7 @@ use fiscus_domain::Money;
 use fiscus_e2e::{AUTH_CONFIG, Authed, Bearer, Process, database_url, fresh_schema, issue_token};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::payment_service_client::PaymentServiceClient;
+use fiscus_proto::v1::shift_service_client::ShiftServiceClient;
 use fiscus_proto::v1::token_service_client::TokenServiceClient;
 use fiscus_providers::mia::{MiaSeller, MiaTerminal, PayerTarget, paths};
 use fiscus_providers::{MiaSandbox, MiaSandboxConfig};
@@ -19,6 +20,8 @@ use tonic_types::StatusExt;
 const IDNO: &str = "1003600000000";
 const PAYMENTS_CLIENT: &str = "e2e-payments";
 const PAYMENTS_SECRET: &str = "e2e-payments-secret";
+const SHIFTS_CLIENT: &str = "e2e-shifts";
+const SHIFTS_SECRET: &str = "e2e-shifts-secret";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Backend {
@@ -76,11 +79,16 @@ impl Fixture {
         .expect("the MIA sandbox starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("fiscus.toml");
-        let identity = match backend {
-            // fiscus dev gives PaymentService an identity of its own.
-            Backend::Sqlite => String::new(),
-            Backend::Postgres => format!(
-                "client_id = \"{PAYMENTS_CLIENT}\"\nclient_secret = \"{PAYMENTS_SECRET}\"\n"
+        let (identity, shifts_identity) = match backend {
+            // fiscus dev gives PaymentService and ShiftService identities of their own.
+            Backend::Sqlite => (String::new(), String::new()),
+            Backend::Postgres => (
+                format!(
+                    "client_id = \"{PAYMENTS_CLIENT}\"\nclient_secret = \"{PAYMENTS_SECRET}\"\n"
+                ),
+                format!(
+                    "[shifts]\nclient_id = \"{SHIFTS_CLIENT}\"\nclient_secret = \"{SHIFTS_SECRET}\"\n"
+                ),
             ),
         };
         std::fs::write(
@@ -92,6 +100,11 @@ client_id = "{PAYMENTS_CLIENT}"
 client_secret = "{PAYMENTS_SECRET}"
 scopes = ["tokens:read", "tokens:write"]
 
+[[auth.clients]]
+client_id = "{SHIFTS_CLIENT}"
+client_secret = "{SHIFTS_SECRET}"
+scopes = ["receipts:shifts", "payments:shifts"]
+
 [tokens]
 mia_url = "{url}"
 
@@ -100,6 +113,7 @@ mia_url = "{url}"
 mia_timeout_ms = 1500
 poll_interval_ms = 200
 {identity}{payments}
+{shifts_identity}
 "#,
                 url = sandbox.base_url()
             ),
@@ -172,6 +186,46 @@ poll_interval_ms = 200
             self.processes[0].channel().await,
             Bearer::new(&self.token),
         )
+    }
+
+    /// A ShiftService that counts this fixture's payments, and the processes it needs: on
+    /// Postgres a receipt and a shift service beside the payments; on `fiscus dev` its own.
+    async fn shifts(&self) -> (Vec<Process>, ShiftServiceClient<Authed>) {
+        let Some((_, config, tokens)) = &self.replica else {
+            let client = ShiftServiceClient::with_interceptor(
+                self.processes[0].channel().await,
+                Bearer::new(&self.token),
+            );
+            return (Vec::new(), client);
+        };
+        let args = ["--config", config.as_str()];
+        let receipts = Process::service_in(
+            "receipts",
+            &fresh_schema("e2e_receipts"),
+            &args,
+            &[("FISCUS_PEERS__TOKENS", tokens)],
+        )
+        .await
+        .expect("fiscus-receipts starts");
+        let (receipts_url, payments_url) = (
+            format!("http://{}", receipts.addr),
+            format!("http://{}", self.processes[0].addr),
+        );
+        let shifts = Process::service_in(
+            "shifts",
+            &fresh_schema("e2e_shifts"),
+            &args,
+            &[
+                ("FISCUS_PEERS__TOKENS", tokens),
+                ("FISCUS_PEERS__RECEIPTS", &receipts_url),
+                ("FISCUS_PEERS__PAYMENTS", &payments_url),
+            ],
+        )
+        .await
+        .expect("fiscus-shifts starts");
+        let client =
+            ShiftServiceClient::with_interceptor(shifts.channel().await, Bearer::new(&self.token));
+        (vec![receipts, shifts], client)
     }
 
     /// Another payments process on the same database and Redis (Postgres), with `env`.
@@ -514,6 +568,7 @@ on_both_backends!(
     a_shifts_transactions_are_paged_newest_first,
     a_hybrid_request_is_cancelled_and_a_static_request_takes_several_payments,
     a_payment_the_bank_fails_is_failed_with_its_reason_and_a_lost_request_is_found_again,
+    qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made,
 );
 
 async fn every_qr_type_and_amount_type_is_paid_with_a_fitting_amount_and_refuses_another(
@@ -1896,4 +1951,97 @@ async fn written(path: &std::path::Path) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("nothing was written to {}", path.display());
+}
+
+async fn qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let (_processes, mut shifts) = fx.shifts().await;
+    let open = |shifts: &mut ShiftServiceClient<Authed>| {
+        let mut shifts = shifts.clone();
+        let till = fx.a.clone();
+        async move {
+            shifts
+                .open_shift(pb::OpenShiftRequest {
+                    operation_id: op(),
+                    terminal: Some(till),
+                    opened_by: "Ana".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("the shift opens")
+        }
+    };
+    let close = |shifts: &mut ShiftServiceClient<Authed>| {
+        let mut shifts = shifts.clone();
+        let till = fx.a.clone();
+        async move {
+            shifts
+                .close_shift(pb::CloseShiftRequest {
+                    operation_id: op(),
+                    terminal: Some(till),
+                    closed_by: "Ana".into(),
+                    full: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("the shift closes")
+                .into_inner()
+                .z_report
+                .expect("a Z-report")
+        }
+    };
+    // Made outside any shift: in no report.
+    fx.paid("3.00").await;
+    open(&mut shifts).await;
+    let tx = fx.paid("40.00").await;
+    fx.client()
+        .await
+        .refund_transaction(refund(&fx, &tx, "15.00", false))
+        .await
+        .expect("refunds 15");
+    let x = shifts
+        .get_x_report(pb::GetXReportRequest {
+            terminal: Some(fx.a.clone()),
+            full: true,
+            ..Default::default()
+        })
+        .await
+        .expect("an X-report")
+        .into_inner()
+        .report
+        .expect("a report");
+    let qr = |r: &pb::Report| {
+        (
+            r.qr_payment_count,
+            r.qr_payment_sum.clone(),
+            r.qr_refund_count,
+            r.qr_refund_sum.clone(),
+        )
+    };
+    let expected = (1, "40.00".to_owned(), 1, "15.00".to_owned());
+    assert_eq!(qr(&x), expected);
+    let lines: Vec<(pb::ReportTransactionType, String)> = x
+        .transactions
+        .iter()
+        .map(|t| (t.r#type(), t.amount.clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (pb::ReportTransactionType::QrPayment, "40.00".to_owned()),
+            (pb::ReportTransactionType::QrRefund, "15.00".to_owned()),
+        ]
+    );
+    let z = close(&mut shifts).await;
+    assert_eq!(qr(&z), expected);
+    assert_eq!(z.transactions.len(), 2);
+    // A refund after the close counts in the shift open then, not in the payment's.
+    open(&mut shifts).await;
+    fx.client()
+        .await
+        .refund_transaction(refund(&fx, &tx, "5.00", false))
+        .await
+        .expect("refunds 5");
+    let z2 = close(&mut shifts).await;
+    assert_eq!(qr(&z2), (0, "0.00".to_owned(), 1, "5.00".to_owned()));
 }

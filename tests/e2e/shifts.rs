@@ -48,7 +48,7 @@ impl Fixture {
 [[auth.clients]]
 client_id = "{SHIFTS_CLIENT}"
 client_secret = "{SHIFTS_SECRET}"
-scopes = ["receipts:shifts"]
+scopes = ["receipts:shifts", "payments:shifts"]
 
 [[receipts.merchants]]
 tin = "{TIN}"
@@ -80,6 +80,15 @@ require_open_shift = true
                 .await
                 .expect("fiscus-receipts starts");
                 let receipts_url = format!("http://{}", receipts.addr);
+                let payments = Process::service_in(
+                    "payments",
+                    &fresh_schema("e2e_payments"),
+                    &args,
+                    &[("FISCUS_PEERS__TOKENS", &tokens_url)],
+                )
+                .await
+                .expect("fiscus-payments starts");
+                let payments_url = format!("http://{}", payments.addr);
                 let shifts = Process::service_in(
                     "shifts",
                     &fresh_schema("e2e_shifts"),
@@ -87,12 +96,13 @@ require_open_shift = true
                     &[
                         ("FISCUS_PEERS__TOKENS", &tokens_url),
                         ("FISCUS_PEERS__RECEIPTS", &receipts_url),
+                        ("FISCUS_PEERS__PAYMENTS", &payments_url),
                     ],
                 )
                 .await
                 .expect("fiscus-shifts starts");
                 let (r, s) = (receipts.addr, shifts.addr);
-                (vec![tokens, receipts, shifts], r, s)
+                (vec![tokens, receipts, payments, shifts], r, s)
             }
             Backend::Sqlite => {
                 let dev = Process::dev_with(&dir.path().join("data"), &args)

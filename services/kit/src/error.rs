@@ -51,6 +51,17 @@ impl Violations {
         })
     }
 
+    /// A shift id in `field`: the UUID ShiftService gave the shift, in its canonical form.
+    pub fn shift_id(&mut self, field: &str, value: &str, required: bool) {
+        if value.is_empty() {
+            if required {
+                self.add(field, "is required");
+            }
+        } else if crate::idempotency::canonical_uuid(value).as_deref() != Some(value) {
+            self.add(field, "must be the shift id ShiftService answered (a UUID)");
+        }
+    }
+
     /// The terminal in `field`, every malformed part named (`terminal.pos_no`).
     pub fn terminal(
         &mut self,

@@ -36,7 +36,17 @@ pub static MODULE: ServiceModule = ServiceModule {
     migrations: &MIGRATIONS,
     scopes: ServiceScopes {
         service: NAME,
-        scope: |method| Some(read_or_write("payments", method)),
+        scope: |method| {
+            // What ShiftService asks of the payments is not for a till to call.
+            if matches!(
+                method,
+                "SetTerminalShift" | "GetShiftPaymentTotals" | "ListShiftPayments"
+            ) {
+                Some("payments:shifts".to_owned())
+            } else {
+                Some(read_or_write("payments", method))
+            }
+        },
     },
     mount,
 };

@@ -179,3 +179,20 @@ pub fn event(row: &RequestRow, tx: Option<&TxRow>, at_us: i64) -> pb::PaymentEve
         timestamp: timestamp_us(at_us),
     }
 }
+
+/// A QR payment or refund of a shift, as a full report lists it.
+pub fn shift_payment(p: &crate::store::ShiftPayment) -> pb::ReportTransaction {
+    let kind = if p.refund {
+        pb::ReportTransactionType::QrRefund
+    } else {
+        pb::ReportTransactionType::QrPayment
+    };
+    pb::ReportTransaction {
+        r#type: kind.into(),
+        id: p.id.clone(),
+        receipt_number: 0,
+        time: timestamp_us(p.at_us),
+        amount: money(Some(p.amount_minor)),
+        currency: p.currency.clone(),
+    }
+}

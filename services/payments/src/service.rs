@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fiscus_domain::TerminalId;
 use fiscus_domain::qr::{
     AmountType, AmountsAsked, PaymentState, QrType, RefundAsk, parse_amount, request_at_creation,
     request_on_permanent_qr, ttl,
 };
+use fiscus_domain::{Money, TerminalId};
 use fiscus_kit::auth::Caller;
 use fiscus_kit::idempotency::{self, Operation, metadata_operation_id};
 use fiscus_kit::{ApiError, Violations};
@@ -139,6 +139,24 @@ fn not_on_terminal(what: &str, id: &str, terminal: &TerminalId) -> ApiError {
 impl PaymentsService {
     fn p(&self) -> &Payments {
         &self.payments
+    }
+
+    /// The terminal of one of ShiftService's requests, whose shift id is checked.
+    fn shift_request(
+        &self,
+        caller: &Caller,
+        terminal: Option<&pb::Terminal>,
+        shift_id: &str,
+        required: bool,
+    ) -> Result<TerminalId, Status> {
+        let mut v = Violations::default();
+        let terminal = v.terminal("terminal", terminal);
+        v.shift_id("shift_id", shift_id, required);
+        v.into_result()?;
+        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        caller.check(&terminal.merchant_tin)?;
+        self.p().db_status.check()?;
+        Ok(terminal)
     }
 
     async fn once<Res, F>(&self, operation: &Operation, work: F) -> Result<Res, Status>
@@ -946,6 +964,80 @@ impl PaymentService for PaymentsService {
             })
         };
         Ok(Response::new(self.once(&operation, work).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_terminal_shift(
+        &self,
+        request: Request<pb::SetTerminalShiftRequest>,
+    ) -> Result<Response<pb::SetTerminalShiftResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal =
+            self.shift_request(&caller, request.terminal.as_ref(), &request.shift_id, false)?;
+        let previous_shift_id =
+            store::set_terminal_shift(&self.p().db, &terminal, &request.shift_id)
+                .await
+                .map_err(db)?;
+        Ok(Response::new(pb::SetTerminalShiftResponse {
+            previous_shift_id,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_shift_payment_totals(
+        &self,
+        request: Request<pb::GetShiftPaymentTotalsRequest>,
+    ) -> Result<Response<pb::GetShiftPaymentTotalsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal =
+            self.shift_request(&caller, request.terminal.as_ref(), &request.shift_id, true)?;
+        let totals = store::shift_totals(&self.p().db, &terminal, &request.shift_id)
+            .await
+            .map_err(db)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(Response::new(pb::GetShiftPaymentTotalsResponse {
+            qr_payment_count: count(totals.payments),
+            qr_payment_sum: Money::from_minor(totals.paid_minor).to_string(),
+            qr_refund_count: count(totals.refunds),
+            qr_refund_sum: Money::from_minor(totals.refunded_minor).to_string(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_shift_payments(
+        &self,
+        request: Request<pb::ListShiftPaymentsRequest>,
+    ) -> Result<Response<BoxStream<pb::ListShiftPaymentsResponse>>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal =
+            self.shift_request(&caller, request.terminal.as_ref(), &request.shift_id, true)?;
+        let db = self.p().db.clone();
+        let shift_id = request.shift_id;
+        const CHUNK: i64 = 500;
+        let stream = futures::stream::try_unfold(Some((i64::MIN, String::new())), move |from| {
+            let (db, terminal, shift_id) = (db.clone(), terminal.clone(), shift_id.clone());
+            async move {
+                let Some((at, id)) = from else {
+                    return Ok(None);
+                };
+                let rows = store::shift_payments(&db, &terminal, &shift_id, (at, &id), CHUNK)
+                    .await
+                    .map_err(|e| Status::from(crate::payments::db(e)))?;
+                let next = match rows.last() {
+                    None => return Ok(None),
+                    Some(last) if i64::try_from(rows.len()).unwrap_or(0) == CHUNK => {
+                        Some((last.at_us, last.id.clone()))
+                    }
+                    Some(_) => None,
+                };
+                let payments = rows.iter().map(proto::shift_payment).collect();
+                Ok(Some((pb::ListShiftPaymentsResponse { payments }, next)))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

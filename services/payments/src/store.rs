@@ -2,7 +2,7 @@
 //! marks and poll claims), transactions, refunds and creations whose answer was lost.
 
 use fiscus_domain::TerminalId;
-use fiscus_kit::db::Database;
+use fiscus_kit::db::{Database, Tx};
 use fiscus_kit::{with_db, with_tx};
 
 pub fn now_us() -> i64 {
@@ -444,8 +444,69 @@ pub async fn transactions(db: &Database, ids: &[String]) -> Result<Vec<TxRow>, s
     })
 }
 
-/// Records a transaction as MIA describes it: a new one whole, a known one's type and bank
-/// details (its terminal, request, shift and what fiscus refunded of it stay).
+/// The shift `terminal`'s payments and refunds are recorded in now (empty for none), read under
+/// a share lock that a shift change waits for until `tx` ends.
+async fn terminal_shift(tx: &mut Tx, terminal: &TerminalId) -> Result<String, sqlx::Error> {
+    const SQL: &str = "SELECT shift_id FROM terminal_shifts \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3";
+    let shift: Option<String> = match tx {
+        Tx::Postgres(tx) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{SQL} FOR SHARE")))
+                .bind(&terminal.merchant_tin)
+                .bind(&terminal.branch_no)
+                .bind(&terminal.pos_no)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        // SQLite has one writer at a time: the write that follows in `tx` orders it.
+        Tx::Sqlite(tx) => {
+            sqlx::query_scalar(SQL)
+                .bind(&terminal.merchant_tin)
+                .bind(&terminal.branch_no)
+                .bind(&terminal.pos_no)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+    };
+    Ok(shift.unwrap_or_default())
+}
+
+/// Makes `shift_id` (empty: none) the shift of `terminal`'s later payments and refunds, once
+/// every payment or refund recorded in the shift it ends has committed; answers the one before.
+pub async fn set_terminal_shift(
+    db: &Database,
+    terminal: &TerminalId,
+    shift_id: &str,
+) -> Result<String, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let previous: Option<String> = with_tx!(&mut tx, |conn| sqlx::query_scalar(
+        "SELECT shift_id FROM terminal_shifts \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .fetch_optional(&mut *conn)
+    .await?);
+    with_tx!(&mut tx, |conn| sqlx::query(
+        "INSERT INTO terminal_shifts (merchant_tin, branch_no, pos_no, shift_id) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (merchant_tin, branch_no, pos_no) DO UPDATE SET shift_id = excluded.shift_id"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(shift_id)
+    .execute(&mut *conn)
+    .await
+    .map(drop)?);
+    tx.commit().await?;
+    Ok(previous.unwrap_or_default())
+}
+
+/// Records a transaction as MIA describes it: a new one whole, in its terminal's shift of now;
+/// a known one's type and bank details (its terminal, request, shifts and what fiscus refunded
+/// of it stay).
 pub async fn upsert_transaction(db: &Database, tx: &TxRow) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO transactions ({TX_COLUMNS}, recorded_at_us) VALUES ({}) \
@@ -458,7 +519,9 @@ pub async fn upsert_transaction(db: &Database, tx: &TxRow) -> Result<(), sqlx::E
          extension_id = COALESCE(transactions.extension_id, excluded.extension_id)",
         placeholders(1, 20)
     );
-    with_db!(db, |pool| sqlx::query(sqlx::AssertSqlSafe(sql))
+    let mut write = db.begin().await?;
+    let shift_id = terminal_shift(&mut write, &tx.terminal()).await?;
+    with_tx!(&mut write, |conn| sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&tx.transaction_id)
         .bind(&tx.merchant_tin)
         .bind(&tx.branch_no)
@@ -477,11 +540,12 @@ pub async fn upsert_transaction(db: &Database, tx: &TxRow) -> Result<(), sqlx::E
         .bind(&tx.swift_payer_bank)
         .bind(tx.refunded_minor)
         .bind(&tx.mia_shift_id)
-        .bind(&tx.shift_id)
+        .bind(&shift_id)
         .bind(now_us())
-        .execute(pool)
+        .execute(&mut *conn)
         .await
-        .map(drop))
+        .map(drop)?);
+    write.commit().await
 }
 
 // ---- refunds ----
@@ -556,8 +620,8 @@ pub async fn insert_sent_refund(
     Ok(inserted == 1)
 }
 
-/// A refund MIA did: DONE with its request id and the MIA shift it was made in, and counted
-/// against its transaction, at once.
+/// A refund MIA did: DONE with its request id, the MIA shift it was made in and its terminal's
+/// shift of now, and counted against its transaction, at once.
 pub async fn complete_refund(
     db: &Database,
     operation_id: &str,
@@ -568,15 +632,28 @@ pub async fn complete_refund(
     mia_shift_id: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
+    let terminal: Option<(String, String, String)> = with_tx!(&mut tx, |conn| sqlx::query_as(
+        "SELECT merchant_tin, branch_no, pos_no FROM transactions WHERE transaction_id = $1"
+    )
+    .bind(transaction_id)
+    .fetch_optional(&mut *conn)
+    .await?);
+    let shift_id = match terminal {
+        Some((tin, branch, pos)) => {
+            terminal_shift(&mut tx, &TerminalId::of(&tin, &branch, &pos)).await?
+        }
+        None => String::new(),
+    };
     with_tx!(&mut tx, |conn| {
         let done = sqlx::query(
             "UPDATE refunds SET state = 'DONE', refund_request_id = $2, completed_at_us = $3, \
-             mia_shift_id = $4 WHERE operation_id = $1 AND state = 'SENT'",
+             mia_shift_id = $4, shift_id = $5 WHERE operation_id = $1 AND state = 'SENT'",
         )
         .bind(operation_id)
         .bind(request_id)
         .bind(now_us())
         .bind(mia_shift_id)
+        .bind(&shift_id)
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -666,4 +743,94 @@ pub async fn raise_refunded(
     .await
     .map(drop)
     })
+}
+
+// ---- shifts ----
+
+/// A shift's QR payments and refunds: how many, and their amounts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShiftTotals {
+    pub payments: i64,
+    pub paid_minor: i64,
+    pub refunds: i64,
+    pub refunded_minor: i64,
+}
+
+pub async fn shift_totals(
+    db: &Database,
+    terminal: &TerminalId,
+    shift_id: &str,
+) -> Result<ShiftTotals, sqlx::Error> {
+    let (payments, paid_minor, refunds, refunded_minor): (i64, i64, i64, i64) =
+        with_db!(db, |pool| sqlx::query_as(
+            "SELECT \
+               (SELECT COUNT(*) FROM transactions t WHERE t.merchant_tin = $1 \
+                  AND t.branch_no = $2 AND t.pos_no = $3 AND t.shift_id = $4), \
+               (SELECT CAST(COALESCE(SUM(t.amount_minor), 0) AS BIGINT) FROM transactions t \
+                  WHERE t.merchant_tin = $1 AND t.branch_no = $2 AND t.pos_no = $3 \
+                  AND t.shift_id = $4), \
+               (SELECT COUNT(*) FROM refunds r JOIN transactions t USING (transaction_id) \
+                  WHERE t.merchant_tin = $1 AND t.branch_no = $2 AND t.pos_no = $3 \
+                  AND r.shift_id = $4 AND r.state = 'DONE'), \
+               (SELECT CAST(COALESCE(SUM(r.amount_minor), 0) AS BIGINT) FROM refunds r \
+                  JOIN transactions t USING (transaction_id) \
+                  WHERE t.merchant_tin = $1 AND t.branch_no = $2 AND t.pos_no = $3 \
+                  AND r.shift_id = $4 AND r.state = 'DONE')"
+        )
+        .bind(&terminal.merchant_tin)
+        .bind(&terminal.branch_no)
+        .bind(&terminal.pos_no)
+        .bind(shift_id)
+        .fetch_one(pool)
+        .await?);
+    Ok(ShiftTotals {
+        payments,
+        paid_minor,
+        refunds,
+        refunded_minor,
+    })
+}
+
+/// One QR payment or refund of a shift, as a full report lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShiftPayment {
+    pub id: String,
+    pub refund: bool,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub at_us: i64,
+}
+
+/// A shift's QR payments and refunds at or after `from_us` (past `after_id` at `from_us`), in
+/// time order, at most `limit`.
+pub async fn shift_payments(
+    db: &Database,
+    terminal: &TerminalId,
+    shift_id: &str,
+    (from_us, after_id): (i64, &str),
+    limit: i64,
+) -> Result<Vec<ShiftPayment>, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_as(
+        "SELECT id, refund, amount_minor, currency, at_us FROM (\
+           SELECT t.transaction_id AS id, false AS refund, t.amount_minor, t.currency, \
+             t.paid_at_us AS at_us FROM transactions t \
+           WHERE t.merchant_tin = $1 AND t.branch_no = $2 AND t.pos_no = $3 AND t.shift_id = $4 \
+           UNION ALL \
+           SELECT COALESCE(r.refund_request_id, r.operation_id) AS id, true AS refund, \
+             r.amount_minor, t.currency, COALESCE(r.completed_at_us, r.created_at_us) AS at_us \
+           FROM refunds r JOIN transactions t USING (transaction_id) \
+           WHERE t.merchant_tin = $1 AND t.branch_no = $2 AND t.pos_no = $3 \
+             AND r.shift_id = $4 AND r.state = 'DONE') p \
+         WHERE at_us > $5 OR (at_us = $5 AND id > $6) \
+         ORDER BY at_us, id LIMIT $7"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(shift_id)
+    .bind(from_us)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)
 }

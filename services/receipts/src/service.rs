@@ -394,9 +394,9 @@ impl ReceiptService for Receipts {
         let request = request.into_inner();
         let terminal = terminal_only(request.terminal.as_ref())?;
         caller.check(&terminal.merchant_tin)?;
-        if !request.shift_id.is_empty() {
-            shift_id(&request.shift_id)?;
-        }
+        let mut v = Violations::default();
+        v.shift_id("shift_id", &request.shift_id, false);
+        v.into_result()?;
         Ok(Response::new(
             self.journal.set_shift(&terminal, &request.shift_id).await?,
         ))
@@ -411,7 +411,9 @@ impl ReceiptService for Receipts {
         let request = request.into_inner();
         let terminal = terminal_only(request.terminal.as_ref())?;
         caller.check(&terminal.merchant_tin)?;
-        shift_id(&request.shift_id)?;
+        let mut v = Violations::default();
+        v.shift_id("shift_id", &request.shift_id, true);
+        v.into_result()?;
         let totals = self
             .journal
             .shift_totals(&terminal, &request.shift_id)
@@ -431,25 +433,13 @@ impl ReceiptService for Receipts {
         let request = request.into_inner();
         let terminal = terminal_only(request.terminal.as_ref())?;
         caller.check(&terminal.merchant_tin)?;
-        shift_id(&request.shift_id)?;
+        let mut v = Violations::default();
+        v.shift_id("shift_id", &request.shift_id, true);
+        v.into_result()?;
         let stream = self
             .journal
             .shift_receipts(terminal, request.shift_id)
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
     }
-}
-
-/// A shift id: the UUID ShiftService gave the shift.
-fn shift_id(value: &str) -> Result<(), ApiError> {
-    if value.is_empty() {
-        return Err(ApiError::invalid("shift_id", "is required"));
-    }
-    if fiscus_kit::idempotency::canonical_uuid(value).is_none() {
-        return Err(ApiError::invalid(
-            "shift_id",
-            "must be a UUID in its canonical form (36 characters, lowercase, with dashes)",
-        ));
-    }
-    Ok(())
 }

@@ -4,6 +4,7 @@
 #![deny(rust_2018_idioms)]
 
 mod config;
+mod peers;
 mod report;
 mod service;
 mod store;
@@ -45,8 +46,9 @@ pub static MODULE: ServiceModule = ServiceModule {
 
 static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_shifts_migrations");
 
-/// The scope this service's own token needs: ReceiptService's shift calls.
-pub const PEER_SCOPES: [&str; 1] = ["receipts:shifts"];
+/// The scopes this service's own token needs: ReceiptService's and PaymentService's shift
+/// calls.
+pub const PEER_SCOPES: [&str; 2] = ["receipts:shifts", "payments:shifts"];
 
 fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
     let section: ShiftsConfig = ctx.config.section(ServiceKind::Shifts)?;
@@ -60,9 +62,12 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
         db: ctx.db.clone(),
         db_status: ctx.db_status.clone(),
         cache: ctx.cache.clone(),
-        receipts: ctx.peers.receipts.clone(),
-        identity,
-        peer_timeout: Duration::from_millis(section.peer_timeout_ms.max(1)),
+        recorders: peers::Recorders {
+            receipts: ctx.peers.receipts.clone(),
+            payments: section.with_payments.then(|| ctx.peers.payments.clone()),
+            identity,
+            timeout: Duration::from_millis(section.peer_timeout_ms.max(1)),
+        },
     };
     routes.add_service(ShiftServiceServer::new(Shifts(Arc::new(inner))));
     Ok(())

@@ -5,14 +5,15 @@ use fiscus_kit::ApiError;
 use fiscus_proto::v1 as pb;
 use fiscus_render::{ReportPaymentLine, ReportTransactionLine, ReportVatLine, ReportView};
 
-/// The summary report of `shift` from the journal's totals (transactions come separately).
+/// The summary report of `shift` from its recorders' totals (transactions come separately).
 pub fn summary(
     kind: pb::ReportKind,
     number: u64,
     shift: &pb::Shift,
     generated_at: prost_types::Timestamp,
-    totals: pb::ShiftReceiptTotals,
+    totals: crate::peers::Totals,
 ) -> pb::Report {
+    let (totals, qr) = (totals.receipts, totals.payments);
     pb::Report {
         report_number: number,
         kind: kind.into(),
@@ -35,11 +36,10 @@ pub fn summary(
         total_vat: totals.total_vat,
         total_city_tax: totals.total_city_tax,
         payment_methods: totals.payment_methods,
-        // QR payments are PaymentService's; they join the reports when it reports per shift.
-        qr_payment_count: 0,
-        qr_payment_sum: "0.00".to_owned(),
-        qr_refund_count: 0,
-        qr_refund_sum: "0.00".to_owned(),
+        qr_payment_count: qr.qr_payment_count,
+        qr_payment_sum: qr.qr_payment_sum,
+        qr_refund_count: qr.qr_refund_count,
+        qr_refund_sum: qr.qr_refund_sum,
         full: false,
         transactions: Vec::new(),
     }

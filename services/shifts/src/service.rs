@@ -11,16 +11,13 @@ use fiscus_kit::auth::Caller;
 use fiscus_kit::cache::SharedCache;
 use fiscus_kit::db::{Database, DatabaseStatus};
 use fiscus_kit::idempotency::{self, Operation, metadata_operation_id};
-use fiscus_kit::peers::ServiceIdentity;
 use fiscus_kit::{ApiError, Violations};
 use fiscus_proto::v1 as pb;
-use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use fiscus_proto::v1::shift_service_server::ShiftService;
-use futures::TryStreamExt;
 use prost::Message;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::peers::Recorders;
 use crate::report;
 use crate::store::{self, Named, ShiftRow};
 
@@ -35,9 +32,7 @@ pub struct Inner {
     pub db: Database,
     pub db_status: DatabaseStatus,
     pub cache: SharedCache,
-    pub receipts: Channel,
-    pub identity: ServiceIdentity,
-    pub peer_timeout: Duration,
+    pub recorders: Recorders,
 }
 
 fn now() -> DateTime<Utc> {
@@ -92,8 +87,6 @@ fn db(e: sqlx::Error) -> ApiError {
 /// What ShiftService checks of a request beyond what every service does.
 trait ShiftChecks {
     fn operator(&mut self, field: &str, value: &str);
-    /// An optional shift id: the UUID fiscus answered.
-    fn shift_id(&mut self, field: &str, value: &str);
     fn format(&mut self, field: &str, value: i32) -> Option<pb::DocumentFormat>;
 }
 
@@ -103,12 +96,6 @@ impl ShiftChecks for Violations {
             self.add(field, "is required: the name or id of the operator");
         } else if value.chars().count() > 128 {
             self.add(field, "must be at most 128 characters");
-        }
-    }
-
-    fn shift_id(&mut self, field: &str, value: &str) {
-        if !value.is_empty() && idempotency::canonical_uuid(value).as_deref() != Some(value) {
-            self.add(field, "must be the shift id fiscus answered (a UUID)");
         }
     }
 
@@ -129,85 +116,6 @@ fn no_shift(terminal: &TerminalId) -> ApiError {
 }
 
 impl Inner {
-    /// A call to ReceiptService as this service, with its deadline.
-    async fn receipts_call<T>(&self, message: T) -> Result<Request<T>, ApiError> {
-        let mut request = Request::new(message);
-        request.set_timeout(self.peer_timeout);
-        self.identity
-            .prepare(&mut request)
-            .await
-            .map_err(|status| peer("ReceiptService", status))?;
-        Ok(request)
-    }
-
-    async fn set_terminal_shift(
-        &self,
-        terminal: &TerminalId,
-        shift_id: &str,
-    ) -> Result<pb::SetTerminalShiftResponse, ApiError> {
-        let request = self
-            .receipts_call(pb::SetTerminalShiftRequest {
-                terminal: Some(terminal.to_pb()),
-                shift_id: shift_id.to_owned(),
-            })
-            .await?;
-        ReceiptServiceClient::new(self.receipts.clone())
-            .set_terminal_shift(request)
-            .await
-            .map(Response::into_inner)
-            .map_err(|status| peer("ReceiptService.SetTerminalShift", status))
-    }
-
-    async fn receipt_totals(
-        &self,
-        terminal: &TerminalId,
-        shift_id: &str,
-    ) -> Result<pb::ShiftReceiptTotals, ApiError> {
-        let request = self
-            .receipts_call(pb::GetShiftTotalsRequest {
-                terminal: Some(terminal.to_pb()),
-                shift_id: shift_id.to_owned(),
-            })
-            .await?;
-        ReceiptServiceClient::new(self.receipts.clone())
-            .get_shift_totals(request)
-            .await
-            .map_err(|status| peer("ReceiptService.GetShiftTotals", status))?
-            .into_inner()
-            .totals
-            .ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("ReceiptService answered no shift totals"))
-            })
-    }
-
-    /// Every receipt of the shift, in number order, as a full report lists them.
-    async fn receipt_lines(
-        &self,
-        terminal: &TerminalId,
-        shift_id: &str,
-    ) -> Result<Vec<pb::ReportTransaction>, ApiError> {
-        let request = self
-            .receipts_call(pb::ListShiftReceiptsRequest {
-                terminal: Some(terminal.to_pb()),
-                shift_id: shift_id.to_owned(),
-            })
-            .await?;
-        let mut stream = ReceiptServiceClient::new(self.receipts.clone())
-            .list_shift_receipts(request)
-            .await
-            .map_err(|status| peer("ReceiptService.ListShiftReceipts", status))?
-            .into_inner();
-        let mut lines = Vec::new();
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|status| peer("ReceiptService.ListShiftReceipts", status))?
-        {
-            lines.extend(chunk.receipts);
-        }
-        Ok(lines)
-    }
-
     /// The report, full when asked, and rendered when a format is asked.
     async fn finish(
         &self,
@@ -219,7 +127,7 @@ impl Inner {
         if full {
             let shift = report.shift.clone().unwrap_or_default();
             let terminal = terminal_of(&shift)?;
-            report.transactions = self.receipt_lines(&terminal, &shift.shift_id).await?;
+            report.transactions = self.recorders.lines(&terminal, &shift.shift_id).await?;
             report.full = true;
         }
         let document = format
@@ -258,7 +166,7 @@ impl Inner {
         store::insert_open(&mut tx, &row).await.map_err(db)?;
         // The journal takes the shift while the terminal is locked here: no other OpenShift or
         // CloseShift of the terminal can come between.
-        self.set_terminal_shift(terminal, &row.id).await?;
+        self.recorders.set_shift(terminal, &row.id).await?;
         tx.commit().await.map_err(db)?;
         tracing::info!(terminal = %terminal, shift = %row.id, number = row.number, "shift opened");
         Ok(pb::OpenShiftResponse {
@@ -285,14 +193,14 @@ impl Inner {
             )));
         }
         // Once the journal has left the shift, no receipt joins it: its totals are final.
-        self.set_terminal_shift(terminal, "").await?;
-        let totals = self.receipt_totals(terminal, &row.id).await?;
+        self.recorders.set_shift(terminal, "").await?;
+        let totals = self.recorders.totals(terminal, &row.id).await?;
         let closed_at = now();
         row.state = store::CLOSED.to_owned();
         row.closed_at_us = Some(closed_at.timestamp_micros());
         row.closed_by = closed_by.to_owned();
         row.z_number = counters.last_z_number.saturating_add(1);
-        let merchant_name = totals.merchant_name.clone();
+        let merchant_name = totals.receipts.merchant_name.clone();
         let generated_at = timestamp(closed_at.timestamp_micros()).unwrap_or_default();
         let z = report::summary(
             pb::ReportKind::Z,
@@ -319,34 +227,6 @@ fn terminal_of(shift: &pb::Shift) -> Result<TerminalId, ApiError> {
     TerminalId::parse(&t.merchant_tin, &t.branch_no, &t.pos_no).map_err(|_| {
         ApiError::Internal(anyhow::anyhow!("shift {} has no terminal", shift.shift_id))
     })
-}
-
-/// A peer's failure, as this service answers it: what the peer refused stays what it was;
-/// a peer that cannot be reached is UNAVAILABLE.
-fn peer(what: &str, status: Status) -> ApiError {
-    match status.code() {
-        tonic::Code::InvalidArgument
-        | tonic::Code::FailedPrecondition
-        | tonic::Code::PermissionDenied
-        | tonic::Code::NotFound => {
-            ApiError::FailedPrecondition(format!("{what}: {}", status.message()))
-        }
-        _ => ApiError::Unavailable(format!("{what}: {}", status.message())),
-    }
-}
-
-trait ToTerminal {
-    fn to_pb(&self) -> pb::Terminal;
-}
-
-impl ToTerminal for TerminalId {
-    fn to_pb(&self) -> pb::Terminal {
-        pb::Terminal {
-            merchant_tin: self.merchant_tin.clone(),
-            branch_no: self.branch_no.clone(),
-            pos_no: self.pos_no.clone(),
-        }
-    }
 }
 
 fn page_size(requested: i32) -> i64 {
@@ -424,7 +304,7 @@ impl ShiftService for Shifts {
         let operation_id = v.operation_id(&request.operation_id, metadata_id.as_deref());
         let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.operator("closed_by", &request.closed_by);
-        v.shift_id("shift_id", &request.shift_id);
+        v.shift_id("shift_id", &request.shift_id, false);
         let format = v.format("format", request.format);
         v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
@@ -482,7 +362,7 @@ impl ShiftService for Shifts {
         let request = request.into_inner();
         let mut v = Violations::default();
         let terminal = v.terminal("terminal", request.terminal.as_ref());
-        v.shift_id("shift_id", &request.shift_id);
+        v.shift_id("shift_id", &request.shift_id, false);
         let format = v.format("format", request.format);
         v.into_result()?;
         let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
@@ -501,8 +381,8 @@ impl ShiftService for Shifts {
             ))
             .into());
         }
-        let totals = this.receipt_totals(&terminal, &open.id).await?;
-        let merchant_name = totals.merchant_name.clone();
+        let totals = this.recorders.totals(&terminal, &open.id).await?;
+        let merchant_name = totals.receipts.merchant_name.clone();
         let generated_at = timestamp(now().timestamp_micros()).unwrap_or_default();
         let x = report::summary(pb::ReportKind::X, 0, &shift(&open), generated_at, totals);
         let (report, document) = this.finish(x, &merchant_name, request.full, format).await?;
@@ -526,7 +406,7 @@ impl ShiftService for Shifts {
                 if id.is_empty() {
                     v.add("shift_id", "is required, or report_number");
                 } else {
-                    v.shift_id("shift_id", id);
+                    v.shift_id("shift_id", id, true);
                 }
                 Some(Named::Id(id))
             }

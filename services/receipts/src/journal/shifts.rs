@@ -35,7 +35,6 @@ impl Journal {
         }
         Ok(pb::SetTerminalShiftResponse {
             previous_shift_id: head.shift_id,
-            last_receipt_number: head.number,
         })
     }
 
