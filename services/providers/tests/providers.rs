@@ -638,7 +638,7 @@ mod mia_payments {
     use fiscus_domain::Money;
     use fiscus_providers::mia::{
         AmountType, Amounts, PayerTarget, PaymentState, QrSettings, QrState, QrType, ReturnRequest,
-        TxType,
+        ShiftStatus, ShiftZReport, TxType,
     };
 
     fn m(text: &str) -> Money {
@@ -979,5 +979,100 @@ mod mia_payments {
         .await
         .unwrap();
         assert_eq!(hybrid_with_extension.status(), 400);
+    }
+
+    #[tokio::test]
+    async fn a_shift_opens_closes_and_its_z_report_adds_up_its_payments_and_returns() {
+        let (sandbox, client, token) = session().await;
+        let opened = client.shift_open(&token).await.unwrap();
+        assert_refused(
+            &client.shift_open(&token).await.unwrap_err(),
+            409,
+            "SHIFT_ALREADY_OPENED",
+        );
+        assert_eq!(
+            client.shift_check(&token).await.unwrap(),
+            ShiftStatus {
+                shift_id: Some(opened.clone()),
+                is_opened: true
+            }
+        );
+        let mut paid = Vec::new();
+        for amount in ["12.50", "0.05"] {
+            let qr = client
+                .create_qr(
+                    &token,
+                    QrType::Dynamic,
+                    AmountType::Free,
+                    Some(&Amounts::Free),
+                )
+                .await
+                .unwrap();
+            paid.push(sandbox.pay(PayerTarget::Qr(qr.qr_id), m(amount)).unwrap());
+        }
+        // Paid at MIA without a QR code of this client: MIA's report counts it all the same.
+        sandbox.pay_outside_fiscus(TERMINAL, m("100.10")).unwrap();
+        client
+            .return_transaction(
+                &token,
+                &ReturnRequest {
+                    tx_id: paid[0],
+                    amount: Some(m("2.45")),
+                    full_refund: false,
+                    currency: Some("MDL".to_owned()),
+                    reason_code: "RETURN".to_owned(),
+                    reason_message: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_refused(
+            &client.shift_z_report(&token, &opened).await.unwrap_err(),
+            409,
+            "SHIFT_NOT_CLOSED",
+        );
+        assert_eq!(
+            client.shift_close(&token).await.unwrap(),
+            Some(opened.clone())
+        );
+        assert_refused(
+            &client.shift_close(&token).await.unwrap_err(),
+            409,
+            "SHIFT_NOT_OPENED",
+        );
+        assert_eq!(sandbox.shift(TERMINAL), Some((opened.clone(), false)));
+        let z = client.shift_z_report(&token, &opened).await.unwrap();
+        assert_eq!(
+            z,
+            ShiftZReport {
+                payment_count: 3,
+                payment_sum: m("112.65"),
+                cancellation_count: 1,
+                cancellation_sum: m("2.45"),
+                total_sum: m("110.20"),
+            }
+        );
+        assert_refused(
+            &client
+                .shift_z_report(&token, "no-such-shift")
+                .await
+                .unwrap_err(),
+            404,
+            "SHIFT_NOT_FOUND",
+        );
+        // The next shift starts from nothing.
+        let next = client.shift_open(&token).await.unwrap();
+        assert_ne!(next, opened);
+        client.shift_close(&token).await.unwrap();
+        let empty = client.shift_z_report(&token, &next).await.unwrap();
+        assert_eq!((empty.payment_count, empty.total_sum), (0, Money::ZERO));
+        assert_eq!(
+            (
+                sandbox.count("shift.opened"),
+                sandbox.count("shift.closed"),
+                sandbox.count("shift.z_report")
+            ),
+            (2, 2, 2)
+        );
     }
 }

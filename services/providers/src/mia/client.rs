@@ -14,7 +14,7 @@ use super::types::{
     InitActivation, InitActivationRequest, OtpResent, PaymentCheck, PaymentState, QrExtension,
     QrInfo, QrSettings, QrState, QrStatus, QrType, ResendOtpRequest, ReturnRequest,
     SellerLoginRequest, SellerLogoutRequest, SellerRefreshRequest, SellerSession, SellerTokens,
-    ShiftStatus, TxInfo, TxPage, TxReturn, TxSummary, TxType, WireMoney,
+    ShiftStatus, ShiftZReport, TxInfo, TxPage, TxReturn, TxSummary, TxType, WireMoney,
 };
 use crate::error::{ProviderError, Upstream};
 use crate::http::{self, StatusClass};
@@ -682,6 +682,24 @@ mod pay_wire {
         #[serde(default)]
         pub is_opened: bool,
     }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ZReportAnswer {
+        pub report_json: ZReport,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ZReport {
+        #[serde(default)]
+        pub payment_count: u64,
+        pub payment_sum: Option<WireMoney>,
+        #[serde(default)]
+        pub cancellation_count: u64,
+        pub cancellation_sum: Option<WireMoney>,
+        pub total_sum: Option<WireMoney>,
+    }
 }
 
 /// Reads MIA's date-time: RFC 3339 with an offset, or (as the seed shows) a local date-time
@@ -1046,6 +1064,64 @@ impl MiaClient {
         Ok(ShiftStatus {
             shift_id: answer.shift_id.filter(|s| !s.is_empty()),
             is_opened: answer.is_opened,
+        })
+    }
+
+    /// `POST /pos/api/v1/shift/open`: opens the seller's terminal's shift; answers its id.
+    /// `SHIFT_ALREADY_OPENED` (409) when one is open.
+    #[tracing::instrument(name = "mia.shift_open", skip_all, fields(correlation_id), err(Display, level = tracing::Level::WARN))]
+    pub async fn shift_open(&self, token: &SecretString) -> Result<String, ProviderError> {
+        let answer: pay_wire::ShiftAnswer = self
+            .call(Method::POST, paths::SHIFT_OPEN, |r| bearer(r, token))
+            .await?;
+        answer.shift_id.filter(|s| !s.is_empty()).ok_or_else(|| {
+            protocol(
+                &self.url_of(paths::SHIFT_OPEN),
+                "no shiftId in the answer".to_owned(),
+            )
+        })
+    }
+
+    /// `POST /pos/api/v1/shift/close`: closes the terminal's open shift; answers its id when MIA
+    /// names it. `SHIFT_NOT_OPENED` (409) when none is open.
+    #[tracing::instrument(name = "mia.shift_close", skip_all, fields(correlation_id), err(Display, level = tracing::Level::WARN))]
+    pub async fn shift_close(&self, token: &SecretString) -> Result<Option<String>, ProviderError> {
+        let answer: pay_wire::ShiftAnswer = self
+            .call(Method::POST, paths::SHIFT_CLOSE, |r| bearer(r, token))
+            .await?;
+        Ok(answer.shift_id.filter(|s| !s.is_empty()))
+    }
+
+    /// `GET /pos/api/v2/shift/{shiftId}/z-report?format=json`: MIA's summary Z-report of a
+    /// closed shift, its sums read exactly.
+    #[tracing::instrument(name = "mia.shift_z_report", skip_all, fields(shift_id = %shift_id, correlation_id), err(Display, level = tracing::Level::WARN))]
+    pub async fn shift_z_report(
+        &self,
+        token: &SecretString,
+        shift_id: &str,
+    ) -> Result<ShiftZReport, ProviderError> {
+        let path = path_of(&[paths::SHIFT_V2, shift_id, "z-report"]);
+        let answer: pay_wire::ZReportAnswer = self
+            .call(Method::GET, &path, |r| {
+                bearer(r, token).query(&[("format", "json"), ("isFullReport", "false")])
+            })
+            .await?;
+        let report = answer.report_json;
+        let money = |m: Option<WireMoney>| m.map_or(fiscus_domain::Money::ZERO, |m| m.0);
+        let (payment_sum, cancellation_sum) =
+            (money(report.payment_sum), money(report.cancellation_sum));
+        let total_sum = match report.total_sum {
+            Some(total) => total.0,
+            None => payment_sum
+                .checked_sub(cancellation_sum)
+                .ok_or_else(|| protocol(&self.url_of(&path), "the sums overflow".to_owned()))?,
+        };
+        Ok(ShiftZReport {
+            payment_count: report.payment_count,
+            payment_sum,
+            cancellation_count: report.cancellation_count,
+            cancellation_sum,
+            total_sum,
         })
     }
 }

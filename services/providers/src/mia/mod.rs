@@ -32,8 +32,8 @@ pub use types::{
     DeviceInfo, InitActivation, InitActivationRequest, MerchantInfo, OtpResent, PaymentCheck,
     PaymentState, PlaceInfo, PlatformType, QrExtension, QrInfo, QrSettings, QrState, QrStatus,
     QrType, ResendOtpRequest, ReturnRequest, SellerInfo, SellerLoginRequest, SellerLogoutRequest,
-    SellerRefreshRequest, SellerSession, SellerTokens, ShiftStatus, TerminalInfo, TxInfo, TxPage,
-    TxReturn, TxSummary, TxType, WireMoney,
+    SellerRefreshRequest, SellerSession, SellerTokens, ShiftStatus, ShiftZReport, TerminalInfo,
+    TxInfo, TxPage, TxReturn, TxSummary, TxType, WireMoney,
 };
 
 /// API paths, relative to the MIA base URL.
@@ -60,6 +60,8 @@ pub mod paths {
     pub const SHIFT_CHECK: &str = "/pos/api/v1/shift/check";
     pub const SHIFT_OPEN: &str = "/pos/api/v1/shift/open";
     pub const SHIFT_CLOSE: &str = "/pos/api/v1/shift/close";
+    /// `GET {SHIFT_V2}/{shiftId}/z-report`.
+    pub const SHIFT_V2: &str = "/pos/api/v2/shift";
     /// `GET {TRANSACTION}/{txId}` (not in the published contract).
     pub const TRANSACTION: &str = "/pos/api/v1/transaction";
     /// Not in the published contract (see the module docs).
@@ -188,6 +190,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ),
     ("SHIFT_ALREADY_OPENED", 409, "open while a shift is open"),
     ("SHIFT_NOT_OPENED", 409, "close while no shift is open"),
+    ("SHIFT_NOT_CLOSED", 409, "a Z-report of a shift still open"),
     ("NOT_FOUND", 404, "no such path"),
     ("METHOD_NOT_ALLOWED", 405, "no such method on this path"),
     (

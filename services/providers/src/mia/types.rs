@@ -389,3 +389,17 @@ pub struct ShiftStatus {
     pub shift_id: Option<String>,
     pub is_opened: bool,
 }
+
+/// What MIA's Z-report of a closed shift adds up (`GET /pos/api/v2/shift/{shiftId}/z-report`,
+/// its `reportJson`): payments and cancellations (refunds), and the net.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShiftZReport {
+    pub payment_count: u64,
+    pub payment_sum: fiscus_domain::Money,
+    /// Refunds, as MIA's report calls them.
+    pub cancellation_count: u64,
+    /// Positive.
+    pub cancellation_sum: fiscus_domain::Money,
+    /// `paymentSum` less `cancellationSum`.
+    pub total_sum: fiscus_domain::Money,
+}

@@ -398,7 +398,7 @@ impl MiaSandbox {
     /// How often something was done: `qr.created`, `qr.cancelled`, `extension.created`,
     /// `extension.cancelled`, `extension.checked`, `qr.read`, `qr.listed`, `tx.listed`,
     /// `tx.read`, `return.done`, `settings.read`, `settings.updated`, `shift.checked`,
-    /// `payer.paid`, `payer.refused`.
+    /// `shift.opened`, `shift.closed`, `shift.z_report`, `payer.paid`, `payer.refused`, `payer.outside`.
     pub fn count(&self, what: &str) -> u64 {
         lock(&self.state.counters)
             .iter()
@@ -421,6 +421,27 @@ impl MiaSandbox {
     /// free QR without one, the QR itself); answers the transaction id, or why it was refused.
     pub fn pay(&self, target: PayerTarget, amount: fiscus_domain::Money) -> Result<u64, String> {
         payer::pay(&self.state, target, amount).map_err(|e| e.to_string())
+    }
+
+    /// A payment MIA takes on terminal `terminal_id` without a QR code fiscus made (another app
+    /// on the terminal): recorded in the terminal's open shift (opened if none is), so MIA's
+    /// Z-report counts it and fiscus knows nothing of it. Answers the transaction id.
+    pub fn pay_outside_fiscus(
+        &self,
+        terminal_id: &str,
+        amount: fiscus_domain::Money,
+    ) -> Result<u64, String> {
+        payer::record_outside(&self.state, terminal_id, amount).map_err(|e| e.to_string())
+    }
+
+    /// Terminal `terminal_id`'s current (or last) MIA shift and whether it is open.
+    pub fn shift(&self, terminal_id: &str) -> Option<(String, bool)> {
+        let terminal = self
+            .state
+            .terminals
+            .iter()
+            .position(|t| t.terminal_id == terminal_id)?;
+        lock(&self.state.store).payments.shift_of(terminal)
     }
 
     /// The payer's bank refuses the payment: the payment request FAILED with `reason`.

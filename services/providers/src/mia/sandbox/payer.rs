@@ -210,6 +210,46 @@ pub(super) fn pay(state: &MiaState, target: Target, amount: Money) -> Result<u64
     Ok(tx_id)
 }
 
+/// A payment MIA took on terminal `terminal_id` outside any QR fiscus made (another app, the
+/// bank's own channel): a transaction in the terminal's open shift, opened if none is.
+pub(super) fn record_outside(
+    state: &MiaState,
+    terminal_id: &str,
+    amount: Money,
+) -> Result<u64, ApiError> {
+    let terminal = state
+        .terminals
+        .iter()
+        .position(|t| t.terminal_id == terminal_id)
+        .ok_or_else(|| ApiError::validation(format!("no terminal {terminal_id}")))?;
+    if amount <= Money::ZERO {
+        return Err(ApiError::validation("amount must be above 0"));
+    }
+    let rrn = random_digits(12).map_err(ApiError::internal)?;
+    let approval_code = random_digits(6).map_err(ApiError::internal)?;
+    let mut store = lock(&state.store);
+    let payments = &mut store.payments;
+    let shift = payments.open_shift(terminal);
+    let tx_id = payments.next_tx_id();
+    let date = chrono::Utc::now();
+    payments.txs.insert(
+        tx_id,
+        Tx {
+            terminal,
+            shift,
+            amount,
+            date,
+            swift_message_id: format!("VICBMD2XAXXX{}{tx_id:05}", date.format("%y%m%d")),
+            rrn,
+            approval_code,
+            returns: Vec::new(),
+        },
+    );
+    state.count("payer.outside");
+    tracing::info!(terminal_id, tx_id, %amount, "MIA sandbox: a payment outside fiscus's QR codes");
+    Ok(tx_id)
+}
+
 pub(super) fn fail(state: &MiaState, target: Target, reason: &str) -> Result<(), ApiError> {
     let mut store = lock(&state.store);
     let payments = &mut store.payments;

@@ -53,6 +53,10 @@ pub(super) fn routes() -> Router<Arc<MiaState>> {
         .route(paths::SHIFT_OPEN, post(shift_open))
         .route(paths::SHIFT_CLOSE, post(shift_close))
         .route(
+            &format!("{}/{{shiftId}}/z-report", paths::SHIFT_V2),
+            get(shift_z_report),
+        )
+        .route(
             &format!("{}/{{shiftId}}/transactions", paths::SHIFT),
             get(transactions),
         )
@@ -91,6 +95,8 @@ pub(super) struct Return {
     amount: Money,
     date: chrono::DateTime<chrono::Utc>,
     reason_code: String,
+    /// The shift the return was made in (the terminal's current or last one), which its Z-report counts.
+    shift: String,
 }
 
 pub(super) struct Tx {
@@ -191,6 +197,19 @@ impl Payments {
                 id
             }
         }
+    }
+
+    /// The terminal's current (or last) shift; one opened now if it never had one.
+    fn current_shift(&mut self, terminal: usize) -> String {
+        match self.terminals.get(&terminal).and_then(|t| t.shift.as_ref()) {
+            Some((id, _)) => id.clone(),
+            None => self.open_shift(terminal),
+        }
+    }
+
+    /// The terminal's current (or last) shift and whether it is open.
+    pub(super) fn shift_of(&self, terminal: usize) -> Option<(String, bool)> {
+        self.terminals.get(&terminal).and_then(|t| t.shift.clone())
     }
 
     pub(super) fn next_tx_id(&mut self) -> u64 {
@@ -909,6 +928,7 @@ async fn shift_open(State(state): State<Arc<MiaState>>, auth: SellerAuth) -> Api
         ));
     }
     let id = payments.open_shift(terminal);
+    state.count("shift.opened");
     ok(json!({ "result": "success", "shiftId": id }))
 }
 
@@ -919,7 +939,9 @@ async fn shift_close(State(state): State<Arc<MiaState>>, auth: SellerAuth) -> Ap
     match &mut entry.shift {
         Some((id, open)) if *open => {
             *open = false;
-            ok(json!({ "result": "success", "shiftId": id.clone() }))
+            let id = id.clone();
+            state.count("shift.closed");
+            ok(json!({ "result": "success", "shiftId": id }))
         }
         _ => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -927,6 +949,123 @@ async fn shift_close(State(state): State<Arc<MiaState>>, auth: SellerAuth) -> Ap
             "no shift is open",
         )),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportQuery {
+    format: Option<String>,
+    is_full_report: Option<bool>,
+}
+
+/// A closed shift's Z-report, added up from the sandbox's own transactions and returns of it
+/// (JSON only: the rendered formats are MIA's, not fiscus's concern).
+async fn shift_z_report(
+    State(state): State<Arc<MiaState>>,
+    auth: SellerAuth,
+    Path(shift_id): Path<String>,
+    Query(query): Query<ReportQuery>,
+) -> ApiResult {
+    if let Some(format) = query.format.as_deref()
+        && !format.eq_ignore_ascii_case("json")
+    {
+        return Err(ApiError::validation(format!(
+            "format {format}: the sandbox answers json only"
+        )));
+    }
+    let store = lock(&state.store);
+    let terminal = terminal_of(&store, &auth)?;
+    let payments = &store.payments;
+    match payments.shift_of(terminal) {
+        Some((id, true)) if id == shift_id => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "SHIFT_NOT_CLOSED",
+                "the shift is open: it has an X-report",
+            ));
+        }
+        _ => {}
+    }
+    let known = payments
+        .shift_of(terminal)
+        .is_some_and(|(id, _)| id == shift_id)
+        || payments.txs.values().any(|tx| {
+            tx.terminal == terminal
+                && (tx.shift == shift_id || tx.returns.iter().any(|r| r.shift == shift_id))
+        });
+    if !known {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SHIFT_NOT_FOUND",
+            "no shift with this id on this terminal",
+        ));
+    }
+    let overflow = || ApiError::internal("sums overflow");
+    let (mut payment_count, mut payment_sum) = (0u64, Money::ZERO);
+    let (mut cancellation_count, mut cancellation_sum) = (0u64, Money::ZERO);
+    let mut lines = Vec::new();
+    for (id, tx) in payments
+        .txs
+        .iter()
+        .filter(|(_, tx)| tx.terminal == terminal)
+    {
+        if tx.shift == shift_id {
+            payment_count += 1;
+            payment_sum = payment_sum.checked_add(tx.amount).ok_or_else(overflow)?;
+            lines.push((tx.date, "payment", *id, tx.amount));
+        }
+        for r in tx.returns.iter().filter(|r| r.shift == shift_id) {
+            cancellation_count += 1;
+            cancellation_sum = cancellation_sum
+                .checked_add(r.amount)
+                .ok_or_else(overflow)?;
+            lines.push((r.date, "cancellation", *id, r.amount));
+        }
+    }
+    let total_sum = payment_sum
+        .checked_sub(cancellation_sum)
+        .ok_or_else(overflow)?;
+    let record_count = lines.len();
+    let full = query.is_full_report.unwrap_or(false);
+    lines.sort_by_key(|(date, ..)| *date);
+    let data: Vec<serde_json::Value> = if full {
+        lines
+            .iter()
+            .map(|(date, kind, id, amount)| {
+                json!({
+                    "transactionType": kind,
+                    "transactionId": id,
+                    "transactionDateTime": format_date(*date),
+                    "transactionAmount": WireMoney(*amount),
+                    "transactionCcy": state.currency,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let place = state
+        .terminals
+        .get(terminal)
+        .ok_or_else(|| ApiError::internal("the session's terminal vanished"))?;
+    state.count("shift.z_report");
+    ok(json!({
+        "result": "success",
+        "reportJson": {
+            "reportDateTime": format_date(chrono::Utc::now()),
+            "terminalType": "MiaPos",
+            "terminalId": place.terminal_id,
+            "merchantIdno": place.merchant_idno,
+            "merchant": place.merchant_name,
+            "store": place.store_name,
+            "transactions": { "data": data, "recordCount": record_count },
+            "paymentCount": payment_count,
+            "paymentSum": WireMoney(payment_sum),
+            "cancellationCount": cancellation_count,
+            "cancellationSum": WireMoney(cancellation_sum),
+            "totalSum": WireMoney(total_sum),
+        },
+    }))
 }
 
 #[derive(Deserialize)]
@@ -1078,12 +1217,14 @@ async fn return_transaction(
     })?;
     payments.next_return = payments.next_return.saturating_add(1);
     let request_id = payments.next_return;
+    let shift = payments.current_shift(terminal);
     if let Some(tx) = payments.txs.get_mut(&body.tx_id) {
         tx.returns.push(Return {
             request_id,
             amount,
             date: chrono::Utc::now(),
             reason_code,
+            shift,
         });
     }
     tracing::debug!(tx_id = body.tx_id, %amount, message = ?body.reason_message, "MIA sandbox: returned");
