@@ -53,6 +53,9 @@ const CONTRACT: [(&str, &[&str]); 4] = [
             "RefundTransaction",
             "GetTerminalSettings",
             "UpdateTerminalSettings",
+            "SetTerminalShift",
+            "GetShiftPaymentTotals",
+            "ListShiftPayments",
         ],
     ),
     (
@@ -85,11 +88,12 @@ const CONTRACT: [(&str, &[&str]); 4] = [
     ),
 ];
 
-const STREAMING: [&str; 4] = [
+const STREAMING: [&str; 5] = [
     "WatchReceipt",
     "ExportJournal",
     "ListShiftReceipts",
     "WatchPayment",
+    "ListShiftPayments",
 ];
 
 /// The mutating RPCs: their requests carry `string operation_id = 1`.
