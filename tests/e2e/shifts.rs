@@ -2,6 +2,7 @@
 //! ReceiptService, and X- and Z-reports added up by the journal — on Postgres + Redis (token,
 //! receipt and shift services as separate processes) and on SQLite (`fiscus dev`).
 
+use fiscus_domain::Money;
 use fiscus_e2e::{AUTH_CONFIG, Authed, Bearer, Process, cash, fresh_schema, issue_token, item, op};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
@@ -13,6 +14,8 @@ use tonic::Code;
 const TIN: &str = "12345678901";
 /// A merchant whose receipts need an open shift.
 const STRICT_TIN: &str = "12345678902";
+/// A merchant registered as a city-tax payer.
+const CITY_TIN: &str = "37900846788";
 
 const SHIFTS_CLIENT: &str = "e2e-shifts";
 const SHIFTS_SECRET: &str = "e2e-shifts-secret";
@@ -53,6 +56,11 @@ scopes = ["receipts:shifts", "payments:shifts"]
 [[receipts.merchants]]
 tin = "{TIN}"
 name = "Дээж Дэлгүүр ХХК"
+
+[[receipts.merchants]]
+tin = "{CITY_TIN}"
+name = "Хотын Дэлгүүр ХХК"
+city_tax_payer = true
 
 [[receipts.merchants]]
 tin = "{STRICT_TIN}"
@@ -239,6 +247,8 @@ on_both_backends!(
     no_receipt_falls_between_two_z_reports,
     z_reports_render_as_json_txt_pdf_and_png,
     bad_requests_are_refused_naming_the_field,
+    every_figure_of_the_reports_equals_what_the_signed_receipts_add_up_to,
+    z_reports_are_numbered_without_gaps_and_each_is_answered_as_stored,
 );
 
 async fn a_shift_adds_up_its_receipts_into_an_x_report_and_one_stored_z_report(backend: Backend) {
@@ -485,14 +495,13 @@ async fn no_receipt_falls_between_two_z_reports(backend: Backend) {
     let fx = Fixture::start(backend).await;
     let till = till(TIN);
     fx.open(&till).await.expect("the first shift opens");
-    // Sales keep coming from four tills' worth of callers while the shift closes and the next
-    // one opens.
+    // Sales keep coming from eight callers while the shift closes and the next one opens.
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let signing = (0..4).map(|_| {
+    let signing = (0..8).map(|_| {
         let (fx, till, done) = (&fx, &till, &done);
         async move {
             let mut signed = Vec::new();
-            for _ in 0..15 {
+            for _ in 0..10 {
                 signed.push(
                     fx.sign(sale(till, "1", pb::PaymentMethod::Cash))
                         .await
@@ -671,4 +680,211 @@ async fn bad_requests_are_refused_naming_the_field(backend: Backend) {
         .await
         .expect_err("no such report");
     assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+}
+
+/// What the receipts a test signed add up to, computed here from their answers: per tax type
+/// and rate, per payment method, and in all.
+#[derive(Default)]
+struct Expected {
+    vat: std::collections::BTreeMap<(i32, String), [Money; 4]>,
+    pay: std::collections::BTreeMap<i32, (u64, Money)>,
+    total: Money,
+}
+
+impl Expected {
+    /// Adds `receipt`'s items and payments, taken back when `sign` is -1; `own` counts its
+    /// pay items.
+    fn add(&mut self, receipt: &pb::Receipt, sign: i64, own: bool) {
+        let m = |text: &str| {
+            let value = Money::parse(text).expect("an amount");
+            if sign < 0 {
+                value.checked_neg().expect("negates")
+            } else {
+                value
+            }
+        };
+        for item in &receipt.items {
+            let line = self
+                .vat
+                .entry((item.tax_type, item.vat_rate.clone()))
+                .or_insert([Money::ZERO; 4]);
+            let parts = [
+                &item.net_amount,
+                &item.total_vat,
+                &item.total_amount,
+                &item.total_city_tax,
+            ];
+            for (sum, part) in line.iter_mut().zip(parts) {
+                *sum = sum.checked_add(m(part)).expect("adds");
+            }
+        }
+        for payment in &receipt.payments {
+            let (count, sum) = self.pay.entry(payment.method).or_insert((0, Money::ZERO));
+            if own {
+                *count += 1;
+            }
+            *sum = sum.checked_add(m(&payment.amount)).expect("adds");
+        }
+        self.total = self
+            .total
+            .checked_add(m(&receipt.total_amount))
+            .expect("adds");
+    }
+
+    fn check(&self, report: &pb::Report) {
+        let vat: Vec<(i32, String, String, String, String)> = self
+            .vat
+            .iter()
+            .filter(|(_, [_, _, gross, _])| *gross != Money::ZERO)
+            .map(|((tax, rate), [base, vat, gross, _])| {
+                (
+                    *tax,
+                    rate.clone(),
+                    base.to_string(),
+                    vat.to_string(),
+                    gross.to_string(),
+                )
+            })
+            .collect();
+        let reported: Vec<(i32, String, String, String, String)> = report
+            .vat_lines
+            .iter()
+            .map(|l| {
+                (
+                    l.tax_type,
+                    l.rate.clone(),
+                    l.taxable_base.clone(),
+                    l.vat.clone(),
+                    l.gross.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(reported, vat, "VAT by tax type and rate");
+        let pay: Vec<(i32, u64, String)> = self
+            .pay
+            .iter()
+            .map(|(method, (count, sum))| (*method, *count, sum.to_string()))
+            .collect();
+        let reported: Vec<(i32, u64, String)> = report
+            .payment_methods
+            .iter()
+            .map(|l| (l.method, l.count, l.sum.clone()))
+            .collect();
+        assert_eq!(reported, pay, "money by payment method");
+        assert_eq!(report.total_sum, self.total.to_string(), "net turnover");
+        let total = |part: usize| {
+            self.vat
+                .values()
+                .try_fold(Money::ZERO, |sum, line| sum.checked_add(line[part]))
+                .expect("adds")
+                .to_string()
+        };
+        assert_eq!(report.total_vat, total(1), "VAT");
+        assert_eq!(report.total_city_tax, total(3), "city tax");
+    }
+}
+
+async fn every_figure_of_the_reports_equals_what_the_signed_receipts_add_up_to(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(CITY_TIN);
+    fx.open(&till).await.expect("the shift opens");
+    let mut expected = Expected::default();
+
+    // Bread, milk bearing city tax and a VAT-free medicine, paid 12000 in cash with change.
+    let mut milk = item("Сүү 1л", "2", "2500.50", pb::TaxType::VatAble);
+    milk.city_tax_applies = true;
+    let mut mixed = fiscus_e2e::sale(
+        &till,
+        vec![
+            item("Талх", "1", "5600", pb::TaxType::VatAble),
+            milk,
+            item("Парацетамол", "0.5", "1000", pb::TaxType::VatFree),
+        ],
+        "12000",
+    );
+    mixed.payments.push(pb::PayItem {
+        method: pb::PaymentMethod::Change.into(),
+        ..cash("899")
+    });
+    let mixed = fx.sign(mixed).await.expect("a mixed sale");
+    expected.add(&mixed, 1, true);
+    let card = fx
+        .sign(sale(&till, "3", pb::PaymentMethod::PaymentCard))
+        .await
+        .expect("a card sale");
+    expected.add(&card, 1, true);
+    let zero = fx
+        .sign(pb::SignReceiptRequest {
+            operation_id: op(),
+            terminal: Some(till.clone()),
+            kind: pb::ReceiptKind::Zero.into(),
+            receipt_reference: "zero-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a zero receipt");
+    expected.add(&zero, 1, true);
+    // One of the two milks back, in cash; then the whole card sale cancelled.
+    let mut refund = fiscus_e2e::sale(&till, Vec::new(), "2500.50");
+    refund.kind = pb::ReceiptKind::Refund.into();
+    refund.refund_of = Some(pb::RefundReference {
+        original: Some(pb::refund_reference::Original::ReceiptId(mixed.id.clone())),
+        lines: vec![pb::RefundLine {
+            position: 2,
+            quantity: "1".into(),
+        }],
+    });
+    let refund = fx.sign(refund).await.expect("a partial refund");
+    expected.add(&refund, -1, true);
+    fx.receipts
+        .clone()
+        .cancel_receipt(pb::CancelReceiptRequest {
+            operation_id: op(),
+            terminal: Some(till.clone()),
+            receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(
+                card.id.clone(),
+            )),
+            reason: "wrong terminal".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a cancellation");
+    expected.add(&card, -1, false);
+
+    let x = fx.x_report(&till, false).await;
+    expected.check(&x);
+    assert_eq!(x.zero_receipt_count, 1);
+    assert_eq!((x.receipt_count, x.sale_count, x.refund_count), (5, 2, 1));
+    let z = fx.close(close_request(&till)).await.z_report.expect("Z");
+    expected.check(&z);
+    // Nothing happened between: the Z-report is the X-report, numbered and closed.
+    let closed = pb::Report {
+        kind: z.kind,
+        report_number: z.report_number,
+        shift: z.shift.clone(),
+        generated_at: z.generated_at,
+        ..x
+    };
+    assert_eq!(closed, z);
+}
+
+async fn z_reports_are_numbered_without_gaps_and_each_is_answered_as_stored(backend: Backend) {
+    let fx = Fixture::start(backend).await;
+    let till = till(TIN);
+    let mut stored = Vec::new();
+    for n in 1..=20u64 {
+        let shift = fx.open(&till).await.expect("a shift opens");
+        assert_eq!(shift.number, n);
+        fx.sign(sale(&till, "1", pb::PaymentMethod::Cash))
+            .await
+            .expect("a sale");
+        let z = fx.close(close_request(&till)).await.z_report.expect("Z");
+        assert_eq!(z.report_number, n);
+        assert_eq!((z.first_receipt_number, z.last_receipt_number), (n, n));
+        stored.push(z.encode_to_vec());
+    }
+    for (n, bytes) in (1..=20u64).zip(&stored) {
+        let answered = fx.z_report(&till, n).await.report.expect("a report");
+        assert_eq!(&answered.encode_to_vec(), bytes, "Z-report {n}");
+    }
 }
