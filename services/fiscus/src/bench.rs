@@ -375,7 +375,7 @@ async fn tokens(args: &BenchArgs, suffix: &str, settings: &ConnectSettings) -> a
             args,
             suffix,
             settings,
-            &keycloak.base_url(),
+            keycloak.base_url(),
             &schema,
             with_metrics,
         )
