@@ -569,6 +569,7 @@ on_both_backends!(
     a_hybrid_request_is_cancelled_and_a_static_request_takes_several_payments,
     a_payment_the_bank_fails_is_failed_with_its_reason_and_a_lost_request_is_found_again,
     qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made,
+    a_mia_terminals_shift_opens_and_closes_at_mia_and_a_payment_fiscus_never_saw_is_a_z_report_warning,
 );
 
 async fn every_qr_type_and_amount_type_is_paid_with_a_fitting_amount_and_refuses_another(
@@ -2044,4 +2045,133 @@ async fn qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made(back
         .expect("refunds 5");
     let z2 = close(&mut shifts).await;
     assert_eq!(qr(&z2), (0, "0.00".to_owned(), 1, "5.00".to_owned()));
+}
+
+async fn a_mia_terminals_shift_opens_and_closes_at_mia_and_a_payment_fiscus_never_saw_is_a_z_report_warning(
+    backend: Backend,
+) {
+    let fx = Fixture::start(backend).await;
+    let (_processes, shifts) = fx.shifts().await;
+    let open = || {
+        let mut shifts = shifts.clone();
+        let request = pb::OpenShiftRequest {
+            operation_id: op(),
+            terminal: Some(fx.a.clone()),
+            seller_session_id: fx.session_a.clone(),
+            opened_by: "Ana".into(),
+        };
+        async move {
+            shifts
+                .open_shift(request)
+                .await
+                .expect("the shift opens")
+                .into_inner()
+        }
+    };
+    let close = || {
+        let mut shifts = shifts.clone();
+        let request = pb::CloseShiftRequest {
+            operation_id: op(),
+            terminal: Some(fx.a.clone()),
+            seller_session_id: fx.session_a.clone(),
+            closed_by: "Ana".into(),
+            format: pb::DocumentFormat::Txt.into(),
+            ..Default::default()
+        };
+        async move {
+            shifts
+                .close_shift(request)
+                .await
+                .expect("the shift closes")
+                .into_inner()
+        }
+    };
+
+    // OpenShift opens the seller's MIA shift.
+    assert_eq!(fx.sandbox.shift("T1"), None, "no MIA shift yet");
+    let shift = open().await.shift.expect("the shift").shift_id;
+    let (mia_shift, is_open) = fx.sandbox.shift("T1").expect("a MIA shift");
+    assert!(is_open);
+    assert_eq!(fx.sandbox.count("shift.opened"), 1);
+    let tx = fx.paid("40.00").await;
+    assert_eq!(tx.shift_id, shift, "the payment is in fiscus's shift");
+    fx.client()
+        .await
+        .refund_transaction(refund(&fx, &tx, "15.00", false))
+        .await
+        .expect("refunds 15");
+    // Paid at MIA on the same terminal without a QR code of fiscus's: fiscus never hears of it.
+    fx.sandbox
+        .pay_outside_fiscus("T1", m("9.99"))
+        .expect("MIA takes the payment");
+
+    // CloseShift closes MIA's shift and reconciles with MIA's own Z-report of it.
+    let closed = close().await;
+    assert_eq!(fx.sandbox.shift("T1"), Some((mia_shift.clone(), false)));
+    assert_eq!(fx.sandbox.count("shift.closed"), 1);
+    assert_eq!(fx.sandbox.count("shift.z_report"), 1);
+    let z = closed.z_report.expect("a Z-report");
+    assert_eq!(
+        (z.qr_payment_count, z.qr_payment_sum.as_str()),
+        (1, "40.00"),
+        "fiscus counts what it saw"
+    );
+    assert_eq!(
+        z.warnings,
+        vec![
+            "QR payment count: fiscus 1, MIA's Z-report 2".to_owned(),
+            "QR payment sum: fiscus 40.00, MIA's Z-report 49.99".to_owned(),
+        ],
+        "the refunds agree; the payments do not"
+    );
+    let text = closed.document.expect("the TXT").text_lines.join("\n");
+    assert!(text.contains("WARNINGS"), "{text}");
+    assert!(text.contains("49.99"), "{text}");
+    let stored = shifts
+        .clone()
+        .get_z_report(pb::GetZReportRequest {
+            terminal: Some(fx.a.clone()),
+            report: Some(pb::get_z_report_request::Report::ReportNumber(1)),
+            ..Default::default()
+        })
+        .await
+        .expect("the stored Z-report")
+        .into_inner()
+        .report
+        .expect("a report");
+    assert_eq!(
+        stored.warnings, z.warnings,
+        "the warnings are stored with it"
+    );
+
+    // MIA has a shift open already (a payment outside fiscus opened it): OpenShift adopts it.
+    fx.sandbox
+        .pay_outside_fiscus("T1", m("1.00"))
+        .expect("MIA takes the payment");
+    let (adopted, _) = fx.sandbox.shift("T1").expect("a MIA shift");
+    assert_ne!(adopted, mia_shift);
+    open().await;
+    assert_eq!(fx.sandbox.count("shift.opened"), 1, "none opened: adopted");
+    fx.paid("2.00").await;
+    assert_eq!(fx.sandbox.shift("T1"), Some((adopted.clone(), true)));
+    // The seller closes MIA's shift at MIA (as a close whose answer was lost would have):
+    // CloseShift still closes, taking that shift as closed.
+    fx.mia_as_seller(reqwest::Method::POST, paths::SHIFT_CLOSE)
+        .await;
+    let z = close().await.z_report.expect("a Z-report");
+    assert_eq!(fx.sandbox.shift("T1"), Some((adopted, false)));
+    assert_eq!(
+        z.warnings,
+        vec![
+            "QR payment count: fiscus 1, MIA's Z-report 2".to_owned(),
+            "QR payment sum: fiscus 2.00, MIA's Z-report 3.00".to_owned(),
+        ]
+    );
+
+    // A shift whose QR figures agree with MIA's has no warning.
+    open().await;
+    fx.paid("5.00").await;
+    let z = close().await.z_report.expect("a Z-report");
+    assert!(z.warnings.is_empty(), "{:?}", z.warnings);
+    assert_eq!(fx.sandbox.count("shift.z_report"), 3);
 }

@@ -10,6 +10,7 @@ mod payments;
 mod proto;
 mod qrs;
 mod service;
+mod shifts;
 mod store;
 mod transactions;
 mod watch;

@@ -975,6 +975,20 @@ impl PaymentService for PaymentsService {
         let request = request.into_inner();
         let terminal =
             self.shift_request(&caller, request.terminal.as_ref(), &request.shift_id, false)?;
+        // A MIA terminal's MIA shift goes with fiscus's: opened before payments are recorded
+        // into the new shift, closed before the ending one stops taking them (a failure leaves
+        // the terminal's shift as it was, for ShiftService's retry).
+        if !request.seller_session_id.is_empty() && self.p().mia.client().is_ok() {
+            if request.shift_id.is_empty() {
+                self.p()
+                    .close_mia_shift(&terminal, &request.seller_session_id)
+                    .await?;
+            } else {
+                self.p()
+                    .open_mia_shift(&terminal, &request.shift_id, &request.seller_session_id)
+                    .await?;
+            }
+        }
         let previous_shift_id =
             store::set_terminal_shift(&self.p().db, &terminal, &request.shift_id)
                 .await
@@ -996,12 +1010,24 @@ impl PaymentService for PaymentsService {
         let totals = store::shift_totals(&self.p().db, &terminal, &request.shift_id)
             .await
             .map_err(db)?;
+        let mia = self.p().mia_z_report(&terminal, &request.shift_id).await?;
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(Response::new(pb::GetShiftPaymentTotalsResponse {
             qr_payment_count: count(totals.payments),
             qr_payment_sum: Money::from_minor(totals.paid_minor).to_string(),
             qr_refund_count: count(totals.refunds),
             qr_refund_sum: Money::from_minor(totals.refunded_minor).to_string(),
+            mia_checked: mia.is_some(),
+            mia_payment_count: mia.as_ref().map_or(0, |z| z.payment_count),
+            mia_payment_sum: mia
+                .as_ref()
+                .map(|z| z.payment_sum.to_string())
+                .unwrap_or_default(),
+            mia_refund_count: mia.as_ref().map_or(0, |z| z.cancellation_count),
+            mia_refund_sum: mia
+                .as_ref()
+                .map(|z| z.cancellation_sum.to_string())
+                .unwrap_or_default(),
         }))
     }
 

@@ -834,3 +834,69 @@ pub async fn shift_payments(
     .fetch_all(pool)
     .await)
 }
+
+/// The shift `terminal`'s payments and refunds are recorded in now (empty for none), read
+/// without a lock: ShiftService changes it one call at a time per terminal.
+pub async fn current_terminal_shift(
+    db: &Database,
+    terminal: &TerminalId,
+) -> Result<String, sqlx::Error> {
+    let shift: Option<String> = with_db!(db, |pool| sqlx::query_scalar(
+        "SELECT shift_id FROM terminal_shifts \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .fetch_optional(pool)
+    .await?);
+    Ok(shift.unwrap_or_default())
+}
+
+/// The MIA shift of a fiscus shift.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShiftMiaRow {
+    pub shift_id: String,
+    pub merchant_tin: String,
+    pub branch_no: String,
+    pub pos_no: String,
+    pub mia_shift_id: String,
+    pub seller_session_id: String,
+    pub closed_at_us: Option<i64>,
+}
+
+impl ShiftMiaRow {
+    pub fn terminal(&self) -> TerminalId {
+        TerminalId::of(&self.merchant_tin, &self.branch_no, &self.pos_no)
+    }
+}
+
+pub async fn shift_mia(db: &Database, shift_id: &str) -> Result<Option<ShiftMiaRow>, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_as(
+        "SELECT shift_id, merchant_tin, branch_no, pos_no, mia_shift_id, seller_session_id, \
+         closed_at_us FROM shift_mia WHERE shift_id = $1"
+    )
+    .bind(shift_id)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Records `row` as the MIA shift of its fiscus shift, over what was recorded before.
+pub async fn put_shift_mia(db: &Database, row: &ShiftMiaRow) -> Result<(), sqlx::Error> {
+    with_db!(db, |pool| sqlx::query(
+        "INSERT INTO shift_mia (shift_id, merchant_tin, branch_no, pos_no, mia_shift_id, \
+         seller_session_id, closed_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (shift_id) DO UPDATE SET mia_shift_id = excluded.mia_shift_id, \
+         seller_session_id = excluded.seller_session_id, closed_at_us = excluded.closed_at_us"
+    )
+    .bind(&row.shift_id)
+    .bind(&row.merchant_tin)
+    .bind(&row.branch_no)
+    .bind(&row.pos_no)
+    .bind(&row.mia_shift_id)
+    .bind(&row.seller_session_id)
+    .bind(row.closed_at_us)
+    .execute(pool)
+    .await
+    .map(drop))
+}

@@ -64,11 +64,18 @@ impl Recorders {
     }
 
     /// Makes `shift_id` (empty: none) the shift each recorder records `terminal` into from now
-    /// on; once this answers, nothing more is recorded into the shift it ends.
-    pub async fn set_shift(&self, terminal: &TerminalId, shift_id: &str) -> Result<(), ApiError> {
+    /// on; once this answers, nothing more is recorded into the shift it ends. With a seller
+    /// session PaymentService opens or closes that seller's MIA shift with it.
+    pub async fn set_shift(
+        &self,
+        terminal: &TerminalId,
+        shift_id: &str,
+        seller_session_id: &str,
+    ) -> Result<(), ApiError> {
         let message = pb::SetTerminalShiftRequest {
             terminal: terminal_pb(terminal),
             shift_id: shift_id.to_owned(),
+            seller_session_id: seller_session_id.to_owned(),
         };
         const RECEIPTS: &str = "ReceiptService.SetTerminalShift";
         let request = self.call(RECEIPTS, message.clone()).await?;

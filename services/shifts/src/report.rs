@@ -1,6 +1,7 @@
 //! X- and Z-reports: the shift's totals as the contract's `Report`, and rendered for print.
 
 use chrono::{DateTime, Utc};
+use fiscus_domain::Money;
 use fiscus_kit::ApiError;
 use fiscus_proto::v1 as pb;
 use fiscus_render::{ReportPaymentLine, ReportTransactionLine, ReportVatLine, ReportView};
@@ -14,6 +15,7 @@ pub fn summary(
     totals: crate::peers::Totals,
 ) -> pb::Report {
     let (totals, qr) = (totals.receipts, totals.payments);
+    let warnings = mia_mismatch(&qr);
     pb::Report {
         report_number: number,
         kind: kind.into(),
@@ -42,7 +44,51 @@ pub fn summary(
         qr_refund_sum: qr.qr_refund_sum,
         full: false,
         transactions: Vec::new(),
+        warnings,
     }
+}
+
+/// Where MIA's own Z-report of the shift disagrees with fiscus's QR figures: one warning per
+/// figure, naming both, for the operator to see rather than a figure silently chosen.
+fn mia_mismatch(qr: &pb::GetShiftPaymentTotalsResponse) -> Vec<String> {
+    if !qr.mia_checked {
+        return Vec::new();
+    }
+    let same = |a: &str, b: &str| match (Money::parse(a), Money::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    let mut warnings = Vec::new();
+    let mut compare = |what: &str, fiscus: String, mia: String, equal: bool| {
+        if !equal {
+            warnings.push(format!("QR {what}: fiscus {fiscus}, MIA's Z-report {mia}"));
+        }
+    };
+    compare(
+        "payment count",
+        qr.qr_payment_count.to_string(),
+        qr.mia_payment_count.to_string(),
+        qr.qr_payment_count == qr.mia_payment_count,
+    );
+    compare(
+        "payment sum",
+        qr.qr_payment_sum.clone(),
+        qr.mia_payment_sum.clone(),
+        same(&qr.qr_payment_sum, &qr.mia_payment_sum),
+    );
+    compare(
+        "refund count",
+        qr.qr_refund_count.to_string(),
+        qr.mia_refund_count.to_string(),
+        qr.qr_refund_count == qr.mia_refund_count,
+    );
+    compare(
+        "refund sum",
+        qr.qr_refund_sum.clone(),
+        qr.mia_refund_sum.clone(),
+        same(&qr.qr_refund_sum, &qr.mia_refund_sum),
+    );
+    warnings
 }
 
 fn time(ts: Option<&prost_types::Timestamp>) -> String {
@@ -117,7 +163,7 @@ fn view(report: &pb::Report, merchant_name: &str) -> ReportView {
         qr_payment_sum: report.qr_payment_sum.clone(),
         qr_refund_count: report.qr_refund_count,
         qr_refund_sum: report.qr_refund_sum.clone(),
-        warnings: Vec::new(),
+        warnings: report.warnings.clone(),
         transactions: report
             .transactions
             .iter()

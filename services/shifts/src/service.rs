@@ -140,6 +140,7 @@ impl Inner {
         &self,
         terminal: &TerminalId,
         opened_by: &str,
+        seller_session_id: &str,
     ) -> Result<pb::OpenShiftResponse, ApiError> {
         let mut tx = self.db.begin().await.map_err(db)?;
         let counters = store::lock_terminal(&mut tx, terminal).await.map_err(db)?;
@@ -166,7 +167,9 @@ impl Inner {
         store::insert_open(&mut tx, &row).await.map_err(db)?;
         // The journal takes the shift while the terminal is locked here: no other OpenShift or
         // CloseShift of the terminal can come between.
-        self.recorders.set_shift(terminal, &row.id).await?;
+        self.recorders
+            .set_shift(terminal, &row.id, seller_session_id)
+            .await?;
         tx.commit().await.map_err(db)?;
         tracing::info!(terminal = %terminal, shift = %row.id, number = row.number, "shift opened");
         Ok(pb::OpenShiftResponse {
@@ -179,6 +182,7 @@ impl Inner {
         terminal: &TerminalId,
         expected: &str,
         closed_by: &str,
+        seller_session_id: &str,
     ) -> Result<pb::CloseShiftResponse, ApiError> {
         let mut tx = self.db.begin().await.map_err(db)?;
         let counters = store::lock_terminal(&mut tx, terminal).await.map_err(db)?;
@@ -193,7 +197,9 @@ impl Inner {
             )));
         }
         // Once the journal has left the shift, no receipt joins it: its totals are final.
-        self.recorders.set_shift(terminal, "").await?;
+        self.recorders
+            .set_shift(terminal, "", seller_session_id)
+            .await?;
         let totals = self.recorders.totals(terminal, &row.id).await?;
         let closed_at = now();
         row.state = store::CLOSED.to_owned();
@@ -266,7 +272,11 @@ impl ShiftService for Shifts {
             this.cache.as_ref(),
             &operation,
             LEASE,
-            this.open_shift(&terminal, request.opened_by.trim()),
+            this.open_shift(
+                &terminal,
+                request.opened_by.trim(),
+                &request.seller_session_id,
+            ),
         )
         .await?;
         Ok(Response::new(opened))
@@ -329,7 +339,12 @@ impl ShiftService for Shifts {
             this.cache.as_ref(),
             &operation,
             LEASE,
-            this.close_shift(&terminal, &request.shift_id, request.closed_by.trim()),
+            this.close_shift(
+                &terminal,
+                &request.shift_id,
+                request.closed_by.trim(),
+                &request.seller_session_id,
+            ),
         )
         .await?;
         let merchant = closed
