@@ -34,9 +34,12 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     pub(crate) database_url: String,
-    /// Run one benchmark only: `receipts`, `tokens` or `payments`.
-    #[arg(long, value_parser = ["receipts", "tokens", "payments"])]
+    /// Run one benchmark only: `receipts`, `tokens`, `payments` or `shifts`.
+    #[arg(long, value_parser = ["receipts", "tokens", "payments", "shifts"])]
     pub(crate) only: Option<String>,
+    /// Receipts in the shift that the shifts benchmark closes (and a tenth as many QR payments).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) shift_receipts: usize,
     /// WatchPayment streams open on one payment in the fan-out measurement.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) watchers: usize,
@@ -79,6 +82,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if run("payments") {
         crate::bench_payments::run(&args, &suffix, &settings).await?;
+    }
+    if run("shifts") {
+        crate::bench_shifts::run(&args, &suffix, &settings).await?;
     }
     forget_cached(&args.redis_url, &cache_prefix(&suffix)).await
 }
