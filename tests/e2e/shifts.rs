@@ -29,6 +29,10 @@ enum Backend {
 struct Fixture {
     receipts: ReceiptServiceClient<Authed>,
     shifts: ShiftServiceClient<Authed>,
+    /// How another shift service on the same database starts: its schema, arguments and
+    /// environment (Postgres).
+    replica: Option<(String, Vec<String>, Vec<(String, String)>)>,
+    token: String,
     _processes: Vec<Process>,
     _dir: tempfile::TempDir,
 }
@@ -73,7 +77,7 @@ require_open_shift = true
         .expect("config");
         let config = config.to_str().expect("utf-8").to_owned();
         let args = ["--config", config.as_str()];
-        let (processes, receipts_at, shifts_at) = match backend {
+        let (processes, receipts_at, shifts_at, replica) = match backend {
             Backend::Postgres => {
                 let tokens = Process::service_in("tokens", &fresh_schema("e2e_tokens"), &args, &[])
                     .await
@@ -97,27 +101,36 @@ require_open_shift = true
                 .await
                 .expect("fiscus-payments starts");
                 let payments_url = format!("http://{}", payments.addr);
-                let shifts = Process::service_in(
-                    "shifts",
-                    &fresh_schema("e2e_shifts"),
-                    &args,
-                    &[
-                        ("FISCUS_PEERS__TOKENS", &tokens_url),
-                        ("FISCUS_PEERS__RECEIPTS", &receipts_url),
-                        ("FISCUS_PEERS__PAYMENTS", &payments_url),
-                    ],
-                )
-                .await
-                .expect("fiscus-shifts starts");
+                let schema = fresh_schema("e2e_shifts");
+                let env = [
+                    ("FISCUS_PEERS__TOKENS", tokens_url.as_str()),
+                    ("FISCUS_PEERS__RECEIPTS", receipts_url.as_str()),
+                    ("FISCUS_PEERS__PAYMENTS", payments_url.as_str()),
+                ];
+                let shifts = Process::service_in("shifts", &schema, &args, &env)
+                    .await
+                    .expect("fiscus-shifts starts");
+                let replica = (
+                    schema,
+                    args.iter().map(|a| (*a).to_owned()).collect(),
+                    env.iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                );
                 let (r, s) = (receipts.addr, shifts.addr);
-                (vec![tokens, receipts, payments, shifts], r, s)
+                (
+                    vec![tokens, receipts, payments, shifts],
+                    r,
+                    s,
+                    Some(replica),
+                )
             }
             Backend::Sqlite => {
                 let dev = Process::dev_with(&dir.path().join("data"), &args)
                     .await
                     .expect("fiscus dev starts");
                 let addr = dev.addr;
-                (vec![dev], addr, addr)
+                (vec![dev], addr, addr, None)
             }
         };
         let issuer = fiscus_e2e::connect(processes[0].addr).await;
@@ -135,9 +148,24 @@ require_open_shift = true
         Self {
             receipts,
             shifts,
+            replica,
+            token,
             _processes: processes,
             _dir: dir,
         }
+    }
+
+    /// Another shift service on the same database (Postgres), as a restart or a second replica.
+    async fn another_shift_service(&self) -> (Process, ShiftServiceClient<Authed>) {
+        let (schema, args, env) = self.replica.as_ref().expect("a Postgres fixture");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let process = Process::service_in("shifts", schema, &args, &env)
+            .await
+            .expect("another fiscus-shifts starts");
+        let client =
+            ShiftServiceClient::with_interceptor(process.channel().await, Bearer::new(&self.token));
+        (process, client)
     }
 
     async fn open(&self, till: &pb::Terminal) -> Result<pb::Shift, tonic::Status> {
@@ -680,6 +708,124 @@ async fn bad_requests_are_refused_naming_the_field(backend: Backend) {
         .await
         .expect_err("no such report");
     assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+
+    // Shifts that are not what the call needs: refused, naming them, and nothing changes.
+    let other = self::till(TIN);
+    let others = fx.open(&other).await.expect("another terminal's shift");
+    let open = fx.open(&till).await.expect("this terminal's shift");
+    let refused = |status: tonic::Status, code: Code, naming: &str| {
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(naming), "{naming}: {status:?}");
+    };
+    let mut close = close_request(&till);
+    close.shift_id = others.shift_id.clone();
+    refused(
+        shifts
+            .close_shift(close)
+            .await
+            .expect_err("another terminal's shift"),
+        Code::FailedPrecondition,
+        &open.shift_id,
+    );
+    let z_of = |shift_id: &str| {
+        z(Some(pb::get_z_report_request::Report::ShiftId(
+            shift_id.into(),
+        )))
+    };
+    refused(
+        shifts
+            .get_z_report(z_of(&open.shift_id))
+            .await
+            .expect_err("Z of an open shift"),
+        Code::FailedPrecondition,
+        &open.shift_id,
+    );
+    refused(
+        shifts
+            .get_z_report(z_of(&others.shift_id))
+            .await
+            .expect_err("another terminal's"),
+        Code::NotFound,
+        &others.shift_id,
+    );
+    fx.close(close_request(&till)).await;
+    fx.open(&till).await.expect("the next shift");
+    refused(
+        shifts
+            .get_x_report(pb::GetXReportRequest {
+                terminal: Some(till.clone()),
+                shift_id: open.shift_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("X of a closed shift"),
+        Code::FailedPrecondition,
+        &open.shift_id,
+    );
+    let still = shifts
+        .get_current_shift(pb::GetCurrentShiftRequest {
+            terminal: Some(other.clone()),
+        })
+        .await
+        .expect("the other terminal's shift")
+        .into_inner();
+    assert_eq!(
+        still.shift.expect("open").shift_id,
+        others.shift_id,
+        "untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shift_services_opening_one_terminal_at_once_open_one_shift() {
+    let fx = Fixture::start(Backend::Postgres).await;
+    let (_second, second) = fx.another_shift_service().await;
+    let till = till(TIN);
+    let request = || pb::OpenShiftRequest {
+        operation_id: op(),
+        terminal: Some(till.clone()),
+        opened_by: "Бат".into(),
+        ..Default::default()
+    };
+    let calls = (0..8).map(|i| {
+        let mut client = if i % 2 == 0 {
+            fx.shifts.clone()
+        } else {
+            second.clone()
+        };
+        let request = request();
+        async move { client.open_shift(request).await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let opened: Vec<_> = answers.iter().filter(|a| a.is_ok()).collect();
+    assert_eq!(opened.len(), 1, "{answers:?}");
+    for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_shift_service_answers_each_z_report_as_stored() {
+    let fx = Fixture::start(Backend::Postgres).await;
+    let till = till(TIN);
+    fx.open(&till).await.expect("the shift opens");
+    fx.sign(sale(&till, "2", pb::PaymentMethod::Cash))
+        .await
+        .expect("a sale");
+    let z = fx.close(close_request(&till)).await.z_report.expect("Z");
+    let (_restarted, mut restarted) = fx.another_shift_service().await;
+    let answered = restarted
+        .get_z_report(pb::GetZReportRequest {
+            terminal: Some(till.clone()),
+            report: Some(pb::get_z_report_request::Report::ReportNumber(1)),
+            ..Default::default()
+        })
+        .await
+        .expect("the Z-report")
+        .into_inner()
+        .report
+        .expect("a report");
+    assert_eq!(answered.encode_to_vec(), z.encode_to_vec());
 }
 
 /// What the receipts a test signed add up to, computed here from their answers: per tax type
