@@ -17,6 +17,8 @@ const CHUNK: i64 = 500;
 impl Journal {
     /// Makes `shift_id` (empty: none) the shift of the terminal's later receipts, under the
     /// chain head's lock: every receipt appended before this commits is in the shift it ends.
+    /// A provider that closes its shifts with a receipt of its own (fiskaltrust's shift-closing
+    /// receipt case) journals it here, under the same lock, as the ending shift's last receipt.
     #[tracing::instrument(skip(self), fields(terminal = %terminal))]
     pub async fn set_shift(
         &self,
