@@ -542,19 +542,6 @@ async fn next_event(
         .expect("an event")
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-    };
-}
-
 on_both_backends!(
     every_qr_type_and_amount_type_is_paid_with_a_fitting_amount_and_refuses_another,
     a_thousand_watchers_on_one_payment_all_hear_it_paid_and_a_late_watcher_hears_it_at_once,

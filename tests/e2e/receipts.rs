@@ -246,19 +246,6 @@ async fn sign_at_once(
     answers.into_iter().next().expect("an answer")
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-    };
-}
-
 on_both_backends!(
     a_sale_is_taxed_per_item_numbered_chained_and_signed,
     concurrent_receipts_on_one_terminal_get_numbers_without_gaps,

@@ -26,12 +26,18 @@ enum Backend {
     Sqlite,
 }
 
+/// A shift service's schema, arguments and environment.
+struct Replica {
+    schema: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
 struct Fixture {
     receipts: ReceiptServiceClient<Authed>,
     shifts: ShiftServiceClient<Authed>,
-    /// How another shift service on the same database starts: its schema, arguments and
-    /// environment (Postgres).
-    replica: Option<(String, Vec<String>, Vec<(String, String)>)>,
+    /// How another shift service on the same database starts (Postgres).
+    replica: Option<Replica>,
     token: String,
     _processes: Vec<Process>,
     _dir: tempfile::TempDir,
@@ -110,13 +116,14 @@ require_open_shift = true
                 let shifts = Process::service_in("shifts", &schema, &args, &env)
                     .await
                     .expect("fiscus-shifts starts");
-                let replica = (
+                let replica = Replica {
                     schema,
-                    args.iter().map(|a| (*a).to_owned()).collect(),
-                    env.iter()
+                    args: args.iter().map(|a| (*a).to_owned()).collect(),
+                    env: env
+                        .iter()
                         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                         .collect(),
-                );
+                };
                 let (r, s) = (receipts.addr, shifts.addr);
                 (
                     vec![tokens, receipts, payments, shifts],
@@ -157,7 +164,7 @@ require_open_shift = true
 
     /// Another shift service on the same database (Postgres), as a restart or a second replica.
     async fn another_shift_service(&self) -> (Process, ShiftServiceClient<Authed>) {
-        let (schema, args, env) = self.replica.as_ref().expect("a Postgres fixture");
+        let Replica { schema, args, env } = self.replica.as_ref().expect("a Postgres fixture");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let process = Process::service_in("shifts", schema, &args, &env)
@@ -253,19 +260,6 @@ fn sale(till: &pb::Terminal, quantity: &str, method: pb::PaymentMethod) -> pb::S
         ..cash(&total.to_string())
     }];
     request
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-    };
 }
 
 on_both_backends!(

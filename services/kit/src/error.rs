@@ -94,6 +94,20 @@ impl Violations {
     }
 }
 
+/// The terminal and shift of a call ShiftService makes to a service that records into shifts
+/// (SetTerminalShift, a shift's totals and lines), both checked, every problem named.
+pub fn shift_call(
+    terminal: Option<&fiscus_proto::v1::Terminal>,
+    shift_id: &str,
+    required: bool,
+) -> Result<fiscus_domain::TerminalId, ApiError> {
+    let mut v = Violations::default();
+    let terminal = v.terminal("terminal", terminal);
+    v.shift_id("shift_id", shift_id, required);
+    v.into_result()?;
+    terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))
+}
+
 /// Every error a fiscus RPC can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -149,11 +149,7 @@ impl PaymentsService {
         shift_id: &str,
         required: bool,
     ) -> Result<TerminalId, Status> {
-        let mut v = Violations::default();
-        let terminal = v.terminal("terminal", terminal);
-        v.shift_id("shift_id", shift_id, required);
-        v.into_result()?;
-        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        let terminal = fiscus_kit::error::shift_call(terminal, shift_id, required)?;
         caller.check(&terminal.merchant_tin)?;
         self.p().db_status.check()?;
         Ok(terminal)

@@ -7,6 +7,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use fiscus_domain::receipt::{FiscalState, ReceiptKind};
 use fiscus_kit::ApiError;
 use fiscus_kit::auth::Caller;
+use fiscus_kit::error::shift_call;
 use fiscus_kit::idempotency::{Operation, metadata_operation_id};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_server::ReceiptService;
@@ -392,11 +393,8 @@ impl ReceiptService for Receipts {
     ) -> Result<Response<pb::SetTerminalShiftResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let terminal = terminal_only(request.terminal.as_ref())?;
+        let terminal = shift_call(request.terminal.as_ref(), &request.shift_id, false)?;
         caller.check(&terminal.merchant_tin)?;
-        let mut v = Violations::default();
-        v.shift_id("shift_id", &request.shift_id, false);
-        v.into_result()?;
         Ok(Response::new(
             self.journal.set_shift(&terminal, &request.shift_id).await?,
         ))
@@ -409,11 +407,8 @@ impl ReceiptService for Receipts {
     ) -> Result<Response<pb::GetShiftTotalsResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let terminal = terminal_only(request.terminal.as_ref())?;
+        let terminal = shift_call(request.terminal.as_ref(), &request.shift_id, true)?;
         caller.check(&terminal.merchant_tin)?;
-        let mut v = Violations::default();
-        v.shift_id("shift_id", &request.shift_id, true);
-        v.into_result()?;
         let totals = self
             .journal
             .shift_totals(&terminal, &request.shift_id)
@@ -431,11 +426,8 @@ impl ReceiptService for Receipts {
         use futures::TryStreamExt;
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let terminal = terminal_only(request.terminal.as_ref())?;
+        let terminal = shift_call(request.terminal.as_ref(), &request.shift_id, true)?;
         caller.check(&terminal.merchant_tin)?;
-        let mut v = Violations::default();
-        v.shift_id("shift_id", &request.shift_id, true);
-        v.into_result()?;
         let stream = self
             .journal
             .shift_receipts(terminal, request.shift_id)
