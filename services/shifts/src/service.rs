@@ -347,19 +347,25 @@ impl ShiftService for Shifts {
             ),
         )
         .await?;
-        let merchant = closed
+        // The closing's answer is stored as it was; the name it is printed with is the shift's.
+        let shift_id = closed
             .shift
             .as_ref()
             .map(|s| s.shift_id.clone())
             .unwrap_or_default();
-        let stored = store::find(&this.db, &terminal, Named::Id(&merchant))
+        let merchant_name = store::find(&this.db, &terminal, Named::Id(&shift_id))
             .await
             .map_err(db)?
             .and_then(|(_, z)| z)
             .map(|z| z.merchant_name)
             .unwrap_or_default();
         let (z_report, document) = this
-            .finish(closed.z_report.unwrap_or_default(), &stored, full, format)
+            .finish(
+                closed.z_report.unwrap_or_default(),
+                &merchant_name,
+                full,
+                format,
+            )
             .await?;
         Ok(Response::new(pb::CloseShiftResponse {
             shift: closed.shift,
