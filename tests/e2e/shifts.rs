@@ -612,7 +612,24 @@ async fn z_reports_render_as_json_txt_pdf_and_png(backend: Backend) {
     assert_eq!(value["saleSum"], "3300.00", "{value}");
     assert_eq!(value["transactions"].as_array().map(Vec::len), Some(1));
     let pdf = render(pb::DocumentFormat::Pdf).await;
-    assert!(pdf.content.starts_with(b"%PDF"));
+    let text = pdf_extract::extract_text_from_mem(&pdf.content).expect("PDF text extracts");
+    for shown in ["Z-REPORT No 1", "Magazinul Științific SRL", "3300.00"] {
+        assert!(text.contains(shown), "{shown} in the PDF's text:\n{text}");
+    }
+    // A Cyrillic name comes through the PDF intact too.
+    let city = self::till(CITY_TIN);
+    fx.open(&city).await.expect("the shift opens");
+    fx.sign(sale(&city, "1", pb::PaymentMethod::Cash))
+        .await
+        .expect("a sale");
+    let mut request = close_request(&city);
+    request.format = pb::DocumentFormat::Pdf.into();
+    let closed = fx.close(request).await;
+    let text = pdf_extract::extract_text_from_mem(&closed.document.expect("a PDF").content)
+        .expect("PDF text extracts");
+    for shown in ["Хотын Дэлгүүр ХХК", "1100.00"] {
+        assert!(text.contains(shown), "{shown} in the PDF's text:\n{text}");
+    }
     let png = render(pb::DocumentFormat::Png).await;
     assert!(png.content.starts_with(b"\x89PNG"));
 }
