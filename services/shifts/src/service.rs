@@ -116,6 +116,19 @@ fn no_shift(terminal: &TerminalId) -> ApiError {
 }
 
 impl Inner {
+    /// The request's terminal, once the fields have been checked: refused when the caller may
+    /// not touch its merchant, or while this service's database does not answer.
+    fn reachable(
+        &self,
+        caller: &Caller,
+        terminal: Option<TerminalId>,
+    ) -> Result<TerminalId, Status> {
+        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        caller.check(&terminal.merchant_tin)?;
+        self.db_status.check()?;
+        Ok(terminal)
+    }
+
     /// The report, full when asked, and rendered when a format is asked.
     async fn finish(
         &self,
@@ -257,10 +270,8 @@ impl ShiftService for Shifts {
         let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.operator("opened_by", &request.opened_by);
         v.into_result()?;
-        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
-        caller.check(&terminal.merchant_tin)?;
         let this = &self.0;
-        this.db_status.check()?;
+        let terminal = this.reachable(&caller, terminal)?;
         let operation = Operation::new(
             &terminal.merchant_tin,
             &operation_id,
@@ -292,9 +303,7 @@ impl ShiftService for Shifts {
         let mut v = Violations::default();
         let terminal = v.terminal("terminal", request.terminal.as_ref());
         v.into_result()?;
-        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
-        caller.check(&terminal.merchant_tin)?;
-        self.0.db_status.check()?;
+        let terminal = self.0.reachable(&caller, terminal)?;
         let open = store::open(&self.0.db, &terminal).await.map_err(db)?;
         Ok(Response::new(pb::GetCurrentShiftResponse {
             open: open.is_some(),
@@ -317,10 +326,8 @@ impl ShiftService for Shifts {
         v.shift_id("shift_id", &request.shift_id, false);
         let format = v.format("format", request.format);
         v.into_result()?;
-        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
-        caller.check(&terminal.merchant_tin)?;
         let this = &self.0;
-        this.db_status.check()?;
+        let terminal = this.reachable(&caller, terminal)?;
         // How the report is shown is not part of the operation: a retry asking another format
         // is the same closing.
         let (full, format_asked) = (request.full, request.format);
@@ -347,18 +354,17 @@ impl ShiftService for Shifts {
             ),
         )
         .await?;
-        // The closing's answer is stored as it was; the name it is printed with is the shift's.
-        let shift_id = closed
-            .shift
-            .as_ref()
-            .map(|s| s.shift_id.clone())
-            .unwrap_or_default();
-        let merchant_name = store::find(&this.db, &terminal, Named::Id(&shift_id))
-            .await
-            .map_err(db)?
-            .and_then(|(_, z)| z)
-            .map(|z| z.merchant_name)
-            .unwrap_or_default();
+        // The closing's answer is stored as it was; the name a rendered report is printed with
+        // is the shift's, read only when a document is asked for.
+        let merchant_name = match (format, &closed.shift) {
+            (Some(_), Some(shift)) => store::find(&this.db, &terminal, Named::Id(&shift.shift_id))
+                .await
+                .map_err(db)?
+                .and_then(|(_, z)| z)
+                .map(|z| z.merchant_name)
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         let (z_report, document) = this
             .finish(
                 closed.z_report.unwrap_or_default(),
@@ -386,10 +392,8 @@ impl ShiftService for Shifts {
         v.shift_id("shift_id", &request.shift_id, false);
         let format = v.format("format", request.format);
         v.into_result()?;
-        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
-        caller.check(&terminal.merchant_tin)?;
         let this = &self.0;
-        this.db_status.check()?;
+        let terminal = this.reachable(&caller, terminal)?;
         let open = store::open(&this.db, &terminal)
             .await
             .map_err(db)?
@@ -443,12 +447,9 @@ impl ShiftService for Shifts {
         };
         let format = v.format("format", request.format);
         v.into_result()?;
-        let (terminal, named) = terminal
-            .zip(named)
-            .ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
-        caller.check(&terminal.merchant_tin)?;
         let this = &self.0;
-        this.db_status.check()?;
+        let terminal = this.reachable(&caller, terminal)?;
+        let named = named.ok_or_else(|| ApiError::invalid("report", "is required"))?;
         let (row, stored) = store::find(&this.db, &terminal, named)
             .await
             .map_err(db)?
@@ -523,9 +524,7 @@ impl ShiftService for Shifts {
             v.add("opened.end_time", "must be after opened.start_time");
         }
         v.into_result()?;
-        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
-        caller.check(&terminal.merchant_tin)?;
-        self.0.db_status.check()?;
+        let terminal = self.0.reachable(&caller, terminal)?;
         let limit = page_size(request.page_size);
         let rows = store::list(&self.0.db, &terminal, &filter, limit)
             .await

@@ -53,32 +53,36 @@ pub async fn lock_terminal(tx: &mut Tx, terminal: &TerminalId) -> Result<Counter
     })
 }
 
-/// The terminal's open shift, inside `tx`.
-pub async fn open_in(tx: &mut Tx, terminal: &TerminalId) -> Result<Option<ShiftRow>, sqlx::Error> {
-    let sql = format!(
+/// A terminal's open shift.
+static OPEN_SHIFT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "SELECT {SHIFT_COLUMNS} FROM shifts \
          WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 AND state = 'OPEN'"
-    );
-    with_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&terminal.merchant_tin)
-        .bind(&terminal.branch_no)
-        .bind(&terminal.pos_no)
-        .fetch_optional(conn)
-        .await)
+    )
+});
+
+/// The terminal's open shift, inside `tx`.
+pub async fn open_in(tx: &mut Tx, terminal: &TerminalId) -> Result<Option<ShiftRow>, sqlx::Error> {
+    with_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(
+        OPEN_SHIFT.as_str()
+    ))
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .fetch_optional(conn)
+    .await)
 }
 
 /// The terminal's open shift.
 pub async fn open(db: &Database, terminal: &TerminalId) -> Result<Option<ShiftRow>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {SHIFT_COLUMNS} FROM shifts \
-         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 AND state = 'OPEN'"
-    );
-    with_db!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&terminal.merchant_tin)
-        .bind(&terminal.branch_no)
-        .bind(&terminal.pos_no)
-        .fetch_optional(pool)
-        .await)
+    with_db!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+        OPEN_SHIFT.as_str()
+    ))
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .fetch_optional(pool)
+    .await)
 }
 
 /// A new open shift, numbered after the terminal's last.
@@ -170,19 +174,22 @@ pub async fn find(
         z_report: Option<Vec<u8>>,
         merchant_name: String,
     }
-    let (filter, key) = match named {
-        Named::Id(id) => ("id = $4", id.to_owned()),
-        Named::ZNumber(n) => ("z_number = CAST($4 AS BIGINT)", n.to_string()),
+    // A shift id never matches an empty one, nor a Z number 0: the other key is left inert.
+    let (id, z_number) = match named {
+        Named::Id(id) => (id, 0),
+        Named::ZNumber(n) => ("", i64::try_from(n).unwrap_or(i64::MAX)),
     };
     let sql = format!(
         "SELECT {SHIFT_COLUMNS}, z_report, merchant_name FROM shifts \
-         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 AND {filter}"
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 \
+           AND (id = $4 OR (z_number = $5 AND z_number > 0))"
     );
     let row: Option<Row> = with_db!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&terminal.merchant_tin)
         .bind(&terminal.branch_no)
         .bind(&terminal.pos_no)
-        .bind(key)
+        .bind(id)
+        .bind(z_number)
         .fetch_optional(pool)
         .await?);
     Ok(row.map(|r| {
