@@ -101,6 +101,23 @@ impl Layout {
         crate::raster::render(self)
     }
 
+    /// The merchant's heading: its name, then its TIN and the branch and POS numbers, each
+    /// line left out when empty.
+    pub fn merchant(&mut self, name: &str, tin: &str, branch_no: &str, pos_no: &str) {
+        self.heading(name, true);
+        let tin = clean(tin);
+        if !tin.is_empty() {
+            self.centered(&format!("TIN {tin}"));
+        }
+        let (branch, pos) = (clean(branch_no), clean(pos_no));
+        match (branch.is_empty(), pos.is_empty()) {
+            (false, false) => self.centered(&format!("Branch {branch}  POS {pos}")),
+            (false, true) => self.centered(&format!("Branch {branch}")),
+            (true, false) => self.centered(&format!("POS {pos}")),
+            (true, true) => {}
+        }
+    }
+
     /// A centered heading; nothing when `text` is blank.
     pub fn heading(&mut self, text: &str, major: bool) {
         let text = clean(text);

@@ -81,19 +81,12 @@ impl ReceiptView {
         let title = format!("{} No. {}", clean(&self.title), self.receipt_number);
         let mut b = Layout::new(width, &title, &self.merchant_name);
 
-        b.heading(&self.merchant_name, true);
-        let tin = clean(&self.merchant_tin);
-        if !tin.is_empty() {
-            b.centered(&format!("TIN {tin}"));
-        }
-        let branch = clean(&self.branch_no);
-        let pos = clean(&self.pos_no);
-        match (branch.is_empty(), pos.is_empty()) {
-            (false, false) => b.centered(&format!("Branch {branch}  POS {pos}")),
-            (false, true) => b.centered(&format!("Branch {branch}")),
-            (true, false) => b.centered(&format!("POS {pos}")),
-            (true, true) => {}
-        }
+        b.merchant(
+            &self.merchant_name,
+            &self.merchant_tin,
+            &self.branch_no,
+            &self.pos_no,
+        );
         b.heading(&title, false);
         b.left_right("Date", &self.moment);
         if let Some(cashier) = &self.cashier {

@@ -122,19 +122,12 @@ impl ReportView {
         let title = clean(&self.title);
         let mut b = Layout::new(width, &title, &self.merchant_name);
 
-        b.heading(&self.merchant_name, true);
-        let tin = clean(&self.merchant_tin);
-        if !tin.is_empty() {
-            b.centered(&format!("TIN {tin}"));
-        }
-        let branch = clean(&self.branch_no);
-        let pos = clean(&self.pos_no);
-        match (branch.is_empty(), pos.is_empty()) {
-            (false, false) => b.centered(&format!("Branch {branch}  POS {pos}")),
-            (false, true) => b.centered(&format!("Branch {branch}")),
-            (true, false) => b.centered(&format!("POS {pos}")),
-            (true, true) => {}
-        }
+        b.merchant(
+            &self.merchant_name,
+            &self.merchant_tin,
+            &self.branch_no,
+            &self.pos_no,
+        );
         b.heading(&title, false);
         b.left_right("Shift No", &self.shift_number.to_string());
         b.left_right("Opened", &self.opened_at);
