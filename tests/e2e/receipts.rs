@@ -4,8 +4,8 @@
 use std::str::FromStr;
 
 use fiscus_e2e::{
-    AUTH_CONFIG, Authed, Bearer, Process, bread_sale, cash, database_url, fresh_schema,
-    issue_token, item, op, redis_url, sale, unique_terminal,
+    AUTH_CONFIG, Authed, Bearer, Process, bread_sale, cancellation, database_url, fresh_schema,
+    issue_token, item, op, redis_url, refund, sale, unique_terminal,
 };
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
@@ -751,32 +751,6 @@ async fn bad_requests_are_refused_naming_the_field_and_write_nothing(backend: Ba
     assert_eq!(fx.sign(good()).await.receipt_number, 1);
 }
 
-fn refund(
-    till: &pb::Terminal,
-    original: &str,
-    lines: &[(u32, &str)],
-    paid: &str,
-) -> pb::SignReceiptRequest {
-    pb::SignReceiptRequest {
-        operation_id: op(),
-        terminal: Some(till.clone()),
-        kind: pb::ReceiptKind::Refund.into(),
-        receipt_reference: format!("refund-{}", uuid::Uuid::new_v4().simple()),
-        payments: vec![cash(paid)],
-        refund_of: Some(pb::RefundReference {
-            original: Some(pb::refund_reference::Original::ReceiptId(original.into())),
-            lines: lines
-                .iter()
-                .map(|(position, quantity)| pb::RefundLine {
-                    position: *position,
-                    quantity: (*quantity).into(),
-                })
-                .collect(),
-        }),
-        ..Default::default()
-    }
-}
-
 async fn refunds_never_exceed_what_was_sold(backend: Backend) {
     let fx = Fixture::start(backend).await;
     let till = unique_terminal(PLAIN_TIN);
@@ -1019,13 +993,7 @@ async fn a_receipt_is_cancelled_once_and_only_on_its_business_day(backend: Backe
     let fx = Fixture::start(backend).await;
     let till = unique_terminal(PLAIN_TIN);
     let original = fx.sign(bread_sale(&till)).await;
-    let cancel = |id: &str| pb::CancelReceiptRequest {
-        operation_id: op(),
-        terminal: Some(till.clone()),
-        receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(id.into())),
-        reason: "wrong item".into(),
-        ..Default::default()
-    };
+    let cancel = |id: &str| cancellation(&till, id, "wrong item");
     let request = cancel(&original.id);
     let done = fx
         .client()
@@ -1648,15 +1616,7 @@ async fn a_refund_or_cancellation_reaches_only_its_own_terminals_receipts(backen
     assert_eq!(by_reference.code(), Code::NotFound);
     let cancel = fx
         .client()
-        .cancel_receipt(pb::CancelReceiptRequest {
-            operation_id: op(),
-            terminal: Some(mine.clone()),
-            receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(
-                original.id.clone(),
-            )),
-            reason: "mistake".into(),
-            ..Default::default()
-        })
+        .cancel_receipt(cancellation(&mine, &original.id, "mistake"))
         .await
         .expect_err("another terminal's receipt, cancelled");
     assert_eq!(cancel.code(), Code::NotFound);

@@ -3,7 +3,10 @@
 //! receipt and shift services as separate processes) and on SQLite (`fiscus dev`).
 
 use fiscus_domain::Money;
-use fiscus_e2e::{AUTH_CONFIG, Authed, Bearer, Process, cash, fresh_schema, issue_token, item, op};
+use fiscus_e2e::{
+    AUTH_CONFIG, Authed, Bearer, Process, cancellation, cash, fresh_schema, issue_token, item, op,
+    refund,
+};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use fiscus_proto::v1::shift_service_client::ShiftServiceClient;
@@ -292,28 +295,14 @@ async fn a_shift_adds_up_its_receipts_into_an_x_report_and_one_stored_z_report(b
         .sign(sale(&till, "1", pb::PaymentMethod::Cash))
         .await
         .expect("a sale");
-    let mut refund = fiscus_e2e::sale(&till, Vec::new(), "1100");
-    refund.kind = pb::ReceiptKind::Refund.into();
-    refund.refund_of = Some(pb::RefundReference {
-        original: Some(pb::refund_reference::Original::ReceiptId(two.id.clone())),
-        lines: vec![pb::RefundLine {
-            position: 1,
-            quantity: "1".into(),
-        }],
-    });
-    let refund = fx.sign(refund).await.expect("a refund");
+    let refund = fx
+        .sign(refund(&till, &two.id, &[(1, "1")], "1100"))
+        .await
+        .expect("a refund");
     assert_eq!(refund.shift_id, shift.shift_id);
     fx.receipts
         .clone()
-        .cancel_receipt(pb::CancelReceiptRequest {
-            operation_id: op(),
-            terminal: Some(till.clone()),
-            receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(
-                voided.id.clone(),
-            )),
-            reason: "wrong price".into(),
-            ..Default::default()
-        })
+        .cancel_receipt(cancellation(&till, &voided.id, "wrong price"))
         .await
         .expect("a cancellation");
 
@@ -982,28 +971,14 @@ async fn every_figure_of_the_reports_equals_what_the_signed_receipts_add_up_to(b
         .expect("a zero receipt");
     expected.add(&zero, 1, true);
     // One of the two milks back, in cash; then the whole card sale cancelled.
-    let mut refund = fiscus_e2e::sale(&till, Vec::new(), "2500.50");
-    refund.kind = pb::ReceiptKind::Refund.into();
-    refund.refund_of = Some(pb::RefundReference {
-        original: Some(pb::refund_reference::Original::ReceiptId(mixed.id.clone())),
-        lines: vec![pb::RefundLine {
-            position: 2,
-            quantity: "1".into(),
-        }],
-    });
-    let refund = fx.sign(refund).await.expect("a partial refund");
+    let refund = fx
+        .sign(refund(&till, &mixed.id, &[(2, "1")], "2500.50"))
+        .await
+        .expect("a partial refund");
     expected.add(&refund, -1, true);
     fx.receipts
         .clone()
-        .cancel_receipt(pb::CancelReceiptRequest {
-            operation_id: op(),
-            terminal: Some(till.clone()),
-            receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(
-                card.id.clone(),
-            )),
-            reason: "wrong terminal".into(),
-            ..Default::default()
-        })
+        .cancel_receipt(cancellation(&till, &card.id, "wrong terminal"))
         .await
         .expect("a cancellation");
     expected.add(&card, -1, false);

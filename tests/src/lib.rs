@@ -676,3 +676,42 @@ pub fn bread_sale(terminal: &pb::Terminal) -> pb::SignReceiptRequest {
         "5600",
     )
 }
+
+/// A refund on `terminal` of `lines` — (position, quantity) — of receipt `original` (everything
+/// not refunded yet when empty), paid back `paid` in cash.
+pub fn refund(
+    terminal: &pb::Terminal,
+    original: &str,
+    lines: &[(u32, &str)],
+    paid: &str,
+) -> pb::SignReceiptRequest {
+    pb::SignReceiptRequest {
+        operation_id: op(),
+        terminal: Some(terminal.clone()),
+        kind: pb::ReceiptKind::Refund.into(),
+        receipt_reference: format!("refund-{}", uuid::Uuid::new_v4().simple()),
+        payments: vec![cash(paid)],
+        refund_of: Some(pb::RefundReference {
+            original: Some(pb::refund_reference::Original::ReceiptId(original.into())),
+            lines: lines
+                .iter()
+                .map(|(position, quantity)| pb::RefundLine {
+                    position: *position,
+                    quantity: (*quantity).into(),
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The cancellation of receipt `id` on `terminal`, for `reason`.
+pub fn cancellation(terminal: &pb::Terminal, id: &str, reason: &str) -> pb::CancelReceiptRequest {
+    pb::CancelReceiptRequest {
+        operation_id: op(),
+        terminal: Some(terminal.clone()),
+        receipt: Some(pb::cancel_receipt_request::Receipt::ReceiptId(id.into())),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
