@@ -11,6 +11,8 @@ pub enum Upstream {
     Keycloak,
     /// MIA POS terminal API.
     Mia,
+    /// e-barimt: the POSAPI 3.0 daemon (`/rest/*`) and the central lookups (`/api/*`).
+    Ebarimt,
 }
 
 impl fmt::Display for Upstream {
@@ -18,6 +20,7 @@ impl fmt::Display for Upstream {
         f.write_str(match self {
             Upstream::Keycloak => "keycloak",
             Upstream::Mia => "mia",
+            Upstream::Ebarimt => "ebarimt",
         })
     }
 }
@@ -33,9 +36,11 @@ pub enum ProviderError {
         upstream: Upstream,
         url: String,
         status: u16,
-        /// The upstream's machine-readable code: Keycloak's `error`, MIA's `errorCode`.
+        /// The upstream's machine-readable code: Keycloak's `error`, MIA's `errorCode`,
+        /// e-barimt's `status` (`ERROR`, or a lookup's numeric status).
         error: String,
-        /// The upstream's human-readable text: Keycloak's `error_description`, MIA's `errorMessage`.
+        /// The upstream's human-readable text: Keycloak's `error_description`, MIA's `errorMessage`,
+        /// e-barimt's `message` or `msg`.
         description: String,
         /// MIA: attempts left (OTP confirmation, resends) where the upstream says so.
         left_attempts: Option<u32>,

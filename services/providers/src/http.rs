@@ -17,6 +17,15 @@ pub(crate) fn build_client(
     upstream: Upstream,
     timeout: Duration,
 ) -> Result<reqwest::Client, ProviderError> {
+    build_client_with(upstream, timeout, |builder| builder)
+}
+
+/// [`build_client`], with `configure` applied to the builder last (an upstream's own pool policy).
+pub(crate) fn build_client_with(
+    upstream: Upstream,
+    timeout: Duration,
+    configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, ProviderError> {
     // ring rather than aws-lc-rs: a small C build on a small build machine, and an explicit
     // provider rather than a process-wide default another crate may or may not have installed.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -26,13 +35,14 @@ pub(crate) fn build_client(
         .with_platform_verifier()
         .map_err(|e| ProviderError::config(upstream, format!("certificate verifier: {e}")))?
         .with_no_client_auth();
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(timeout)
         .connect_timeout(timeout)
         // Credentials are posted: never follow a redirect somewhere else with them.
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("fiscus-providers/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("fiscus-providers/", env!("CARGO_PKG_VERSION")));
+    configure(builder)
         .build()
         .map_err(|e| ProviderError::config(upstream, format!("HTTP client: {}", chain(&e))))
 }
@@ -108,6 +118,26 @@ pub(crate) async fn exchange(
     timeout: Duration,
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, ProviderError> {
+    exchange_tracked(upstream, url, timeout, request)
+        .await
+        .map_err(|failure| failure.error)
+}
+
+/// Why an exchange got no answer, and whether the request can have reached the upstream.
+pub(crate) struct Failure {
+    pub error: ProviderError,
+    /// True only when the request provably never left: the connection (DNS, TCP, TLS) could not
+    /// be made, so not one byte of it was sent.
+    pub unsent: bool,
+}
+
+/// [`exchange`], telling a request that never left from one whose fate is unknown.
+pub(crate) async fn exchange_tracked(
+    upstream: Upstream,
+    url: &str,
+    timeout: Duration,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, Failure> {
     let started = std::time::Instant::now();
     let answer = read_answer(upstream, url, timeout, request).await;
     let outcome = match &answer {
@@ -127,25 +157,34 @@ async fn read_answer(
     url: &str,
     timeout: Duration,
     request: reqwest::RequestBuilder,
-) -> Result<Answer, ProviderError> {
+) -> Result<Answer, Failure> {
     let mut response = request
         .headers(trace_context())
         .send()
         .await
-        .map_err(|e| transport_error(upstream, url, timeout, e))?;
+        .map_err(|e| Failure {
+            // A connect error (resolving, connecting, the TLS handshake) comes before any of the
+            // request is written; anything later may have been received.
+            unsent: e.is_connect(),
+            error: transport_error(upstream, url, timeout, e),
+        })?;
     let status = response.status();
     let mut body = Vec::new();
+    let sent = |error| Failure {
+        error,
+        unsent: false,
+    };
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| transport_error(upstream, url, timeout, e))?
+        .map_err(|e| sent(transport_error(upstream, url, timeout, e)))?
     {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(ProviderError::Protocol {
+            return Err(sent(ProviderError::Protocol {
                 upstream,
                 url: url.to_owned(),
                 detail: format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
-            });
+            }));
         }
         body.extend_from_slice(&chunk);
     }

@@ -1,10 +1,11 @@
-//! HTTP clients for fiscus's upstreams (Keycloak, MIA POS) and their sandboxes: real local servers that keep the upstream contracts.
+//! HTTP clients for fiscus's upstreams (Keycloak, MIA POS, e-barimt POSAPI 3.0) and their sandboxes: real local servers that keep the upstream contracts.
 //!
 //! The sandboxes are behind the `sandbox` feature: `fiscus dev` and the tests turn it on; the
 //! production service binaries are built without it.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod ebarimt;
 pub mod error;
 mod http;
 pub mod keycloak;
@@ -12,7 +13,11 @@ pub mod metrics;
 pub mod mia;
 #[cfg(feature = "sandbox")]
 mod sandbox;
+pub mod wire;
 
+pub use ebarimt::{EbarimtClient, MappingError, Posted, Undelivered};
+#[cfg(feature = "sandbox")]
+pub use ebarimt::{EbarimtSandbox, EbarimtSandboxConfig};
 pub use error::{ProviderError, Upstream};
 pub use keycloak::{Grant, KeycloakAuth, KeycloakClient, TokenGrant};
 #[cfg(feature = "sandbox")]

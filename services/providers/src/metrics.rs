@@ -43,6 +43,7 @@ pub(crate) fn observe(upstream: Upstream, outcome: &'static str, took: Duration)
     let upstream = match upstream {
         Upstream::Keycloak => "keycloak",
         Upstream::Mia => "mia",
+        Upstream::Ebarimt => "ebarimt",
     };
     LATENCY
         .get_or_create(&Labels { upstream, outcome })

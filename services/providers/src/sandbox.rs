@@ -39,10 +39,55 @@ pub(crate) const LOOPBACK_ANY_PORT: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// A running sandbox HTTP server; dropping it stops the server.
+///
+/// It can be taken down and brought back on the same port ([`Server::set_down`]): down, it does
+/// not listen at all, so connections are refused as by a machine whose service is stopped.
 pub(crate) struct Server {
+    sandbox: &'static str,
+    /// The address the listener was bound to (its port fixed), to bind again when brought back.
+    bound: SocketAddr,
     base_url: String,
+    router: Router,
     shutdown: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    /// The listening incarnation; `None` while down.
+    serving: tokio::sync::Mutex<Option<Serving>>,
+    /// Incarnations taken down whose connections may still be finishing.
+    finishing: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// One period of listening, from start or [`Server::set_down`]`(false)` to the next take-down.
+struct Serving {
+    stop: watch::Sender<bool>,
+    /// Fires when the listener is closed (its socket dropped).
+    closed: tokio::sync::oneshot::Receiver<()>,
+    task: JoinHandle<()>,
+}
+
+/// A listener that says when it is dropped: a take-down returns only once connections are refused.
+struct ClosingListener {
+    inner: TcpListener,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for ClosingListener {
+    fn drop(&mut self) {
+        if let Some(closed) = self.closed.take() {
+            let _ = closed.send(());
+        }
+    }
+}
+
+impl axum::serve::Listener for ClosingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl std::future::Future<Output = (Self::Io, Self::Addr)> + Send {
+        axum::serve::Listener::accept(&mut self.inner)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 impl Server {
@@ -64,7 +109,8 @@ impl Server {
             source,
         };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-        let mut local = listener.local_addr().map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?;
+        let mut local = bound;
         // A server bound to every interface is still reached through loopback.
         if local.ip().is_unspecified() {
             local.set_ip(match local.ip() {
@@ -73,23 +119,16 @@ impl Server {
             });
         }
         let base_url = format!("http://{local}");
-        let mut stop = shutdown.subscribe();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    // An error means the handle is gone: stop as well.
-                    let _ = stop.wait_for(|stopping| *stopping).await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(sandbox, %error, "sandbox server stopped");
-            }
-        });
+        let serving = serve(sandbox, listener, router.clone(), &shutdown);
         tracing::info!(sandbox, %base_url, "sandbox listening");
         Ok(Server {
+            sandbox,
+            bound,
             base_url,
+            router,
             shutdown,
-            task: Some(task),
+            serving: tokio::sync::Mutex::new(Some(serving)),
+            finishing: Mutex::new(Vec::new()),
         })
     }
 
@@ -97,13 +136,82 @@ impl Server {
         &self.base_url
     }
 
+    /// Down: stops listening (returns once connections are refused; answers in flight finish).
+    /// Up again: listens on the same port. Either is a no-op when already so.
+    pub(crate) async fn set_down(&self, down: bool) -> Result<(), SandboxError> {
+        let mut serving = self.serving.lock().await;
+        match (down, serving.take()) {
+            (true, Some(incarnation)) => {
+                let _ = incarnation.stop.send(true);
+                // An error means the task is gone, and its listener with it.
+                let _ = incarnation.closed.await;
+                lock(&self.finishing).push(incarnation.task);
+                tracing::info!(sandbox = self.sandbox, base_url = %self.base_url, "sandbox down");
+            }
+            (false, None) => {
+                let listener =
+                    TcpListener::bind(self.bound)
+                        .await
+                        .map_err(|source| SandboxError::Bind {
+                            sandbox: self.sandbox,
+                            addr: self.bound,
+                            source,
+                        })?;
+                *serving = Some(serve(
+                    self.sandbox,
+                    listener,
+                    self.router.clone(),
+                    &self.shutdown,
+                ));
+                tracing::info!(sandbox = self.sandbox, base_url = %self.base_url, "sandbox up again");
+            }
+            (_, unchanged) => *serving = unchanged,
+        }
+        Ok(())
+    }
+
     /// Stops accepting, lets answers in flight finish (held answers are released), and waits for that.
-    pub(crate) async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        if let Some(task) = self.task.take() {
+        if let Some(serving) = self.serving.lock().await.take() {
+            let _ = serving.task.await;
+        }
+        let finishing = std::mem::take(&mut *lock(&self.finishing));
+        for task in finishing {
             let _ = task.await;
         }
     }
+}
+
+/// Serves `router` on `listener` until the sandbox shuts down or this incarnation is stopped.
+fn serve(
+    sandbox: &'static str,
+    listener: TcpListener,
+    router: Router,
+    shutdown: &watch::Sender<bool>,
+) -> Serving {
+    let (stop, mut stopped) = watch::channel(false);
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    let listener = ClosingListener {
+        inner: listener,
+        closed: Some(closed_tx),
+    };
+    let mut shutting_down = shutdown.subscribe();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                // An error means the handle is gone: stop as well.
+                tokio::select! {
+                    _ = shutting_down.wait_for(|stopping| *stopping) => {}
+                    _ = stopped.wait_for(|stopping| *stopping) => {}
+                }
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::warn!(sandbox, %error, "sandbox server stopped");
+        }
+    });
+    Serving { stop, closed, task }
 }
 
 impl Drop for Server {
@@ -119,6 +227,8 @@ pub(crate) struct Faults {
     last_traceparent: std::sync::Mutex<Option<String>>,
     fail_next: AtomicU32,
     drop_next: AtomicU32,
+    /// The share of requests whose answer is lost, as `f64` bits (0: none).
+    drop_ratio_bits: AtomicU64,
     latency_nanos: AtomicU64,
     shutdown: watch::Receiver<bool>,
     unavailable: fn() -> Response,
@@ -132,6 +242,7 @@ impl Faults {
             last_traceparent: std::sync::Mutex::new(None),
             fail_next: AtomicU32::new(0),
             drop_next: AtomicU32::new(0),
+            drop_ratio_bits: AtomicU64::new(0),
             latency_nanos: AtomicU64::new(0),
             shutdown,
             unavailable,
@@ -155,6 +266,32 @@ impl Faults {
 
     pub(crate) fn drop_next(&self, n: u32) {
         self.drop_next.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on each request's answer is lost with probability `ratio` (clamped to 0..=1).
+    pub(crate) fn set_drop_ratio(&self, ratio: f64) {
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        self.drop_ratio_bits
+            .store(ratio.to_bits(), Ordering::SeqCst);
+    }
+
+    /// Whether this request's answer is to be lost by the drop ratio.
+    fn dropped_by_ratio(&self) -> bool {
+        let ratio = f64::from_bits(self.drop_ratio_bits.load(Ordering::SeqCst));
+        if ratio <= 0.0 {
+            return false;
+        }
+        let mut bytes = [0u8; 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            return false;
+        }
+        // 53 random bits: a uniform draw in [0, 1).
+        let draw = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
+        draw < ratio
     }
 
     pub(crate) fn set_latency(&self, latency: Duration) {
@@ -205,7 +342,7 @@ pub(crate) async fn inject_faults(
         return (faults.unavailable)();
     }
     let response = next.run(request).await;
-    if take_one(&faults.drop_next) {
+    if take_one(&faults.drop_next) || faults.dropped_by_ratio() {
         // Done but never answered: the caller times out not knowing the outcome.
         faults.stopping().await;
         return (faults.unavailable)();

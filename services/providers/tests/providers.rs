@@ -1076,3 +1076,8 @@ mod mia_payments {
         );
     }
 }
+
+// ---- e-barimt POSAPI 3.0 ----
+
+#[path = "providers/ebarimt.rs"]
+mod ebarimt;

@@ -183,35 +183,8 @@ pub struct BankInfo {
 
 pub use fiscus_domain::qr::{AmountType, Amounts, PaymentState, QrType};
 
-/// An amount of money as MIA writes it: a JSON number, read from its text exactly (never
-/// through a float) and refused when it has a digit below the cent; written as the number's
-/// exact decimal text (`12.50`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct WireMoney(pub fiscus_domain::Money);
-
-impl<'de> serde::Deserialize<'de> for WireMoney {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // The number's own text: serde_json hands it over unparsed.
-        let raw = <Box<serde_json::value::RawValue>>::deserialize(deserializer)?;
-        let text = raw.get().trim();
-        if text.starts_with('"') {
-            return Err(serde::de::Error::custom(format!(
-                "an amount must be a JSON number, not the string {text}"
-            )));
-        }
-        fiscus_domain::Money::from_json_number(text)
-            .map(WireMoney)
-            .map_err(|e| serde::de::Error::custom(format!("amount {e}")))
-    }
-}
-
-impl serde::Serialize for WireMoney {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let raw = serde_json::value::RawValue::from_string(self.0.to_string())
-            .map_err(serde::ser::Error::custom)?;
-        raw.serialize(serializer)
-    }
-}
+/// An amount of money as MIA writes it: a JSON number, read exactly (see [`crate::wire`]).
+pub use crate::wire::WireMoney;
 
 /// A payment request of a QR code (MIA `extension`).
 #[derive(Clone, Debug, PartialEq, Eq)]
