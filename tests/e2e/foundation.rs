@@ -2,7 +2,6 @@
 //! refuses bad configuration with one clear line, and stops gracefully.
 
 use fiscus_e2e::{Process, TEST_MASTER_KEY, health, list_services, run_to_exit};
-use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const SERVICES: [(&str, &str); 4] = [
@@ -119,34 +118,6 @@ async fn dev_keeps_its_journal_chain_and_keys_across_restarts() {
         let (exit, _) = process.terminate().await.expect("stops");
         assert!(exit.success());
     }
-}
-
-#[tokio::test]
-async fn an_rpc_that_has_not_landed_answers_unimplemented_naming_what_is_missing() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let process = Process::dev(data.path()).await.expect("starts");
-    let token = process
-        .dev_token
-        .clone()
-        .expect("fiscus dev writes a dev token");
-    let mut client =
-        fiscus_proto::v1::receipt_service_client::ReceiptServiceClient::with_interceptor(
-            process.channel().await,
-            fiscus_e2e::Bearer::new(&token),
-        );
-    let status = client
-        .sign_transaction(fiscus_proto::v1::SignTransactionRequest::default())
-        .await
-        .expect_err("not landed yet");
-    assert_eq!(status.code(), Code::Unimplemented, "{}", status.message());
-    assert!(
-        status
-            .message()
-            .contains("fiscus.v1.ReceiptService/SignTransaction")
-            && status.message().contains("not built yet"),
-        "{}",
-        status.message()
-    );
 }
 
 #[tokio::test]

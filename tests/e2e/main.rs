@@ -17,6 +17,7 @@ macro_rules! on_both_backends {
 }
 
 mod auth;
+mod ebarimt;
 mod foundation;
 mod metrics;
 mod payments;

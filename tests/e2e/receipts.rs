@@ -33,8 +33,8 @@ enum Store {
 }
 
 /// A running receipt service and direct access to its database.
-struct Fixture {
-    process: Process,
+pub(crate) struct Fixture {
+    pub(crate) process: Process,
     /// The token service of a separate-process cluster (`fiscus dev` serves tokens itself).
     _tokens: Option<Process>,
     store: Store,
@@ -46,7 +46,7 @@ struct Fixture {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Postgres,
     Sqlite,
 }
@@ -57,7 +57,7 @@ impl Fixture {
     }
 
     /// A fixture whose configuration file also holds `extra` (TOML).
-    async fn start_with(backend: Backend, extra: &str) -> Self {
+    pub(crate) async fn start_with(backend: Backend, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("fiscus.toml");
         std::fs::write(&config, format!("{extra}\n{CONFIG}{AUTH_CONFIG}")).expect("config");
@@ -128,7 +128,7 @@ impl Fixture {
     }
 
     /// Another receipts process on the same database and Redis, and a client of it (Postgres).
-    async fn second_replica(&self) -> (Process, ReceiptServiceClient<Authed>) {
+    pub(crate) async fn second_replica(&self) -> (Process, ReceiptServiceClient<Authed>) {
         let (schema, args, peer) = self.replica.as_ref().expect("a Postgres fixture");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process =
@@ -167,12 +167,12 @@ impl Fixture {
         }
     }
 
-    fn client(&self) -> ReceiptServiceClient<Authed> {
+    pub(crate) fn client(&self) -> ReceiptServiceClient<Authed> {
         self.client.clone()
     }
 
     /// Runs a statement against the service's own tables (to tamper with them, as an attacker would).
-    async fn execute(&self, sql: &str) -> u64 {
+    pub(crate) async fn execute(&self, sql: &str) -> u64 {
         match &self.store {
             Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
                 .execute(pool)
@@ -187,7 +187,7 @@ impl Fixture {
         }
     }
 
-    async fn count(&self, sql: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
         match &self.store {
             Store::Postgres(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
                 .fetch_one(pool)

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::decimal::Quantity;
-use crate::receipt::{FiscalState, Item, Receipt, ReceiptKind};
+use crate::decimal::{Money, Quantity};
+use crate::receipt::{FiscalState, Item, Payment, PaymentMethod, Receipt, ReceiptKind};
 use crate::tax;
 
 /// One refunded quantity of a line of the original.
@@ -180,6 +180,93 @@ pub enum RefundOutcome {
     Lines(Vec<RefundError>),
 }
 
+/// What stands of `original` after the refunds whose quantities per line are `done`: its lines
+/// with what is left of them (lines refunded in full are gone), their amounts the sold line's
+/// total less what the refunds gave back (so the remainder and the refunds add up to the sale,
+/// to the minor unit), and payments for exactly the remaining total, taken from the original's
+/// payments in their order (change counted against cash first). `None` when nothing is left.
+///
+/// This is the correction receipt a provider that corrects by replacement (e-barimt's
+/// `inactiveId`) is sent for a partial refund.
+pub fn remainder(
+    original: &Receipt,
+    done: &BTreeMap<u32, Quantity>,
+) -> Result<Option<Receipt>, RefundError> {
+    let too_large = RefundError::TooLarge { line: 0 };
+    let mut items = Vec::with_capacity(original.items.len());
+    for item in &original.items {
+        let refunded = done.get(&item.position).copied().unwrap_or_default();
+        let left = item.quantity.checked_sub(refunded).ok_or(too_large.clone())?;
+        if !left.is_positive() {
+            continue;
+        }
+        let given_back = item.unit_price.times(refunded).ok_or(too_large.clone())?;
+        let total = item
+            .total_amount
+            .checked_sub(given_back)
+            .ok_or(too_large.clone())?;
+        let amounts = tax::gross_amounts(total, item.vat_rate, item.city_tax_rate)
+            .ok_or(too_large.clone())?;
+        let mut kept = item.clone();
+        kept.set_amounts(left, amounts);
+        items.push(kept);
+    }
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut rest = original.clone();
+    rest.items = items;
+    let totals = rest.total_up().map_err(|_| too_large.clone())?;
+    rest.payments = payments_for(&original.payments, totals.amount).ok_or(too_large)?;
+    Ok(Some(rest))
+}
+
+/// Payments of `payments` that make up exactly `total`, in their order; change is taken off cash.
+fn payments_for(payments: &[Payment], total: Money) -> Option<Vec<Payment>> {
+    let change = Money::sum(
+        payments
+            .iter()
+            .filter(|p| p.method == PaymentMethod::Change)
+            .map(|p| &p.amount),
+    )
+    .ok()?;
+    let mut change_left = change;
+    let mut owed = total;
+    let mut kept = Vec::new();
+    for payment in payments.iter().filter(|p| p.method != PaymentMethod::Change) {
+        let mut amount = payment.amount;
+        if payment.method == PaymentMethod::Cash && change_left.is_positive() {
+            let taken = if change_left > amount { amount } else { change_left };
+            amount = amount.checked_sub(taken)?;
+            change_left = change_left.checked_sub(taken)?;
+        }
+        let part = if amount > owed { owed } else { amount };
+        if part.is_positive() {
+            let mut p = payment.clone();
+            p.amount = part;
+            kept.push(p);
+            owed = owed.checked_sub(part)?;
+        }
+    }
+    // Payments that do not cover the total (never for a sale fiscus journaled): cash makes it up.
+    if owed.is_positive() {
+        kept.push(Payment {
+            method: PaymentMethod::Cash,
+            amount: owed,
+            description: String::new(),
+            pay_item_case: 0,
+            reference: String::new(),
+            rrn: String::new(),
+            card_terminal_id: String::new(),
+            masked_card_number: String::new(),
+            bank_code: String::new(),
+            easy_register: false,
+            data: BTreeMap::new(),
+        });
+    }
+    Some(kept)
+}
+
 /// The amounts given back for taking a line's refunded quantity from `before` to `after`.
 fn refunded_amounts(item: &Item, before: Quantity, after: Quantity) -> Option<tax::LineAmounts> {
     let gross = |quantity: Quantity| item.unit_price.times(quantity);
@@ -190,8 +277,7 @@ fn refunded_amounts(item: &Item, before: Quantity, after: Quantity) -> Option<ta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decimal::Money;
-    use crate::receipt::tests::{item, sale};
+    use crate::receipt::tests::{cash, item, sale};
 
     fn q(text: &str) -> Quantity {
         Quantity::parse(text).unwrap()
@@ -209,6 +295,40 @@ mod tests {
         refund.kind = ReceiptKind::Refund;
         refund.items = items;
         refund
+    }
+
+    #[test]
+    fn a_remainder_and_its_refunds_add_up_to_the_sale() {
+        let mut original = sale(vec![item(1, "3", "333.33"), item(2, "1", "500")]);
+        original.payments = vec![cash("2000"), {
+            let mut change = cash("499.99");
+            change.method = PaymentMethod::Change;
+            change
+        }];
+        let first = refund_items(&original, &BTreeMap::new(), &[line(1, "1")]).unwrap();
+        let earlier = [refund(&original, first)];
+        let done = refunded_so_far(&earlier).unwrap();
+        let rest = remainder(&original, &done).unwrap().unwrap();
+        let quantities: Vec<_> = rest.items.iter().map(|i| (i.position, i.quantity)).collect();
+        assert_eq!(quantities, [(1, q("2")), (2, q("1"))]);
+        let refunded = Money::sum(earlier[0].items.iter().map(|i| &i.total_amount)).unwrap();
+        assert_eq!(
+            rest.total_amount.checked_add(refunded),
+            Some(original.total_amount)
+        );
+        for item in &rest.items {
+            let parts = item.net_amount.checked_add(item.total_vat).unwrap();
+            assert_eq!(parts.checked_add(item.total_city_tax), Some(item.total_amount));
+        }
+        assert_eq!(rest.payments.len(), 1);
+        assert_eq!(rest.payments[0].method, PaymentMethod::Cash);
+        assert_eq!(rest.payments[0].amount, rest.total_amount);
+        let all = refunded_so_far(&[refund(
+            &original,
+            refund_items(&original, &BTreeMap::new(), &[]).unwrap(),
+        )])
+        .unwrap();
+        assert_eq!(remainder(&original, &all).unwrap(), None);
     }
 
     #[test]

@@ -3,10 +3,13 @@
 use anyhow::Context;
 use fiscus_providers::keycloak::{SandboxClient, SandboxRealm};
 use fiscus_providers::mia::{MiaSeller, MiaTerminal};
+use fiscus_providers::ebarimt::{EbarimtMerchant, EbarimtSandbox, EbarimtSandboxConfig};
 use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig, MiaSandbox, MiaSandboxConfig};
 
-/// The merchant `fiscus dev` serves out of the box.
+/// The merchant `fiscus dev` serves out of the box, on the built-in signer.
 pub const DEV_MERCHANT: &str = "37900846788";
+/// The merchant `fiscus dev` serves on e-barimt, through the POSAPI sandbox.
+pub const DEV_EBARIMT_MERCHANT: &str = "61001234567";
 const REALM: &str = "ITC";
 const CLIENT: &str = "posapi-dev";
 pub const MIA_TERMINAL: &str = "T-DEV-1";
@@ -20,6 +23,7 @@ pub const MIA_FISCUS_TERMINAL: (&str, &str, &str) = (MIA_MERCHANT_IDNO, "001", M
 pub struct Sandboxes {
     pub keycloak: KeycloakSandbox,
     pub mia: MiaSandbox,
+    pub ebarimt: EbarimtSandbox,
 }
 
 /// Starts the sandboxes; answers them and the service settings (TOML) that point the dev
@@ -37,12 +41,27 @@ pub async fn start(client_secret: &str) -> anyhow::Result<(Sandboxes, String)> {
     )
     .await
     .context("starting the MIA POS sandbox")?;
+    let ebarimt = EbarimtSandbox::start(EbarimtSandboxConfig::default().with_merchant(
+        EbarimtMerchant::new(DEV_EBARIMT_MERCHANT, "Э-Баримт Дэлгүүр ХХК").city_payer(true),
+    ))
+    .await
+    .context("starting the POSAPI (e-barimt) sandbox")?;
     let defaults = format!(
         r#"
 [[receipts.merchants]]
 tin = "{DEV_MERCHANT}"
 name = "Дээж Дэлгүүр ХХК"
 city_tax_payer = true
+
+[[receipts.merchants]]
+tin = "{DEV_EBARIMT_MERCHANT}"
+name = "Э-Баримт Дэлгүүр ХХК"
+city_tax_payer = true
+provider = "ebarimt"
+[receipts.merchants.ebarimt]
+posapi_url = "{posapi_url}"
+api_url = "{posapi_url}"
+district_code = "2501"
 
 [tokens]
 mia_url = "{mia_url}"
@@ -59,9 +78,17 @@ authClientSecret = "{client_secret}"
 "#,
         mia_url = mia.base_url(),
         auth_url = keycloak.base_url(),
+        posapi_url = ebarimt.base_url(),
     );
 
-    Ok((Sandboxes { keycloak, mia }, defaults))
+    Ok((
+        Sandboxes {
+            keycloak,
+            mia,
+            ebarimt,
+        },
+        defaults,
+    ))
 }
 
 /// Activates the dev MIA terminal on the fiscus terminal [`MIA_FISCUS_TERMINAL`] and logs the dev

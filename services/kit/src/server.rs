@@ -1,19 +1,13 @@
 //! The gRPC server every fiscus process runs: health and reflection beside the services,
 //! overload protection, and a graceful shutdown with a deadline.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
 
-use futures::future::{Either, Ready, ready};
 use tokio::net::TcpListener;
-use tonic::body::Body;
-use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tower::Service;
 
 use crate::auth::AuthLayer;
 use crate::config::ServerConfig;
@@ -181,59 +175,3 @@ pub fn termination_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-/// An RPC of the contract whose implementation has not landed yet, and where it is tracked.
-#[derive(Debug, Clone, Copy)]
-pub struct Unlanded {
-    /// The method name, as in the proto (`SignReceipt`).
-    pub method: &'static str,
-    /// What is missing and where it is tracked, shown to the caller.
-    pub missing: &'static str,
-}
-
-/// Answers the [`Unlanded`] RPCs of a service with `UNIMPLEMENTED` naming what is missing,
-/// and passes every other RPC to the service itself.
-#[derive(Clone)]
-pub struct WithUnlanded<S> {
-    inner: S,
-    unlanded: &'static [Unlanded],
-}
-
-impl<S> WithUnlanded<S> {
-    pub fn new(inner: S, unlanded: &'static [Unlanded]) -> Self {
-        Self { inner, unlanded }
-    }
-}
-
-impl<S: NamedService> NamedService for WithUnlanded<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> Service<http::Request<Body>> for WithUnlanded<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Either<Ready<Result<Self::Response, Infallible>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
-        match self.unlanded.iter().find(|u| u.method == method) {
-            Some(unlanded) => {
-                let status = tonic::Status::unimplemented(format!(
-                    "{}/{} is not available yet: {}",
-                    S::NAME,
-                    unlanded.method,
-                    unlanded.missing
-                ));
-                Either::Left(ready(Ok(status.into_http())))
-            }
-            None => Either::Right(self.inner.call(request)),
-        }
-    }
-}

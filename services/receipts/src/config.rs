@@ -4,7 +4,7 @@ use chrono::FixedOffset;
 use fiscus_domain::Rate;
 use serde::Deserialize;
 
-use crate::append::ShiftRule;
+use crate::append::{ShiftRule, Terms};
 
 /// The receipt journal: limits, tax rates and the merchants served.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +29,10 @@ pub struct ReceiptsConfig {
     pub require_open_shift: bool,
     /// Merchants with settings of their own; any other TIN is served with the defaults.
     pub merchants: Vec<MerchantConfig>,
+    /// How receipts reach their providers: `[receipts.outbox]`.
+    pub outbox: OutboxConfig,
+    /// transactionForms.json, the ERP forms SignTransaction maps records through. Unset: none.
+    pub transaction_forms: Option<std::path::PathBuf>,
 }
 
 impl Default for ReceiptsConfig {
@@ -43,6 +47,8 @@ impl Default for ReceiptsConfig {
             max_watchers: 10_000,
             require_open_shift: false,
             merchants: Vec::new(),
+            outbox: OutboxConfig::default(),
+            transaction_forms: None,
         }
     }
 }
@@ -63,6 +69,114 @@ pub struct MerchantConfig {
     /// Whether its receipts need an open shift; defaults to `receipts.require_open_shift`.
     #[serde(default)]
     pub require_open_shift: Option<bool>,
+    /// Who fiscalizes its receipts: `builtin` (default, fiscus's signer alone) or `ebarimt`.
+    #[serde(default)]
+    pub provider: ProviderKind,
+    /// Its POSAPI 3.0 instance, for `provider = "ebarimt"`: `[receipts.merchants.ebarimt]`.
+    #[serde(default)]
+    pub ebarimt: Option<EbarimtMerchant>,
+}
+
+/// Who fiscalizes a merchant's receipts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// fiscus's own signer: numbered, chained and signed, nothing sent anywhere.
+    #[default]
+    Builtin,
+    /// Mongolia's e-barimt, through a POSAPI 3.0 instance.
+    Ebarimt,
+}
+
+impl ProviderKind {
+    /// The name in the `provider` columns and in metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "BUILTIN",
+            Self::Ebarimt => "EBARIMT",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "BUILTIN" => Some(Self::Builtin),
+            "EBARIMT" => Some(Self::Ebarimt),
+            _ => None,
+        }
+    }
+
+    /// The label of metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Ebarimt => "ebarimt",
+        }
+    }
+
+    /// Whether receipts go upstream (through the outbox).
+    pub const fn is_upstream(self) -> bool {
+        !matches!(self, Self::Builtin)
+    }
+}
+
+/// A merchant's POSAPI 3.0 instance and its e-barimt settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EbarimtMerchant {
+    /// The POSAPI daemon (`/rest/receipt`, `/rest/info` …), e.g. `http://localhost:7080`.
+    pub posapi_url: String,
+    /// e-barimt's central API (`/api/info/check/…` lookups), e.g. `https://api.ebarimt.mn`.
+    #[serde(default = "default_ebarimt_api")]
+    pub api_url: String,
+    /// The district code (4 digits) of receipts that name none, e.g. `"2501"`.
+    pub district_code: String,
+}
+
+fn default_ebarimt_api() -> String {
+    "https://api.ebarimt.mn".to_owned()
+}
+
+/// The outbox: how receipts of upstream merchants are delivered (`[receipts.outbox]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// How long SignReceipt waits for the provider before it answers PENDING, ms.
+    pub answer_within_ms: u64,
+    /// How long one delivery attempt may take, ms.
+    pub attempt_timeout_ms: u64,
+    /// The first retry's delay, ms; each later one doubles it, with jitter, up to `retry_max_ms`.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// A receipt still undelivered this long after it was journaled becomes a dead letter, s.
+    pub dead_letter_after_secs: u64,
+    /// How long a worker's claim on a receipt lasts; a worker that dies loses it after this, ms.
+    pub claim_ms: u64,
+    /// Deliveries one process has under way at once.
+    pub concurrency: usize,
+    /// How often the outbox is looked at for due receipts besides the ones this process signs, ms.
+    pub poll_ms: u64,
+    /// How long e-barimt's lottery number and QR data (for the printed receipt only) are kept
+    /// after acceptance, s; then they are erased. 0 keeps them only in SignReceipt's answer.
+    pub printed_data_retention_secs: u64,
+    /// How long reference data (districts, tax codes, taxpayers, bank accounts) is cached, s.
+    pub reference_cache_secs: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            answer_within_ms: 3_000,
+            attempt_timeout_ms: 10_000,
+            retry_min_ms: 500,
+            retry_max_ms: 60_000,
+            dead_letter_after_secs: 24 * 3600,
+            claim_ms: 30_000,
+            concurrency: 32,
+            poll_ms: 500,
+            printed_data_retention_secs: 15 * 60,
+            reference_cache_secs: 3600,
+        }
+    }
 }
 
 /// The rules receipts are checked and printed by, read from [`ReceiptsConfig`] once.
@@ -95,6 +209,40 @@ impl Policy {
                 "configuration: receipts.business_day_utc_offset_minutes must be within ±1439"
             )
         })?;
+        let outbox = &config.outbox;
+        if outbox.claim_ms <= outbox.attempt_timeout_ms {
+            anyhow::bail!(
+                "configuration: receipts.outbox.claim_ms ({}) must be longer than \
+                 attempt_timeout_ms ({}): a claim must outlast the attempt it covers",
+                outbox.claim_ms,
+                outbox.attempt_timeout_ms
+            );
+        }
+        if outbox.retry_min_ms == 0 || outbox.retry_max_ms < outbox.retry_min_ms {
+            anyhow::bail!(
+                "configuration: receipts.outbox needs 0 < retry_min_ms <= retry_max_ms"
+            );
+        }
+        for m in &config.merchants {
+            match (m.provider, &m.ebarimt) {
+                (ProviderKind::Ebarimt, None) => anyhow::bail!(
+                    "configuration: merchant {} has provider = \"ebarimt\" but no \
+                     [receipts.merchants.ebarimt] (posapi_url, district_code)",
+                    m.tin
+                ),
+                (ProviderKind::Ebarimt, Some(e))
+                    if e.district_code.len() != 4
+                        || !e.district_code.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    anyhow::bail!(
+                        "configuration: merchant {}: ebarimt.district_code must be 4 digits, not {:?}",
+                        m.tin,
+                        e.district_code
+                    )
+                }
+                _ => {}
+            }
+        }
         Ok(Self {
             item_limit: config.item_limit,
             vat_rate: rate("receipts.vat_rate", &config.vat_rate)?,
@@ -125,8 +273,16 @@ impl Policy {
             .unwrap_or_else(|| format!("Merchant {merchant_tin}"))
     }
 
+    /// What the merchant's receipts are appended under.
+    pub fn terms(&self, merchant_tin: &str) -> Terms {
+        Terms {
+            shift: self.shift_rule(merchant_tin),
+            provider: self.provider(merchant_tin),
+        }
+    }
+
     /// Whether the merchant's receipts need an open shift.
-    pub fn shift_rule(&self, merchant_tin: &str) -> ShiftRule {
+    fn shift_rule(&self, merchant_tin: &str) -> ShiftRule {
         let required = self
             .merchant(merchant_tin)
             .and_then(|m| m.require_open_shift)
@@ -140,5 +296,24 @@ impl Policy {
 
     pub fn max_watchers(&self) -> usize {
         self.config.max_watchers
+    }
+
+    /// Who fiscalizes the merchant's receipts.
+    pub fn provider(&self, merchant_tin: &str) -> ProviderKind {
+        self.merchant(merchant_tin)
+            .map_or(ProviderKind::Builtin, |m| m.provider)
+    }
+
+    /// Every merchant configured with e-barimt.
+    pub fn ebarimt_merchants(&self) -> impl Iterator<Item = (&str, &EbarimtMerchant)> {
+        self.config
+            .merchants
+            .iter()
+            .filter(|m| m.provider == ProviderKind::Ebarimt)
+            .filter_map(|m| Some((m.tin.as_str(), m.ebarimt.as_ref()?)))
+    }
+
+    pub fn outbox(&self) -> &OutboxConfig {
+        &self.config.outbox
     }
 }

@@ -6,9 +6,12 @@
 mod append;
 mod config;
 mod export;
+mod forms;
 mod journal;
 mod metrics;
+mod outbox;
 mod proto;
+mod reference;
 mod render;
 mod service;
 mod signers;
@@ -19,7 +22,6 @@ mod watch;
 use std::sync::Arc;
 
 use fiscus_kit::auth::{ServiceScopes, read_or_write};
-use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1::receipt_service_server::ReceiptServiceServer;
 use tonic::server::NamedService;
@@ -60,6 +62,16 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
     let master = ctx.config.master_key()?;
     let watchers =
         watch::Watchers::start(ctx.db.clone(), policy.max_watchers(), ctx.shutdown.clone());
+    let outbox = outbox::Outbox::start(
+        ctx.db.clone(),
+        &policy,
+        Arc::clone(&watchers),
+        ctx.shutdown.clone(),
+    )?;
+    let forms = match &section.transaction_forms {
+        Some(path) => Some(Arc::new(forms::Forms::load(path)?)),
+        None => None,
+    };
     let journal = Arc::new(journal::Journal::new(
         ctx.db.clone(),
         ctx.db_status.clone(),
@@ -68,48 +80,16 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
         master,
         ctx.health.clone(),
         watchers.clone(),
+        outbox,
     ));
-    let server = ReceiptServiceServer::new(Receipts { journal, watchers })
+    let server = ReceiptServiceServer::new(Receipts {
+        journal,
+        watchers,
+        forms,
+        reference: Arc::new(reference::Reference::new(ctx.cache.clone(), &section.outbox)),
+    })
         .max_decoding_message_size(section.max_request_bytes)
         .max_encoding_message_size(64 * 1024 * 1024);
-    routes.add_service(WithUnlanded::new(server, UNLANDED));
+    routes.add_service(server);
     Ok(())
 }
-
-const UPSTREAM: &str = "it needs the e-barimt and fiskaltrust connectors, which are not built yet";
-
-/// RPCs of the contract that answer UNIMPLEMENTED, naming what is missing, until they land.
-static UNLANDED: &[Unlanded] = &[
-    Unlanded {
-        method: "SignTransaction",
-        missing: "the transactionForms.json mapping is not built yet",
-    },
-    Unlanded {
-        method: "ListPending",
-        missing: UPSTREAM,
-    },
-    Unlanded {
-        method: "ResendPending",
-        missing: UPSTREAM,
-    },
-    Unlanded {
-        method: "GetServiceInfo",
-        missing: UPSTREAM,
-    },
-    Unlanded {
-        method: "ListBankAccounts",
-        missing: UPSTREAM,
-    },
-    Unlanded {
-        method: "GetTaxpayerInfo",
-        missing: UPSTREAM,
-    },
-    Unlanded {
-        method: "GetBranchInfo",
-        missing: UPSTREAM,
-    },
-    Unlanded {
-        method: "ListTaxTypes",
-        missing: UPSTREAM,
-    },
-];

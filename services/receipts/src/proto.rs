@@ -7,6 +7,8 @@ use fiscus_domain::receipt as d;
 use fiscus_kit::ApiError;
 use fiscus_proto::v1 as pb;
 
+use crate::config::ProviderKind;
+
 /// A domain enum's protobuf value.
 pub trait ToPb {
     type Pb;
@@ -71,6 +73,23 @@ pub struct Standing {
     pub hash: Vec<u8>,
     pub signature: Vec<u8>,
     pub created_at_us: i64,
+    /// Where it stands with its provider.
+    pub upstream: Upstream,
+}
+
+/// What a receipt's provider answered about it, as kept.
+#[derive(Debug, Clone, Default)]
+pub struct Upstream {
+    pub provider: ProviderKind,
+    /// The provider's id of the document (e-barimt: the 33-digit ДДТД). Kept for good.
+    pub id: Option<String>,
+    /// e-barimt: registered to the consumer through their bank card.
+    pub easy: bool,
+    pub accepted_at_us: Option<i64>,
+    /// e-barimt's lottery number and QR data, for the printed receipt only: present while the
+    /// retention setting allows, then erased.
+    pub lottery: Option<String>,
+    pub qr: Option<String>,
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -143,8 +162,19 @@ pub fn receipt(receipt: &d::Receipt, standing: &Standing, document: Document<'_>
         handwritten: receipt.handwritten,
         fiscal_state: standing.fiscal_state.to_pb().into(),
         state_message: standing.state_message.clone(),
-        provider: pb::Provider::Builtin.into(),
-        qr_data: qr_payload(receipt, &standing.hash),
+        provider: provider(standing.upstream.provider).into(),
+        ebarimt_id: match standing.upstream.provider {
+            ProviderKind::Ebarimt => standing.upstream.id.clone().unwrap_or_default(),
+            ProviderKind::Builtin => String::new(),
+        },
+        lottery: standing.upstream.lottery.clone().unwrap_or_default(),
+        easy_registered: standing.upstream.easy,
+        accepted_at: standing.upstream.accepted_at_us.and_then(micros_timestamp),
+        qr_data: standing
+            .upstream
+            .qr
+            .clone()
+            .unwrap_or_else(|| qr_payload(receipt, &standing.hash)),
         previous_hash: standing.previous_hash.clone(),
         hash: standing.hash.clone(),
         signature: standing.signature.clone(),
@@ -160,6 +190,13 @@ pub fn receipt(receipt: &d::Receipt, standing: &Standing, document: Document<'_>
             Document::Included(text) => text.to_owned(),
         },
         ..Default::default()
+    }
+}
+
+pub fn provider(kind: ProviderKind) -> pb::Provider {
+    match kind {
+        ProviderKind::Builtin => pb::Provider::Builtin,
+        ProviderKind::Ebarimt => pb::Provider::Ebarimt,
     }
 }
 

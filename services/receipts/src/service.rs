@@ -8,13 +8,17 @@ use fiscus_domain::receipt::{FiscalState, ReceiptKind};
 use fiscus_kit::ApiError;
 use fiscus_kit::auth::Caller;
 use fiscus_kit::error::shift_call;
-use fiscus_kit::idempotency::{Operation, metadata_operation_id};
+use fiscus_kit::idempotency::{Operation, canonical_uuid, metadata_operation_id};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_server::ReceiptService;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::export;
+use crate::forms::Forms;
+use crate::reference::{Reference, Taxpayer};
+use fiscus_domain::TerminalId;
+use fiscus_providers::ebarimt::EbarimtClient;
 use crate::journal::Journal;
 use crate::proto::{self, Document, FromPb, ToPb};
 use crate::store::{self, ListFilter, Lookup};
@@ -28,6 +32,34 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct Receipts {
     pub(crate) journal: Arc<Journal>,
     pub(crate) watchers: Arc<Watchers>,
+    /// transactionForms.json, when configured.
+    pub(crate) forms: Option<Arc<Forms>>,
+    pub(crate) reference: Arc<Reference>,
+}
+
+impl Receipts {
+    /// The POSAPI client of the terminal's merchant, for the reference-data RPCs; a merchant
+    /// that is not on e-barimt is FAILED_PRECONDITION.
+    fn ebarimt(
+        &self,
+        caller: &Caller,
+        terminal: Option<&pb::Terminal>,
+    ) -> Result<(TerminalId, &EbarimtClient), Status> {
+        let terminal = terminal_only(terminal)?;
+        caller.check(&terminal.merchant_tin)?;
+        let client = self
+            .journal
+            .outbox
+            .ebarimt()
+            .client(&terminal.merchant_tin)
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition(format!(
+                    "merchant {} is not configured with e-barimt (provider = \"ebarimt\")",
+                    terminal.merchant_tin
+                ))
+            })?;
+        Ok((terminal, client))
+    }
 }
 
 /// The time now, to the microsecond: what a journaled document can hold.
@@ -433,5 +465,245 @@ impl ReceiptService for Receipts {
             .shift_receipts(terminal, request.shift_id)
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn sign_transaction(
+        &self,
+        request: Request<pb::SignTransactionRequest>,
+    ) -> Result<Response<pb::SignTransactionResponse>, Status> {
+        let metadata_id = metadata_operation_id(&request);
+        let caller = Caller::of(&request);
+        let mut request = request.into_inner();
+        if let Some(terminal) = &request.terminal {
+            caller.check(&terminal.merchant_tin)?;
+        }
+        let Some(forms) = &self.forms else {
+            return Err(ApiError::FailedPrecondition(
+                "no transactionForms.json is configured (receipts.transaction_forms)".to_owned(),
+            )
+            .into());
+        };
+        let now = now();
+        let mut v = Violations::default();
+        let operation_id =
+            validate::operation_id(&request.operation_id, metadata_id.as_deref(), &mut v);
+        v.text("record_id", &request.record_id, 128, true);
+        v.into_result()?;
+        let mut receipt_request = forms
+            .receipt_request(&request, pb::ReceiptType::B2cReceipt)
+            .map_err(ApiError::from)?;
+        receipt_request.operation_id = operation_id.clone();
+        let mut v = Violations::default();
+        let draft = validate::sign_request(&receipt_request, &self.journal.policy, now, &mut v);
+        v.into_result()?;
+        let draft = draft.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        let operation = Operation::new(
+            &draft.receipt.merchant_tin,
+            &operation_id,
+            "SignTransaction",
+            &mut request,
+        );
+        let receipt = self.journal.sign(draft, &operation, now).await?;
+        Ok(Response::new(pb::SignTransactionResponse {
+            receipt_issued: true,
+            write_back: forms
+                .write_back(&request.form_name, &receipt)
+                .into_iter()
+                .collect(),
+            receipt: Some(receipt),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_pending(
+        &self,
+        request: Request<pb::ListPendingRequest>,
+    ) -> Result<Response<pb::ListPendingResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
+        let after = if request.page_token.is_empty() {
+            0
+        } else {
+            request
+                .page_token
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ApiError::invalid("page_token", "is not a token this RPC gave out")
+                })?
+        };
+        if request.page_size < 0 {
+            return Err(ApiError::invalid("page_size", "must not be negative").into());
+        }
+        Ok(Response::new(
+            self.journal
+                .pending(
+                    &terminal,
+                    request.include_dead_letters,
+                    after,
+                    page_size(request.page_size),
+                )
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn resend_pending(
+        &self,
+        request: Request<pb::ResendPendingRequest>,
+    ) -> Result<Response<pb::ResendPendingResponse>, Status> {
+        let metadata_id = metadata_operation_id(&request);
+        let caller = Caller::of(&request);
+        let mut request = request.into_inner();
+        if let Some(terminal) = &request.terminal {
+            caller.check(&terminal.merchant_tin)?;
+        }
+        let mut v = Violations::default();
+        let operation_id =
+            validate::operation_id(&request.operation_id, metadata_id.as_deref(), &mut v);
+        let terminal = validate::terminal(request.terminal.as_ref(), "terminal", &mut v);
+        if request.receipt_ids.len() > 500 {
+            v.add("receipt_ids", "at most 500 receipts at once");
+        }
+        let mut ids = Vec::with_capacity(request.receipt_ids.len());
+        for (index, id) in request.receipt_ids.iter().enumerate() {
+            match canonical_uuid(id) {
+                Some(id) if !ids.contains(&id) => ids.push(id),
+                Some(_) => v.add(format!("receipt_ids[{index}]"), "names a receipt already named"),
+                None => v.add(format!("receipt_ids[{index}]"), "must be a receipt id (a UUID)"),
+            }
+        }
+        v.into_result()?;
+        let terminal = terminal.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        // The same receipts however they were spelled are the same request.
+        request.receipt_ids = ids.clone();
+        let operation = Operation::new(
+            &terminal.merchant_tin,
+            &operation_id,
+            "ResendPending",
+            &mut request,
+        );
+        Ok(Response::new(
+            self.journal.resend(&terminal, &ids, &operation).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_service_info(
+        &self,
+        request: Request<pb::GetServiceInfoRequest>,
+    ) -> Result<Response<pb::GetServiceInfoResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let (_, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
+        Ok(Response::new(self.reference.service_info(client).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_bank_accounts(
+        &self,
+        request: Request<pb::ListBankAccountsRequest>,
+    ) -> Result<Response<pb::ListBankAccountsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let (terminal, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
+        let tin = if request.tin.is_empty() {
+            terminal.merchant_tin.clone()
+        } else {
+            taxpayer_tin("tin", &request.tin)?
+        };
+        Ok(Response::new(
+            self.reference
+                .bank_accounts(&terminal.merchant_tin, client, &tin)
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_taxpayer_info(
+        &self,
+        request: Request<pb::GetTaxpayerInfoRequest>,
+    ) -> Result<Response<pb::GetTaxpayerInfoResponse>, Status> {
+        use pb::get_taxpayer_info_request::Taxpayer as T;
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let (terminal, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
+        let tin;
+        let lookup = match &request.taxpayer {
+            Some(T::Tin(text)) => {
+                tin = taxpayer_tin("tin", text)?;
+                Taxpayer::Tin(&tin)
+            }
+            Some(T::RegNo(reg_no)) if !reg_no.trim().is_empty() && reg_no.chars().count() <= 16 => {
+                Taxpayer::RegNo(reg_no.trim())
+            }
+            Some(T::RegNo(_)) => {
+                return Err(ApiError::invalid(
+                    "reg_no",
+                    "must be a state registration number such as \"АА12345678\"",
+                )
+                .into());
+            }
+            None => {
+                return Err(ApiError::invalid("taxpayer", "name it by tin or reg_no").into());
+            }
+        };
+        Ok(Response::new(
+            self.reference
+                .taxpayer(&terminal.merchant_tin, client, &lookup)
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_branch_info(
+        &self,
+        request: Request<pb::GetBranchInfoRequest>,
+    ) -> Result<Response<pb::GetBranchInfoResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let (terminal, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
+        Ok(Response::new(
+            self.reference
+                .branches(&terminal.merchant_tin, client)
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_tax_types(
+        &self,
+        request: Request<pb::ListTaxTypesRequest>,
+    ) -> Result<Response<pb::ListTaxTypesResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let (terminal, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
+        let only = proto::enum_field::<fiscus_domain::TaxType, pb::TaxType>(request.tax_type);
+        if only.is_none() && request.tax_type != 0 {
+            return Err(ApiError::invalid("tax_type", "is not a tax type").into());
+        }
+        let vat_rate = self.journal.policy.vat_rate.to_string();
+        Ok(Response::new(
+            self.reference
+                .tax_types(&terminal.merchant_tin, client, &vat_rate, only)
+                .await?,
+        ))
+    }
+}
+
+/// A TIN as e-barimt writes it: 11 to 14 digits.
+fn taxpayer_tin(field: &str, text: &str) -> Result<String, ApiError> {
+    let tin = text.trim();
+    if (11..=14).contains(&tin.len()) && tin.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(tin.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("must be a TIN of 11 to 14 digits, not {text:?}"),
+        ))
     }
 }

@@ -10,13 +10,15 @@ use fiscus_kit::{with_db, with_tx};
 
 use fiscus_domain::shift::ShiftLines;
 
-use crate::proto::Standing;
+use crate::config::ProviderKind;
+use crate::proto::{Standing, Upstream};
 
 /// The columns every receipt read selects, in [`StoredReceipt`]'s order.
 const RECEIPT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind, fiscal_state, \
      state_message, shift_id, cancelled_by, cancelled_at_us, cancellation_reason, document, \
      previous_hash, hash, signature, key_id, total_minor, vat_minor, city_tax_minor, \
-     created_at_us";
+     created_at_us, provider, upstream_id, easy_registered, accepted_at_us, lottery, upstream_qr, \
+     printed_until_us";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredReceipt {
@@ -41,6 +43,13 @@ pub struct StoredReceipt {
     pub vat_minor: i64,
     pub city_tax_minor: i64,
     pub created_at_us: i64,
+    pub provider: String,
+    pub upstream_id: Option<String>,
+    pub easy_registered: bool,
+    pub accepted_at_us: Option<i64>,
+    pub lottery: Option<String>,
+    pub upstream_qr: Option<String>,
+    pub printed_until_us: Option<i64>,
 }
 
 impl StoredReceipt {
@@ -63,6 +72,25 @@ impl StoredReceipt {
             hash: self.hash.clone(),
             signature: self.signature.clone(),
             created_at_us: self.created_at_us,
+            upstream: self.upstream()?,
+        })
+    }
+
+    /// Where it stands with its provider; what is for the printed receipt only shows while its
+    /// retention lasts (a sweep erases it afterwards).
+    fn upstream(&self) -> Result<Upstream, String> {
+        let provider = ProviderKind::parse(&self.provider)
+            .ok_or_else(|| format!("stored provider {:?} is not a provider", self.provider))?;
+        let printable = self
+            .printed_until_us
+            .is_some_and(|until| until > chrono::Utc::now().timestamp_micros());
+        Ok(Upstream {
+            provider,
+            id: self.upstream_id.clone(),
+            easy: self.easy_registered,
+            accepted_at_us: self.accepted_at_us,
+            lottery: self.lottery.clone().filter(|_| printable),
+            qr: self.upstream_qr.clone().filter(|_| printable),
         })
     }
 
@@ -96,6 +124,8 @@ pub struct NewReceipt {
     pub shift_id: String,
     /// What it adds to its shift's reports.
     pub lines: Vec<LineRow>,
+    /// Who fiscalizes it; an upstream provider's receipt goes into the outbox with it.
+    pub provider: ProviderKind,
 }
 
 /// One row of `receipt_lines`: what a receipt adds to its shift, per tax type and rate or per
@@ -226,7 +256,7 @@ pub enum Appended {
 const RECEIPT_INSERT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind, \
      receipt_type, reference, total_minor, vat_minor, city_tax_minor, currency, \
      original_receipt_id, fiscal_state, document, previous_hash, hash, signature, key_id, \
-     created_at_us, shift_id";
+     created_at_us, shift_id, provider";
 
 /// On Postgres any number of entries append in one statement. An entry whose operation id is
 /// recorded already is left out. Each other entry moves its terminal's head only from its
@@ -248,8 +278,8 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
                 $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
                 $12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[], $17::bytea[], \
-                $18::bytea[], $19::text[], $20::int8[], $21::text[], \
-                $22::text[], $23::text[], $24::text[], $25::bytea[], $26::bytea[]) \
+                $18::bytea[], $19::text[], $20::int8[], $21::text[], $22::text[], \
+                $23::text[], $24::text[], $25::text[], $26::bytea[], $27::bytea[]) \
             AS e({RECEIPT_INSERT_COLUMNS}, tenant, operation_id, rpc, fingerprint, response)), \
          taken AS (\
             SELECT e.id FROM entry e CROSS JOIN LATERAL (\
@@ -277,9 +307,15 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
             RETURNING id), \
          line AS (\
             INSERT INTO receipt_lines ({LINE_COLUMNS}) \
-            SELECT l.* FROM UNNEST($27::text[], $28::text[], $29::text[], $30::int8[], \
-                $31::int8[], $32::int8[], $33::int8[], $34::int8[], $35::int8[]) \
+            SELECT l.* FROM UNNEST($28::text[], $29::text[], $30::text[], $31::int8[], \
+                $32::int8[], $33::int8[], $34::int8[], $35::int8[], $36::int8[]) \
             AS l({LINE_COLUMNS}) JOIN receipt ON receipt.id = l.receipt_id), \
+         outboxed AS (\
+            INSERT INTO outbox (receipt_id, provider, merchant_tin, branch_no, pos_no, number, \
+                next_attempt_at_us, created_at_us) \
+            SELECT id, provider, merchant_tin, branch_no, pos_no, number, created_at_us, \
+                created_at_us \
+            FROM entry JOIN receipt USING (id) WHERE provider <> 'BUILTIN'), \
          operation AS (\
             INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
             SELECT tenant, operation_id, rpc, fingerprint, response, CURRENT_TIMESTAMP \
@@ -292,7 +328,7 @@ static INSERT_RECEIPT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock:
     format!(
         "INSERT INTO receipts ({RECEIPT_INSERT_COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-          $21)"
+          $21, $22)"
     )
 });
 
@@ -344,6 +380,7 @@ pub async fn append_postgres<'e>(
             .bind(column(entries, |r| r.key_id.as_str()))
             .bind(column(entries, |r| r.created_at_us))
             .bind(column(entries, |r| r.shift_id.as_str()))
+            .bind(column(entries, |r| r.provider.as_str()))
             .bind(operation(entries, |e| e.operation.tenant.as_str()))
             .bind(operation(entries, |e| e.operation.id.as_str()))
             .bind(operation(entries, |e| e.operation.rpc))
@@ -418,8 +455,24 @@ async fn append_sqlite(
         .bind(&r.key_id)
         .bind(r.created_at_us)
         .bind(&r.shift_id)
+        .bind(r.provider.as_str())
         .execute(&mut *conn)
         .await?;
+    if r.provider.is_upstream() {
+        sqlx::query(
+            "INSERT INTO outbox (receipt_id, provider, merchant_tin, branch_no, pos_no, number, \
+                 next_attempt_at_us, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&r.id)
+        .bind(r.provider.as_str())
+        .bind(&r.merchant_tin)
+        .bind(&r.branch_no)
+        .bind(&r.pos_no)
+        .bind(to_i64(r.number))
+        .bind(r.created_at_us)
+        .execute(&mut *conn)
+        .await?;
+    }
     for l in &r.lines {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO receipt_lines ({LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"

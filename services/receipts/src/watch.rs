@@ -108,8 +108,9 @@ impl Watchers {
 }
 
 impl Subscription {
-    /// The stream: `first` (the state read after subscribing), then, with `follow`, every
-    /// change until the receipt is cancelled, the client goes away or the process shuts down.
+    /// The stream: `first` (the state read after subscribing), then every change until a final
+    /// state (any but PENDING) — with `follow`, until the receipt is cancelled — or until the
+    /// client goes away or the process shuts down.
     pub fn stream(self, first: pb::ReceiptEvent, follow: bool) -> WatchStream {
         let (sender, receiver) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -117,7 +118,12 @@ impl Subscription {
             let mut shutdown = this.watchers.shutdown.clone();
             let mut last_state = first.state;
             let wrap = |event| Ok(pb::WatchReceiptResponse { event: Some(event) });
-            if sender.send(wrap(first)).await.is_err() || !follow {
+            // Without `follow` the stream ends at a final state: any but PENDING.
+            let ends = |state: i32| {
+                state == i32::from(FiscalState::Cancelled.to_pb())
+                    || (!follow && state != i32::from(FiscalState::Pending.to_pb()))
+            };
+            if sender.send(wrap(first)).await.is_err() || ends(last_state) {
                 return;
             }
             loop {
@@ -141,7 +147,7 @@ impl Subscription {
                     continue;
                 }
                 last_state = event.state;
-                let done = event.state == i32::from(FiscalState::Cancelled.to_pb());
+                let done = ends(event.state);
                 if sender.send(wrap(event)).await.is_err() || done {
                     return;
                 }

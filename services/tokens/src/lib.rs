@@ -13,7 +13,6 @@ use std::sync::Arc;
 use chrono::Utc;
 use fiscus_kit::auth::{Caller, ServiceScopes, read_or_write};
 use fiscus_kit::idempotency::{self, Operation, metadata_operation_id};
-use fiscus_kit::server::{Unlanded, WithUnlanded};
 use fiscus_kit::{ApiError, Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::token_service_server::{TokenService, TokenServiceServer};
@@ -68,10 +67,7 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
         db: ctx.db.clone(),
         cache: ctx.cache.clone(),
     };
-    routes.add_service(WithUnlanded::new(
-        TokenServiceServer::new(service),
-        UNLANDED,
-    ));
+    routes.add_service(TokenServiceServer::new(service));
     Ok(())
 }
 
@@ -490,5 +486,4 @@ impl TokenService for Tokens {
     }
 }
 
-/// Every RPC of the contract is served.
-static UNLANDED: &[Unlanded] = &[];
+

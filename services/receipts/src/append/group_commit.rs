@@ -278,6 +278,7 @@ pub(crate) mod tests {
                 created_at_us: 0,
                 shift_id: String::new(),
                 lines: Vec::new(),
+                provider: crate::config::ProviderKind::Builtin,
             },
             operation: Operation::new("12345678901", &id, "SignReceipt", &mut request),
             response: Vec::new(),

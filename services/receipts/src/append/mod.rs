@@ -21,7 +21,8 @@ use fiscus_kit::idempotency::Operation;
 use fiscus_proto::v1 as pb;
 use prost::Message;
 
-use crate::proto::{self, Document, Standing};
+use crate::config::ProviderKind;
+use crate::proto::{self, Document, Standing, Upstream};
 use crate::store::{self, Appended, Entry, LineRow, NewReceipt};
 
 pub use group_commit::GroupCommit;
@@ -39,6 +40,27 @@ pub struct Chained {
     shift_id: String,
     /// What it adds to that shift's reports.
     lines: ShiftLines,
+    /// Who fiscalizes it.
+    provider: ProviderKind,
+}
+
+/// What a merchant's receipts are appended under: whether they need an open shift, and who
+/// fiscalizes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    pub shift: ShiftRule,
+    pub provider: ProviderKind,
+}
+
+impl Terms {
+    /// The state a receipt is journaled in: signed and done, or queued for its provider.
+    pub fn first_state(self) -> FiscalState {
+        if self.provider.is_upstream() {
+            FiscalState::Pending
+        } else {
+            FiscalState::LocalSigned
+        }
+    }
 }
 
 /// Whether a terminal's receipts must be made in an open shift.
@@ -49,15 +71,15 @@ pub enum ShiftRule {
 }
 
 impl Chained {
-    /// Chains `receipt` on `head`; refused when `rule` requires a shift and the head has none.
+    /// Chains `receipt` on `head`; refused when `terms` require a shift and the head has none.
     pub fn new(
         mut receipt: Receipt,
         head: Head,
-        rule: ShiftRule,
+        terms: Terms,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
     ) -> Result<Self, ApiError> {
-        if rule == ShiftRule::Required && head.shift_id.is_empty() {
+        if terms.shift == ShiftRule::Required && head.shift_id.is_empty() {
             return Err(ApiError::FailedPrecondition(format!(
                 "terminal {} has no open shift: open one with ShiftService.OpenShift",
                 receipt.terminal()
@@ -90,6 +112,7 @@ impl Chained {
             created_at_us: now.timestamp_micros(),
             shift_id,
             lines,
+            provider: terms.provider,
         })
     }
 
@@ -98,6 +121,14 @@ impl Chained {
         let effect = Effect::of(self.receipt.kind, Some(original.kind));
         self.lines = shift_lines(&self.receipt, original, effect)?;
         Ok(self)
+    }
+
+    fn first_state(&self) -> FiscalState {
+        Terms {
+            shift: ShiftRule::Optional,
+            provider: self.provider,
+        }
+        .first_state()
     }
 
     /// The chain's head once this receipt is appended.
@@ -127,7 +158,7 @@ impl Chained {
                 currency: r.currency.clone(),
                 original_receipt_id: (!r.original_receipt_id.is_empty())
                     .then(|| r.original_receipt_id.clone()),
-                fiscal_state: FiscalState::LocalSigned.as_str(),
+                fiscal_state: self.first_state().as_str(),
                 document: self.canonical.clone(),
                 previous_hash: self.previous.to_vec(),
                 hash: self.hash.to_vec(),
@@ -136,6 +167,7 @@ impl Chained {
                 created_at_us: self.created_at_us,
                 shift_id: self.shift_id.clone(),
                 lines: LineRow::all(&self.lines),
+                provider: self.provider,
             },
             operation: operation.clone(),
             response,
@@ -146,7 +178,7 @@ impl Chained {
     pub fn view(&self, standing: impl FnOnce(&mut Standing)) -> pb::Receipt {
         let mut state = Standing {
             shift_id: self.shift_id.clone(),
-            fiscal_state: FiscalState::LocalSigned,
+            fiscal_state: self.first_state(),
             state_message: String::new(),
             cancelled_by: None,
             cancelled_at_us: None,
@@ -155,6 +187,10 @@ impl Chained {
             hash: self.hash.to_vec(),
             signature: self.signature.to_vec(),
             created_at_us: self.created_at_us,
+            upstream: Upstream {
+                provider: self.provider,
+                ..Upstream::default()
+            },
         };
         standing(&mut state);
         proto::receipt(&self.receipt, &state, Document::Omitted)
@@ -215,7 +251,7 @@ impl Appender {
     pub async fn append_alone(
         &self,
         mut receipt: Receipt,
-        rule: ShiftRule,
+        terms: Terms,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
         operation: &Operation,
@@ -224,7 +260,7 @@ impl Appender {
         // otherwise carry and move about.
         let Some(group) = &self.group_commit else {
             let (signed, _) =
-                Box::pin(self.append_anew(receipt, rule, signer, now, operation)).await?;
+                Box::pin(self.append_anew(receipt, terms, signer, now, operation)).await?;
             return Ok(signed);
         };
         let terminal = receipt.terminal();
@@ -233,9 +269,9 @@ impl Appender {
         // A hint of no shift may be stale where a shift is required: the locked head tells.
         let hint = known
             .take()
-            .filter(|head| rule == ShiftRule::Optional || !head.shift_id.is_empty());
+            .filter(|head| terms.shift == ShiftRule::Optional || !head.shift_id.is_empty());
         if let Some(head) = hint {
-            let chained = Chained::new(receipt, head, rule, signer, now)?;
+            let chained = Chained::new(receipt, head, terms, signer, now)?;
             let (answer, response) = chained.sign_receipt_answer();
             let queued = group.enqueue(chained.entry(operation, response)).await?;
             let after = chained.head();
@@ -270,7 +306,7 @@ impl Appender {
             receipt = chained.receipt;
         }
         let (signed, head) =
-            Box::pin(self.append_anew(receipt, rule, signer, now, operation)).await?;
+            Box::pin(self.append_anew(receipt, terms, signer, now, operation)).await?;
         if matches!(signed, Signed::New(_)) {
             *known = Some(head);
         }
@@ -283,13 +319,13 @@ impl Appender {
         &self,
         mut tx: Tx,
         receipt: Receipt,
-        rule: ShiftRule,
+        terms: Terms,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
         operation: &Operation,
     ) -> Result<(Signed, Head), ApiError> {
         let head = store::lock_head(&mut tx, &receipt.terminal()).await?;
-        let chained = Chained::new(receipt, head, rule, signer, now)?;
+        let chained = Chained::new(receipt, head, terms, signer, now)?;
         let (answer, response) = chained.sign_receipt_answer();
         let signed = match self.commit(tx, &chained, operation, &response).await? {
             None => Signed::New(Box::new(answer)),
@@ -302,13 +338,13 @@ impl Appender {
     async fn append_anew(
         &self,
         receipt: Receipt,
-        rule: ShiftRule,
+        terms: Terms,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
         operation: &Operation,
     ) -> Result<(Signed, Head), ApiError> {
         let tx = self.db.begin().await?;
-        self.append_locked(tx, receipt, rule, signer, now, operation)
+        self.append_locked(tx, receipt, terms, signer, now, operation)
             .await
     }
 

@@ -90,10 +90,10 @@ impl Journal {
         let mut receipt = draft.receipt;
         receipt.id = uuid::Uuid::now_v7().to_string();
         sign_with(&mut receipt, signer);
-        let rule = self.policy.shift_rule(&terminal.merchant_tin);
+        let terms = self.policy.terms(&terminal.merchant_tin);
         let (signed, _) = self
             .appender
-            .append_locked(tx, receipt, rule, signer, now, operation)
+            .append_locked(tx, receipt, terms, signer, now, operation)
             .await?;
         Ok(signed)
     }
@@ -147,9 +147,9 @@ impl Journal {
         );
         sign_with(&mut cancellation, &signer);
         let head = store::lock_head(&mut tx, terminal).await?;
-        let rule = self.policy.shift_rule(&terminal.merchant_tin);
+        let terms = self.policy.terms(&terminal.merchant_tin);
         let chained =
-            Chained::new(cancellation, head, rule, &signer, now)?.cancelling(&original)?;
+            Chained::new(cancellation, head, terms, &signer, now)?.cancelling(&original)?;
         let cancellation = chained.view(|_| {});
         let at_us = now.timestamp_micros();
         store::mark_cancelled(&mut tx, &original.id, &cancellation.id, at_us, reason).await?;
@@ -170,9 +170,12 @@ impl Journal {
         {
             return decode(&earlier);
         }
-        crate::metrics::signed(FiscalState::LocalSigned);
+        crate::metrics::signed(terms.provider.label(), terms.first_state());
         self.announce(&cancelled);
         self.announce(&cancellation);
+        if terms.provider.is_upstream() {
+            self.outbox.kick();
+        }
         Ok(response)
     }
 }

@@ -2,6 +2,7 @@
 //! hash chains, each exactly once per operation.
 
 mod amend;
+mod pending;
 mod shifts;
 mod sign;
 mod verify;
@@ -23,7 +24,8 @@ use crate::append::Appender;
 use crate::config::Policy;
 use crate::proto::{self, ToPb};
 use crate::signers::Signers;
-use crate::store::StoredReceipt;
+use crate::outbox::Outbox;
+use crate::store::{self, StoredReceipt};
 use crate::watch::Watchers;
 
 pub struct Journal {
@@ -35,6 +37,8 @@ pub struct Journal {
     appender: Appender,
     /// Where changes of a receipt's fiscal state are announced.
     watchers: Arc<Watchers>,
+    /// Where receipts of upstream merchants are delivered from.
+    pub outbox: Arc<Outbox>,
 }
 
 fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, ApiError> {
@@ -90,6 +94,7 @@ impl StoredReceipt {
 }
 
 impl Journal {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Database,
         db_status: DatabaseStatus,
@@ -98,6 +103,7 @@ impl Journal {
         master: MasterKey,
         health: ServiceHealth,
         watchers: Arc<Watchers>,
+        outbox: Arc<Outbox>,
     ) -> Self {
         Self {
             signers: Signers::new(db.clone(), master),
@@ -107,6 +113,19 @@ impl Journal {
             cache,
             policy,
             watchers,
+            outbox,
+        }
+    }
+
+    /// A receipt as it stands now, for an answer that said PENDING when it was made (a replay,
+    /// or an answer that waited for the provider).
+    pub async fn current(&self, receipt: pb::Receipt) -> Result<pb::Receipt, ApiError> {
+        if receipt.fiscal_state() != pb::FiscalState::Pending {
+            return Ok(receipt);
+        }
+        match store::find(&self.db, &store::Lookup::Id(&receipt.id)).await? {
+            Some(stored) => stored.view(proto::Document::Omitted),
+            None => Ok(receipt),
         }
     }
 

@@ -1,7 +1,6 @@
 //! Signing a sale or a zero receipt: numbered, chained, signed and journaled once per operation.
 
 use chrono::{DateTime, Utc};
-use fiscus_domain::receipt::FiscalState;
 use fiscus_kit::ApiError;
 use fiscus_kit::idempotency::Operation;
 use fiscus_proto::v1 as pb;
@@ -27,9 +26,10 @@ impl Journal {
         now: DateTime<Utc>,
     ) -> Result<pb::Receipt, ApiError> {
         if let Some(bytes) = operation.cached(self.cache.as_ref()).await {
-            return replayed_receipt(&bytes);
+            return self.current(replayed_receipt(&bytes)?).await;
         }
         self.db_status.check()?;
+        let merchant = draft.receipt.merchant_tin.clone();
         let signer = self
             .signers
             .for_merchant(&draft.receipt.merchant_tin)
@@ -40,9 +40,9 @@ impl Journal {
                 let mut receipt = draft.receipt;
                 receipt.id = uuid::Uuid::now_v7().to_string();
                 sign_with(&mut receipt, &signer);
-                let rule = self.policy.shift_rule(&receipt.merchant_tin);
+                let terms = self.policy.terms(&receipt.merchant_tin);
                 self.appender
-                    .append_alone(receipt, rule, &signer, now, operation)
+                    .append_alone(receipt, terms, &signer, now, operation)
                     .await?
             }
             // Boxed, so that a sale's future does not carry a refund's.
@@ -50,11 +50,15 @@ impl Journal {
         };
         match signed {
             Signed::New(receipt) => {
-                crate::metrics::signed(FiscalState::LocalSigned);
+                let terms = self.policy.terms(&merchant);
+                crate::metrics::signed(terms.provider.label(), terms.first_state());
                 self.announce(&receipt);
-                Ok(*receipt)
+                if receipt.fiscal_state() == pb::FiscalState::Pending {
+                    self.outbox.first_attempt(&receipt).await;
+                }
+                self.current(*receipt).await
             }
-            Signed::Earlier(bytes) => replayed_receipt(&bytes),
+            Signed::Earlier(bytes) => self.current(replayed_receipt(&bytes)?).await,
         }
     }
 }
