@@ -63,7 +63,11 @@ fn goods(name: &str, quantity: &str, price: &str, tax: pb::TaxType) -> pb::Charg
 }
 
 /// A sale of `items` on `terminal`, paid in cash to the cent.
-fn sale_of(terminal: &pb::Terminal, kind: pb::ReceiptType, items: Vec<pb::ChargeItem>) -> pb::SignReceiptRequest {
+fn sale_of(
+    terminal: &pb::Terminal,
+    kind: pb::ReceiptType,
+    items: Vec<pb::ChargeItem>,
+) -> pb::SignReceiptRequest {
     pb::SignReceiptRequest {
         operation_id: op(),
         terminal: Some(terminal.clone()),
@@ -91,7 +95,9 @@ async fn sign(
                     .times(q)
                     .expect("fits")
             })
-            .fold(fiscus_domain::Money::ZERO, |a, b| a.checked_add(b).expect("fits"));
+            .fold(fiscus_domain::Money::ZERO, |a, b| {
+                a.checked_add(b).expect("fits")
+            });
         request.payments = vec![cash(&total.to_string())];
     }
     client
@@ -133,7 +139,10 @@ async fn settle(client: &mut ReceiptServiceClient<Authed>, ids: &[String], state
         waiting = still;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{} receipts never reached {state:?}: {waiting:?}", waiting.len());
+    panic!(
+        "{} receipts never reached {state:?}: {waiting:?}",
+        waiting.len()
+    );
 }
 
 fn is_ddtd(id: &str) -> bool {
@@ -161,11 +170,31 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
 
     // Every type, every tax type, mixed-tax receipts, Cyrillic names, pharmacy lots, card data.
     let mut corpus = vec![
-        sale_of(&terminal, R::B2cReceipt, vec![goods("Талх", "1", "5600", T::VatAble)]),
-        sale_of(&terminal, R::B2cReceipt, vec![goods("Сүү 1л", "3", "2750.50", T::VatAble)]),
-        sale_of(&terminal, R::B2cReceipt, vec![goods("Ном", "2", "15000", T::VatFree)]),
-        sale_of(&terminal, R::B2cReceipt, vec![goods("Экспорт", "1", "990000", T::VatZero)]),
-        sale_of(&terminal, R::B2cReceipt, vec![goods("Үйлчилгээ", "1", "12345.67", T::NoVat)]),
+        sale_of(
+            &terminal,
+            R::B2cReceipt,
+            vec![goods("Талх", "1", "5600", T::VatAble)],
+        ),
+        sale_of(
+            &terminal,
+            R::B2cReceipt,
+            vec![goods("Сүү 1л", "3", "2750.50", T::VatAble)],
+        ),
+        sale_of(
+            &terminal,
+            R::B2cReceipt,
+            vec![goods("Ном", "2", "15000", T::VatFree)],
+        ),
+        sale_of(
+            &terminal,
+            R::B2cReceipt,
+            vec![goods("Экспорт", "1", "990000", T::VatZero)],
+        ),
+        sale_of(
+            &terminal,
+            R::B2cReceipt,
+            vec![goods("Үйлчилгээ", "1", "12345.67", T::NoVat)],
+        ),
         sale_of(
             &terminal,
             R::B2cReceipt,
@@ -176,8 +205,16 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
                 goods("Үйлчилгээ", "0.125", "8000", T::NoVat),
             ],
         ),
-        sale_of(&terminal, R::B2cInvoice, vec![goods("Тээвэр", "1", "250000", T::VatAble)]),
-        sale_of(&terminal, R::B2cReceipt, vec![goods("Гурил 25кг", "1.5", "33333.33", T::VatAble)]),
+        sale_of(
+            &terminal,
+            R::B2cInvoice,
+            vec![goods("Тээвэр", "1", "250000", T::VatAble)],
+        ),
+        sale_of(
+            &terminal,
+            R::B2cReceipt,
+            vec![goods("Гурил 25кг", "1.5", "33333.33", T::VatAble)],
+        ),
     ];
     for kind in [R::B2bReceipt, R::B2bInvoice] {
         let mut request = sale_of(
@@ -191,7 +228,11 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
         request.customer_tin = "37900846788".into();
         corpus.push(request);
     }
-    let mut consumer = sale_of(&terminal, R::B2cReceipt, vec![goods("Жимс", "2.345", "4990", T::VatAble)]);
+    let mut consumer = sale_of(
+        &terminal,
+        R::B2cReceipt,
+        vec![goods("Жимс", "2.345", "4990", T::VatAble)],
+    );
     consumer.consumer_no = "10038071".into();
     corpus.push(consumer);
     let mut pharmacy = sale_of(
@@ -205,7 +246,11 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
     pharmacy.items[0].lot_no = "LOT-2026-11-A".into();
     pharmacy.items[1].lot_no = "LOT-2026-09-C".into();
     corpus.push(pharmacy);
-    let mut card = sale_of(&terminal, R::B2cReceipt, vec![goods("Гутал", "1", "129900", T::VatAble)]);
+    let mut card = sale_of(
+        &terminal,
+        R::B2cReceipt,
+        vec![goods("Гутал", "1", "129900", T::VatAble)],
+    );
     card.payments = vec![
         cash("30000"),
         pb::PayItem {
@@ -219,7 +264,11 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
         },
     ];
     corpus.push(card);
-    let mut with_change = sale_of(&terminal, R::B2cReceipt, vec![goods("Ундаа", "3", "1650", T::VatAble)]);
+    let mut with_change = sale_of(
+        &terminal,
+        R::B2cReceipt,
+        vec![goods("Ундаа", "3", "1650", T::VatAble)],
+    );
     with_change.payments = vec![
         cash("5000"),
         pb::PayItem {
@@ -234,19 +283,31 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
             &terminal,
             R::B2cReceipt,
             vec![
-                goods(&format!("Бараа №{n}"), "1", &format!("{}.{:02}", 1000 + n * 37, n * 7), T::VatAble),
+                goods(
+                    &format!("Бараа №{n}"),
+                    "1",
+                    &format!("{}.{:02}", 1000 + n * 37, n * 7),
+                    T::VatAble,
+                ),
                 goods("Ном", "1", "100.01", T::VatFree),
             ],
         ));
     }
     for request in corpus {
         let receipt = sign(&mut client, request).await;
-        assert_eq!(receipt.fiscal_state(), pb::FiscalState::Accepted, "{receipt:?}");
+        assert_eq!(
+            receipt.fiscal_state(),
+            pb::FiscalState::Accepted,
+            "{receipt:?}"
+        );
         assert!(is_ddtd(&receipt.ebarimt_id), "{}", receipt.ebarimt_id);
         assert_eq!(receipt.provider(), pb::Provider::Ebarimt);
         assert!(receipt.accepted_at.is_some());
         if receipt.r#type() == R::B2cReceipt {
-            assert!(!receipt.lottery.is_empty(), "a B2C receipt carries a lottery number");
+            assert!(
+                !receipt.lottery.is_empty(),
+                "a B2C receipt carries a lottery number"
+            );
         }
         assert!(!receipt.qr_data.is_empty() && !receipt.qr_data.starts_with("fiscus:"));
         documents += 1;
@@ -256,13 +317,28 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
     // Refunds: partial twice (each a correction replacing the document before it), then the
     // rest (nothing remains: the last document is deleted); a cancellation deletes too.
     let mixed = &sales[5];
-    let first = sign(&mut client, refund(&terminal, &mixed.id, &[(1, "1")], "2800")).await;
+    let first = sign(
+        &mut client,
+        refund(&terminal, &mixed.id, &[(1, "1")], "2800"),
+    )
+    .await;
     assert_eq!(first.fiscal_state(), pb::FiscalState::Accepted, "{first:?}");
     assert!(is_ddtd(&first.ebarimt_id) && first.ebarimt_id != mixed.ebarimt_id);
-    assert!(first.lottery.is_empty(), "a correction has no lottery of its own");
+    assert!(
+        first.lottery.is_empty(),
+        "a correction has no lottery of its own"
+    );
     documents += 1;
-    let second = sign(&mut client, refund(&terminal, &mixed.id, &[(4, "0.125")], "1000")).await;
-    assert_eq!(second.fiscal_state(), pb::FiscalState::Accepted, "{second:?}");
+    let second = sign(
+        &mut client,
+        refund(&terminal, &mixed.id, &[(4, "0.125")], "1000"),
+    )
+    .await;
+    assert_eq!(
+        second.fiscal_state(),
+        pb::FiscalState::Accepted,
+        "{second:?}"
+    );
     documents += 1;
     let rest = sign(&mut client, refund(&terminal, &mixed.id, &[], "18300")).await;
     assert_eq!(rest.fiscal_state(), pb::FiscalState::Accepted, "{rest:?}");
@@ -277,8 +353,16 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
     let cancellation_id = cancelled.cancellation.expect("a cancellation").id;
     settle(&mut client, &[cancellation_id], pb::FiscalState::Accepted).await;
 
-    assert_eq!(sandbox.schema_violations(), 0, "every body keeps the official schema");
-    assert_eq!(sandbox.documents(), documents, "one document per receipt that makes one");
+    assert_eq!(
+        sandbox.schema_violations(),
+        0,
+        "every body keeps the official schema"
+    );
+    assert_eq!(
+        sandbox.documents(),
+        documents,
+        "one document per receipt that makes one"
+    );
     let made = sandbox.documents_of(TIN, &terminal.branch_no, &terminal.pos_no);
     let ids: HashSet<_> = made.iter().map(|d| d.id.clone()).collect();
     assert_eq!(ids.len(), made.len(), "no ДДТД twice");
@@ -287,7 +371,13 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
         .filter(|d| d.state != fiscus_providers::ebarimt::DocumentState::Active)
         .map(|d| d.id.clone())
         .collect();
-    for gone in [&mixed.ebarimt_id, &first.ebarimt_id, &second.ebarimt_id, &sales[0].ebarimt_id, &sales[1].ebarimt_id] {
+    for gone in [
+        &mixed.ebarimt_id,
+        &first.ebarimt_id,
+        &second.ebarimt_id,
+        &sales[0].ebarimt_id,
+        &sales[1].ebarimt_id,
+    ] {
         assert!(inactive.contains(gone), "{gone} was replaced or deleted");
     }
     assert_eq!(
@@ -313,11 +403,20 @@ async fn an_upstream_outage_is_answered_pending_and_delivered_in_order_once_back
                     sale_of(
                         &terminal,
                         pb::ReceiptType::B2cReceipt,
-                        vec![goods("Талх", "1", &format!("{}", 1000 + n), pb::TaxType::VatAble)],
+                        vec![goods(
+                            "Талх",
+                            "1",
+                            &format!("{}", 1000 + n),
+                            pb::TaxType::VatAble,
+                        )],
                     ),
                 )
                 .await;
-                assert_eq!(receipt.fiscal_state(), pb::FiscalState::Pending, "{receipt:?}");
+                assert_eq!(
+                    receipt.fiscal_state(),
+                    pb::FiscalState::Pending,
+                    "{receipt:?}"
+                );
                 ids.push(receipt.id);
             }
             ids
@@ -329,20 +428,73 @@ async fn an_upstream_outage_is_answered_pending_and_delivered_in_order_once_back
     }
     assert_eq!(all.len(), 500);
     let mut client = fixture.client();
-    let pending = client
-        .list_pending(pb::ListPendingRequest {
-            terminal: Some(terminals[0].clone()),
-            page_size: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("listed")
-        .into_inner();
+    // The oldest of a terminal is tried again and again, each failure named.
+    let mut pending = pb::ListPendingResponse::default();
+    for _ in 0..100 {
+        pending = client
+            .list_pending(pb::ListPendingRequest {
+                terminal: Some(terminals[0].clone()),
+                page_size: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("listed")
+            .into_inner();
+        if !pending.pending[0].last_error.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(pending.pending.len(), 10);
     assert!(!pending.next_page_token.is_empty());
-    assert!(pending.pending.iter().all(|p| !p.dead_letter && p.fiscal_state() == pb::FiscalState::Pending));
-    assert!(pending.pending.windows(2).all(|w| w[0].receipt_number < w[1].receipt_number));
-    assert!(!pending.pending[0].last_error.is_empty(), "the outage is named");
+    assert!(
+        pending
+            .pending
+            .iter()
+            .all(|p| !p.dead_letter && p.fiscal_state() == pb::FiscalState::Pending)
+    );
+    assert!(
+        pending
+            .pending
+            .windows(2)
+            .all(|w| w[0].receipt_number < w[1].receipt_number)
+    );
+    assert!(
+        pending.pending[0].last_error.contains("Connection refused"),
+        "{:?}",
+        pending.pending[0]
+    );
+    assert!(pending.pending[0].attempts >= 1);
+
+    // The outbox's gauges say what waits (sampled every few seconds), on the receipts binary's
+    // admin port.
+    if matches!(backend, Backend::Postgres) {
+        let admin = fixture.process.admin.expect("the admin port is logged");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut depth = 0.0;
+        for _ in 0..100 {
+            let text = reqwest::get(format!("http://{admin}/metrics"))
+                .await
+                .expect("scraped")
+                .text()
+                .await
+                .expect("text");
+            depth = text
+                .lines()
+                .find(|l| l.starts_with("fiscus_outbox_depth{provider=\"ebarimt\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0.0);
+            if depth >= 500.0 {
+                assert!(text.contains("fiscus_outbox_oldest_age_seconds{provider=\"ebarimt\"}"));
+                assert!(text.contains(
+                    "fiscus_outbox_deliveries_total{provider=\"ebarimt\",outcome=\"failed\"}"
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(depth, 500.0, "the outbox depth gauge counts what waits");
+    }
 
     // Somebody watches one; then the POSAPI comes back.
     let mut watch = client
@@ -389,7 +541,12 @@ async fn answers_lost_after_the_document_was_made_never_make_a_second_one(backen
                 sale_of(
                     &terminal,
                     pb::ReceiptType::B2cReceipt,
-                    vec![goods("Сүү", "1", &format!("{}", 2000 + n), pb::TaxType::VatAble)],
+                    vec![goods(
+                        "Сүү",
+                        "1",
+                        &format!("{}", 2000 + n),
+                        pb::TaxType::VatAble,
+                    )],
                 ),
             )
             .await;
@@ -404,7 +561,10 @@ async fn answers_lost_after_the_document_was_made_never_make_a_second_one(backen
     let mut by_receipt = HashMap::new();
     for id in &ids {
         let r = receipt(&mut client, id).await;
-        assert!(by_receipt.insert(r.ebarimt_id.clone(), id).is_none(), "one document per receipt");
+        assert!(
+            by_receipt.insert(r.ebarimt_id.clone(), id).is_none(),
+            "one document per receipt"
+        );
         assert!(distinct.contains(&r.ebarimt_id));
     }
 }
@@ -413,18 +573,39 @@ async fn a_refused_receipt_is_rejected_listed_and_not_retried_until_resent(backe
     let (sandbox, fixture) = start(backend, "", "").await;
     let mut client = fixture.client();
     let terminal = unique_terminal(TIN);
-    sandbox.reject_next(1, "merchantTin: the taxpayer is not registered for this POS");
+    sandbox.reject_next(
+        1,
+        "merchantTin: the taxpayer is not registered for this POS",
+    );
     let rejected = sign(
         &mut client,
-        sale_of(&terminal, pb::ReceiptType::B2cReceipt, vec![goods("Талх", "1", "5600", pb::TaxType::VatAble)]),
+        sale_of(
+            &terminal,
+            pb::ReceiptType::B2cReceipt,
+            vec![goods("Талх", "1", "5600", pb::TaxType::VatAble)],
+        ),
     )
     .await;
-    assert_eq!(rejected.fiscal_state(), pb::FiscalState::Rejected, "{rejected:?}");
-    assert!(rejected.state_message.contains("not registered for this POS"), "{}", rejected.state_message);
+    assert_eq!(
+        rejected.fiscal_state(),
+        pb::FiscalState::Rejected,
+        "{rejected:?}"
+    );
+    assert!(
+        rejected
+            .state_message
+            .contains("not registered for this POS"),
+        "{}",
+        rejected.state_message
+    );
     // Later receipts of the terminal go on.
     let next = sign(
         &mut client,
-        sale_of(&terminal, pb::ReceiptType::B2cReceipt, vec![goods("Сүү", "1", "2750", pb::TaxType::VatAble)]),
+        sale_of(
+            &terminal,
+            pb::ReceiptType::B2cReceipt,
+            vec![goods("Сүү", "1", "2750", pb::TaxType::VatAble)],
+        ),
     )
     .await;
     assert_eq!(next.fiscal_state(), pb::FiscalState::Accepted);
@@ -437,15 +618,27 @@ async fn a_refused_receipt_is_rejected_listed_and_not_retried_until_resent(backe
         include_dead_letters: dead,
         ..Default::default()
     };
-    let live = client.list_pending(list(false)).await.expect("listed").into_inner();
+    let live = client
+        .list_pending(list(false))
+        .await
+        .expect("listed")
+        .into_inner();
     assert!(live.pending.is_empty(), "{live:?}");
-    let parked = client.list_pending(list(true)).await.expect("listed").into_inner();
+    let parked = client
+        .list_pending(list(true))
+        .await
+        .expect("listed")
+        .into_inner();
     assert_eq!(parked.pending.len(), 1, "{parked:?}");
     let entry = &parked.pending[0];
     assert_eq!(entry.receipt_id, rejected.id);
     assert!(entry.dead_letter && entry.fiscal_state() == pb::FiscalState::Rejected);
     assert_eq!(entry.attempts, 1);
-    assert!(entry.last_error.contains("not registered"), "{}", entry.last_error);
+    assert!(
+        entry.last_error.contains("not registered"),
+        "{}",
+        entry.last_error
+    );
 
     // Resent (idempotent by operation id), it is accepted this time.
     let resend = pb::ResendPendingRequest {
@@ -453,12 +646,25 @@ async fn a_refused_receipt_is_rejected_listed_and_not_retried_until_resent(backe
         terminal: Some(terminal.clone()),
         receipt_ids: vec![rejected.id.to_uppercase()],
     };
-    let first = client.resend_pending(resend.clone()).await.expect("resent").into_inner();
-    let again = client.resend_pending(resend).await.expect("replayed").into_inner();
+    let first = client
+        .resend_pending(resend.clone())
+        .await
+        .expect("resent")
+        .into_inner();
+    let again = client
+        .resend_pending(resend)
+        .await
+        .expect("replayed")
+        .into_inner();
     assert_eq!(first, again);
     assert_eq!(first.results.len(), 1);
     assert_eq!(first.results[0].fiscal_state(), pb::FiscalState::Pending);
-    settle(&mut client, std::slice::from_ref(&rejected.id), pb::FiscalState::Accepted).await;
+    settle(
+        &mut client,
+        std::slice::from_ref(&rejected.id),
+        pb::FiscalState::Accepted,
+    )
+    .await;
     assert_eq!(sandbox.documents(), 2);
 }
 
@@ -485,13 +691,23 @@ async fn bad_input_is_named_and_writes_nothing(backend: Backend) {
     assert!(status.message().contains("tin"), "{}", status.message());
 
     let mut unknown = transaction(&terminal, "no_such_form");
-    let status = client.sign_transaction(unknown.clone()).await.expect_err("unknown form");
+    let status = client
+        .sign_transaction(unknown.clone())
+        .await
+        .expect_err("unknown form");
     assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-    assert!(status.message().contains("form_name") && status.message().contains("no_such_form"), "{}", status.message());
+    assert!(
+        status.message().contains("form_name") && status.message().contains("no_such_form"),
+        "{}",
+        status.message()
+    );
 
     unknown.form_name = "sales_income_form".into();
     unknown.master.remove("total_price");
-    let status = client.sign_transaction(unknown).await.expect_err("a missing column");
+    let status = client
+        .sign_transaction(unknown)
+        .await
+        .expect_err("a missing column");
     assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
     assert!(
         status.message().contains("sales_income_form") && status.message().contains("total_price"),
@@ -500,8 +716,16 @@ async fn bad_input_is_named_and_writes_nothing(backend: Backend) {
     );
 
     let disabled = transaction(&terminal, "purchase_form");
-    let status = client.sign_transaction(disabled).await.expect_err("not enabled");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
+    let status = client
+        .sign_transaction(disabled)
+        .await
+        .expect_err("not enabled");
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
 
     let status = client
         .resend_pending(pb::ResendPendingRequest {
@@ -512,9 +736,17 @@ async fn bad_input_is_named_and_writes_nothing(backend: Backend) {
         .await
         .expect_err("an unknown receipt");
     assert_eq!(status.code(), Code::NotFound, "{}", status.message());
-    assert!(status.message().contains("receipt_ids[0]"), "{}", status.message());
+    assert!(
+        status.message().contains("receipt_ids[0]"),
+        "{}",
+        status.message()
+    );
 
-    assert_eq!(fixture.count("SELECT COUNT(*) FROM receipts").await, before, "nothing written");
+    assert_eq!(
+        fixture.count("SELECT COUNT(*) FROM receipts").await,
+        before,
+        "nothing written"
+    );
     assert_eq!(fixture.count("SELECT COUNT(*) FROM outbox").await, 0);
 }
 
@@ -523,7 +755,9 @@ async fn reference_data_comes_from_the_posapi(backend: Backend) {
     let mut client = fixture.client();
     let terminal = Some(unique_terminal(TIN));
     let info = client
-        .get_service_info(pb::GetServiceInfoRequest { terminal: terminal.clone() })
+        .get_service_info(pb::GetServiceInfoRequest {
+            terminal: terminal.clone(),
+        })
         .await
         .expect("info")
         .into_inner();
@@ -539,17 +773,24 @@ async fn reference_data_comes_from_the_posapi(backend: Backend) {
         .into_inner()
         .taxpayer
         .expect("a taxpayer");
-    assert!(me.found && me.city_payer && me.name.contains("Дэлгүүр"), "{me:?}");
+    assert!(
+        me.found && me.city_payer && me.name.contains("Дэлгүүр"),
+        "{me:?}"
+    );
     let status = client
         .get_taxpayer_info(pb::GetTaxpayerInfoRequest {
             terminal: terminal.clone(),
-            taxpayer: Some(pb::get_taxpayer_info_request::Taxpayer::Tin("99999999999".into())),
+            taxpayer: Some(pb::get_taxpayer_info_request::Taxpayer::Tin(
+                "99999999999".into(),
+            )),
         })
         .await
         .expect_err("nobody has that TIN");
     assert_eq!(status.code(), Code::NotFound, "{}", status.message());
     let districts = client
-        .get_branch_info(pb::GetBranchInfoRequest { terminal: terminal.clone() })
+        .get_branch_info(pb::GetBranchInfoRequest {
+            terminal: terminal.clone(),
+        })
         .await
         .expect("districts")
         .into_inner()
@@ -567,19 +808,34 @@ async fn reference_data_comes_from_the_posapi(backend: Backend) {
         .into_inner();
     assert_eq!(taxes.tax_types.len(), 1);
     assert!(!taxes.tax_product_codes.is_empty());
-    assert!(taxes.tax_product_codes.iter().all(|c| c.tax_type() == pb::TaxType::VatFree));
+    assert!(
+        taxes
+            .tax_product_codes
+            .iter()
+            .all(|c| c.tax_type() == pb::TaxType::VatFree)
+    );
     let accounts = client
-        .list_bank_accounts(pb::ListBankAccountsRequest { terminal: terminal.clone(), tin: String::new() })
+        .list_bank_accounts(pb::ListBankAccountsRequest {
+            terminal: terminal.clone(),
+            tin: String::new(),
+        })
         .await
         .expect("accounts")
         .into_inner();
     assert!(accounts.bank_accounts.iter().all(|a| a.tin == TIN));
     // A merchant on the built-in signer has no POSAPI to ask.
     let status = client
-        .get_branch_info(pb::GetBranchInfoRequest { terminal: Some(unique_terminal("37900846788")) })
+        .get_branch_info(pb::GetBranchInfoRequest {
+            terminal: Some(unique_terminal("37900846788")),
+        })
         .await
         .expect_err("not an e-barimt merchant");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
 }
 
 /// transactionForms.json with the seed's `sales_income_form` (item and payment columns added)
@@ -616,7 +872,10 @@ fn forms_file() -> tempfile::NamedTempFile {
 
 fn transaction(terminal: &pb::Terminal, form: &str) -> pb::SignTransactionRequest {
     let row = |pairs: &[(&str, &str)]| pb::TransactionRow {
-        columns: pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+        columns: pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
     };
     pb::SignTransactionRequest {
         operation_id: op(),
@@ -634,8 +893,22 @@ fn transaction(terminal: &pb::Terminal, form: &str) -> pb::SignTransactionReques
         .map(|(k, v)| (k.into(), v.into()))
         .collect(),
         item_rows: vec![
-            row(&[("product_name", "Талх"), ("quantity", "2"), ("price", "2800"), ("gs1_code", "2349010"), ("vat_type", "VAT_ABLE"), ("city_tax_applies", "true")]),
-            row(&[("product_name", "Сүү"), ("quantity", "2"), ("price", "2900"), ("gs1_code", "2349010"), ("vat_type", "VAT_ABLE"), ("city_tax_applies", "true")]),
+            row(&[
+                ("product_name", "Талх"),
+                ("quantity", "2"),
+                ("price", "2800"),
+                ("gs1_code", "2349010"),
+                ("vat_type", "VAT_ABLE"),
+                ("city_tax_applies", "true"),
+            ]),
+            row(&[
+                ("product_name", "Сүү"),
+                ("quantity", "2"),
+                ("price", "2900"),
+                ("gs1_code", "2349010"),
+                ("vat_type", "VAT_ABLE"),
+                ("city_tax_applies", "true"),
+            ]),
         ],
         ..Default::default()
     }
@@ -659,16 +932,29 @@ async fn an_erp_record_is_fiscalized_through_its_transaction_form(backend: Backe
         .into_inner();
     assert!(answer.receipt_issued);
     let receipt = answer.receipt.expect("a receipt");
-    assert_eq!(receipt.fiscal_state(), pb::FiscalState::Accepted, "{receipt:?}");
+    assert_eq!(
+        receipt.fiscal_state(),
+        pb::FiscalState::Accepted,
+        "{receipt:?}"
+    );
     assert_eq!(receipt.receipt_reference, request.record_id);
     assert_eq!(receipt.total_amount, "11400.00");
     assert_eq!(receipt.consumer_no, "10038071");
-    assert_eq!(answer.write_back.get("id"), Some(&receipt.ebarimt_id), "{:?}", answer.write_back);
+    assert_eq!(
+        answer.write_back.get("id"),
+        Some(&receipt.ebarimt_id),
+        "{:?}",
+        answer.write_back
+    );
     assert_eq!(answer.write_back.get("lottery"), Some(&receipt.lottery));
     assert_eq!(answer.write_back.get("qrData"), Some(&receipt.qr_data));
     assert!(answer.write_back.contains_key("date"));
     // The same record posted again is the same receipt.
-    let again = client.sign_transaction(request).await.expect("replayed").into_inner();
+    let again = client
+        .sign_transaction(request)
+        .await
+        .expect("replayed")
+        .into_inner();
     assert_eq!(again.receipt.expect("a receipt").id, receipt.id);
     assert_eq!(sandbox.documents(), 1);
     assert_eq!(sandbox.schema_violations(), 0);
@@ -678,7 +964,12 @@ async fn an_erp_record_is_fiscalized_through_its_transaction_form(backend: Backe
 /// takes over what it held once its claims run out, and nothing is lost or made twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_drain_one_outbox_and_one_killed_mid_drain_loses_and_doubles_nothing() {
-    let (sandbox, fixture) = start(Backend::Postgres, "claim_ms = 2000\nattempt_timeout_ms = 1000\nconcurrency = 8", "").await;
+    let (sandbox, fixture) = start(
+        Backend::Postgres,
+        "claim_ms = 2000\nattempt_timeout_ms = 1000\nconcurrency = 8",
+        "",
+    )
+    .await;
     sandbox.set_down(true).await.expect("down");
     let mut client = fixture.client();
     let terminals: Vec<_> = (0..8).map(|_| unique_terminal(TIN)).collect();
@@ -690,7 +981,12 @@ async fn two_replicas_drain_one_outbox_and_one_killed_mid_drain_loses_and_double
                 sale_of(
                     terminal,
                     pb::ReceiptType::B2cReceipt,
-                    vec![goods("Талх", "1", &format!("{}", 1000 + n), pb::TaxType::VatAble)],
+                    vec![goods(
+                        "Талх",
+                        "1",
+                        &format!("{}", 1000 + n),
+                        pb::TaxType::VatAble,
+                    )],
                 ),
             )
             .await;
@@ -713,7 +1009,11 @@ async fn two_replicas_drain_one_outbox_and_one_killed_mid_drain_loses_and_double
         .status()
         .expect("kill");
     assert!(killed.success());
-    assert!(sandbox.documents() < 200, "killed mid-drain ({} delivered)", sandbox.documents());
+    assert!(
+        sandbox.documents() < 200,
+        "killed mid-drain ({} delivered)",
+        sandbox.documents()
+    );
     settle(&mut survivor_client, &ids, pb::FiscalState::Accepted).await;
     assert_eq!(sandbox.documents(), 200, "nothing lost, nothing made twice");
     let distinct: HashSet<_> = sandbox.all_documents().into_iter().map(|d| d.id).collect();
@@ -724,7 +1024,63 @@ async fn two_replicas_drain_one_outbox_and_one_killed_mid_drain_loses_and_double
             .iter()
             .map(|d| d.bill_id_suffix.parse().expect("a number"))
             .collect();
-        assert_eq!(suffixes, (1..=25).collect::<Vec<u64>>(), "in each terminal's order");
+        assert_eq!(
+            suffixes,
+            (1..=25).collect::<Vec<u64>>(),
+            "in each terminal's order"
+        );
     }
     survivor.stop_gracefully().await;
+}
+
+/// The lottery number and QR data are for the printed receipt only: answered, kept while the
+/// retention setting allows, then erased; the ДДТД stays; neither ever reaches a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lottery_and_qr_data_are_kept_only_for_printing_and_never_logged() {
+    let (_sandbox, fixture) = start(Backend::Postgres, "printed_data_retention_secs = 1", "").await;
+    let mut client = fixture.client();
+    let terminal = unique_terminal(TIN);
+    let signed = sign(
+        &mut client,
+        sale_of(
+            &terminal,
+            pb::ReceiptType::B2cReceipt,
+            vec![goods("Талх", "1", "5600", pb::TaxType::VatAble)],
+        ),
+    )
+    .await;
+    assert_eq!(signed.fiscal_state(), pb::FiscalState::Accepted);
+    assert!(!signed.lottery.is_empty() && !signed.qr_data.starts_with("fiscus:"));
+    let erased = format!(
+        "SELECT COUNT(*) FROM receipts WHERE id = '{}' AND lottery IS NULL AND upstream_qr IS NULL \
+         AND upstream_id = '{}'",
+        signed.id, signed.ebarimt_id
+    );
+    let mut gone = false;
+    for _ in 0..150 {
+        if fixture.count(&erased).await == 1 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "erased from the journal once the retention passed");
+    let later = receipt(&mut client, &signed.id).await;
+    assert!(later.lottery.is_empty(), "{later:?}");
+    assert_ne!(later.qr_data, signed.qr_data);
+    assert_eq!(
+        later.ebarimt_id, signed.ebarimt_id,
+        "the ДДТД is kept for good"
+    );
+    let Fixture { process, .. } = fixture;
+    let (_, output) = process.terminate().await.expect("stops");
+    let logged = output.join("\n");
+    assert!(
+        !logged.contains(&signed.lottery),
+        "the lottery number reached a log line"
+    );
+    assert!(
+        !logged.contains(&signed.qr_data),
+        "the QR data reached a log line"
+    );
 }

@@ -196,7 +196,10 @@ pub fn remainder(
     let mut items = Vec::with_capacity(original.items.len());
     for item in &original.items {
         let refunded = done.get(&item.position).copied().unwrap_or_default();
-        let left = item.quantity.checked_sub(refunded).ok_or(too_large.clone())?;
+        let left = item
+            .quantity
+            .checked_sub(refunded)
+            .ok_or(too_large.clone())?;
         if !left.is_positive() {
             continue;
         }
@@ -233,10 +236,17 @@ fn payments_for(payments: &[Payment], total: Money) -> Option<Vec<Payment>> {
     let mut change_left = change;
     let mut owed = total;
     let mut kept = Vec::new();
-    for payment in payments.iter().filter(|p| p.method != PaymentMethod::Change) {
+    for payment in payments
+        .iter()
+        .filter(|p| p.method != PaymentMethod::Change)
+    {
         let mut amount = payment.amount;
         if payment.method == PaymentMethod::Cash && change_left.is_positive() {
-            let taken = if change_left > amount { amount } else { change_left };
+            let taken = if change_left > amount {
+                amount
+            } else {
+                change_left
+            };
             amount = amount.checked_sub(taken)?;
             change_left = change_left.checked_sub(taken)?;
         }
@@ -309,7 +319,11 @@ mod tests {
         let earlier = [refund(&original, first)];
         let done = refunded_so_far(&earlier).unwrap();
         let rest = remainder(&original, &done).unwrap().unwrap();
-        let quantities: Vec<_> = rest.items.iter().map(|i| (i.position, i.quantity)).collect();
+        let quantities: Vec<_> = rest
+            .items
+            .iter()
+            .map(|i| (i.position, i.quantity))
+            .collect();
         assert_eq!(quantities, [(1, q("2")), (2, q("1"))]);
         let refunded = Money::sum(earlier[0].items.iter().map(|i| &i.total_amount)).unwrap();
         assert_eq!(
@@ -318,7 +332,10 @@ mod tests {
         );
         for item in &rest.items {
             let parts = item.net_amount.checked_add(item.total_vat).unwrap();
-            assert_eq!(parts.checked_add(item.total_city_tax), Some(item.total_amount));
+            assert_eq!(
+                parts.checked_add(item.total_city_tax),
+                Some(item.total_amount)
+            );
         }
         assert_eq!(rest.payments.len(), 1);
         assert_eq!(rest.payments[0].method, PaymentMethod::Cash);

@@ -174,4 +174,3 @@ pub fn termination_signal() -> impl Future<Output = ()> + Send + 'static {
         let _ = ctrl_c.await;
     }
 }
-

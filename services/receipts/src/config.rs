@@ -219,9 +219,7 @@ impl Policy {
             );
         }
         if outbox.retry_min_ms == 0 || outbox.retry_max_ms < outbox.retry_min_ms {
-            anyhow::bail!(
-                "configuration: receipts.outbox needs 0 < retry_min_ms <= retry_max_ms"
-            );
+            anyhow::bail!("configuration: receipts.outbox needs 0 < retry_min_ms <= retry_max_ms");
         }
         for m in &config.merchants {
             match (m.provider, &m.ebarimt) {

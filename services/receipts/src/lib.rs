@@ -86,10 +86,13 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
         journal,
         watchers,
         forms,
-        reference: Arc::new(reference::Reference::new(ctx.cache.clone(), &section.outbox)),
+        reference: Arc::new(reference::Reference::new(
+            ctx.cache.clone(),
+            &section.outbox,
+        )),
     })
-        .max_decoding_message_size(section.max_request_bytes)
-        .max_encoding_message_size(64 * 1024 * 1024);
+    .max_decoding_message_size(section.max_request_bytes)
+    .max_encoding_message_size(64 * 1024 * 1024);
     routes.add_service(server);
     Ok(())
 }

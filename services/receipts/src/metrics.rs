@@ -113,15 +113,12 @@ pub fn outbox(depths: &[crate::outbox::store::Depth], now_us: i64) {
         provider: provider.label().to_owned(),
     };
     let depth = depths.iter().find(|d| d.provider == provider.as_str());
-    DEPTH
-        .get_or_create(&label)
-        .set(depth.map_or(0, |d| d.live));
-    DEAD.get_or_create(&label)
-        .set(depth.map_or(0, |d| d.dead));
+    DEPTH.get_or_create(&label).set(depth.map_or(0, |d| d.live));
+    DEAD.get_or_create(&label).set(depth.map_or(0, |d| d.dead));
     #[allow(clippy::cast_precision_loss)]
-    let age = depth
-        .and_then(|d| d.oldest_us)
-        .map_or(0.0, |oldest| now_us.saturating_sub(oldest).max(0) as f64 / 1e6);
+    let age = depth.and_then(|d| d.oldest_us).map_or(0.0, |oldest| {
+        now_us.saturating_sub(oldest).max(0) as f64 / 1e6
+    });
     OLDEST.get_or_create(&label).set(age);
 }
 

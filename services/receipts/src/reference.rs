@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use fiscus_kit::ApiError;
 use fiscus_kit::cache::SharedCache;
+use fiscus_proto::v1 as pb;
 use fiscus_providers::ProviderError;
 use fiscus_providers::ebarimt::{self, EbarimtClient};
-use fiscus_proto::v1 as pb;
 use prost::Message;
 
 use crate::config::OutboxConfig;
@@ -50,7 +50,10 @@ impl Reference {
         }
         let answer = fetch.await?;
         if !self.ttl.is_zero()
-            && let Err(error) = self.cache.set(&key, &answer.encode_to_vec(), self.ttl).await
+            && let Err(error) = self
+                .cache
+                .set(&key, &answer.encode_to_vec(), self.ttl)
+                .await
         {
             tracing::debug!(%error, "reference data not cached");
         }
@@ -110,26 +113,29 @@ impl Reference {
         client: &EbarimtClient,
         tin: &str,
     ) -> Result<pb::ListBankAccountsResponse, ApiError> {
-        self.cached(format!("ebarimt:{merchant_tin}:bank-accounts:{tin}"), async {
-            let accounts = client
-                .bank_accounts(tin)
-                .await
-                .map_err(|e| upstream(e, &format!("the bank accounts of {tin}")))?;
-            Ok(pb::ListBankAccountsResponse {
-                bank_accounts: accounts
-                    .into_iter()
-                    .map(|a| pb::BankAccount {
-                        id: i64::try_from(a.id).unwrap_or_default(),
-                        tin: a.tin,
-                        bank_account_no: a.bank_account_no,
-                        bank_account_name: a.bank_account_name,
-                        bank_id: i64::try_from(a.bank_id).unwrap_or_default(),
-                        bank_name: a.bank_name,
-                        iban: a.iban,
-                    })
-                    .collect(),
-            })
-        })
+        self.cached(
+            format!("ebarimt:{merchant_tin}:bank-accounts:{tin}"),
+            async {
+                let accounts = client
+                    .bank_accounts(tin)
+                    .await
+                    .map_err(|e| upstream(e, &format!("the bank accounts of {tin}")))?;
+                Ok(pb::ListBankAccountsResponse {
+                    bank_accounts: accounts
+                        .into_iter()
+                        .map(|a| pb::BankAccount {
+                            id: i64::try_from(a.id).unwrap_or_default(),
+                            tin: a.tin,
+                            bank_account_no: a.bank_account_no,
+                            bank_account_name: a.bank_account_name,
+                            bank_id: i64::try_from(a.bank_id).unwrap_or_default(),
+                            bank_name: a.bank_name,
+                            iban: a.iban,
+                        })
+                        .collect(),
+                })
+            },
+        )
         .await
     }
 
@@ -237,16 +243,21 @@ impl Reference {
             })
             .await?;
         use fiscus_domain::TaxType as T;
-        let tax_types = [(T::VatAble, 1), (T::VatFree, 2), (T::VatZero, 3), (T::NoVat, 5)]
-            .into_iter()
-            .filter(|(t, _)| only.is_none_or(|o| o == *t))
-            .map(|(t, code)| pb::TaxTypeInfo {
-                tax_type: t.to_pb().into(),
-                name: t.as_str().to_owned(),
-                vat_rate: if t.bears_vat() { vat_rate } else { "0.00" }.to_owned(),
-                code,
-            })
-            .collect();
+        let tax_types = [
+            (T::VatAble, 1),
+            (T::VatFree, 2),
+            (T::VatZero, 3),
+            (T::NoVat, 5),
+        ]
+        .into_iter()
+        .filter(|(t, _)| only.is_none_or(|o| o == *t))
+        .map(|(t, code)| pb::TaxTypeInfo {
+            tax_type: t.to_pb().into(),
+            name: t.as_str().to_owned(),
+            vat_rate: if t.bears_vat() { vat_rate } else { "0.00" }.to_owned(),
+            code,
+        })
+        .collect();
         let wanted = only.map(|t| i32::from(t.to_pb()));
         Ok(pb::ListTaxTypesResponse {
             tax_types,

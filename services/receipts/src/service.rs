@@ -16,14 +16,14 @@ use tonic::{Request, Response, Status};
 
 use crate::export;
 use crate::forms::Forms;
-use crate::reference::{Reference, Taxpayer};
-use fiscus_domain::TerminalId;
-use fiscus_providers::ebarimt::EbarimtClient;
 use crate::journal::Journal;
 use crate::proto::{self, Document, FromPb, ToPb};
+use crate::reference::{Reference, Taxpayer};
 use crate::store::{self, ListFilter, Lookup};
 use crate::validate::{self, ReceiptChecks, Violations, terminal_only};
 use crate::watch::Watchers;
+use fiscus_domain::TerminalId;
+use fiscus_providers::ebarimt::EbarimtClient;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -573,8 +573,14 @@ impl ReceiptService for Receipts {
         for (index, id) in request.receipt_ids.iter().enumerate() {
             match canonical_uuid(id) {
                 Some(id) if !ids.contains(&id) => ids.push(id),
-                Some(_) => v.add(format!("receipt_ids[{index}]"), "names a receipt already named"),
-                None => v.add(format!("receipt_ids[{index}]"), "must be a receipt id (a UUID)"),
+                Some(_) => v.add(
+                    format!("receipt_ids[{index}]"),
+                    "names a receipt already named",
+                ),
+                None => v.add(
+                    format!("receipt_ids[{index}]"),
+                    "must be a receipt id (a UUID)",
+                ),
             }
         }
         v.into_result()?;

@@ -485,5 +485,3 @@ impl TokenService for Tokens {
         Ok(Response::new(response))
     }
 }
-
-

@@ -22,9 +22,9 @@ use prost::Message;
 
 use crate::append::Appender;
 use crate::config::Policy;
+use crate::outbox::Outbox;
 use crate::proto::{self, ToPb};
 use crate::signers::Signers;
-use crate::outbox::Outbox;
 use crate::store::{self, StoredReceipt};
 use crate::watch::Watchers;
 

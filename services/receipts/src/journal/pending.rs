@@ -36,7 +36,9 @@ impl Journal {
         )
         .await?;
         let more = rows.len() > usize::try_from(page_size).unwrap_or(usize::MAX);
-        let rows = &rows[..rows.len().min(usize::try_from(page_size).unwrap_or(usize::MAX))];
+        let rows = &rows[..rows
+            .len()
+            .min(usize::try_from(page_size).unwrap_or(usize::MAX))];
         let next_page_token = match rows.last() {
             Some(last) if more => last.number.to_string(),
             _ => String::new(),

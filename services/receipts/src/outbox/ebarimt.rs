@@ -173,15 +173,12 @@ impl Ebarimt {
         inactive_id: Option<&str>,
     ) -> Outcome {
         let suffix = bill_id_suffix(receipt.number);
-        let request =
-            match ebarimt::receipt_request(receipt, &suffix, inactive_id, district_code) {
-                Ok(request) => request,
-                Err(e) => {
-                    return Outcome::Parked(format!(
-                        "it cannot be written as a POSAPI receipt: {e}"
-                    ));
-                }
-            };
+        let request = match ebarimt::receipt_request(receipt, &suffix, inactive_id, district_code) {
+            Ok(request) => request,
+            Err(e) => {
+                return Outcome::Parked(format!("it cannot be written as a POSAPI receipt: {e}"));
+            }
+        };
         match client.post_receipt(&request).await {
             Ok(Posted::Accepted(document)) => Outcome::Accepted(Acceptance {
                 upstream_id: Some(document.id),

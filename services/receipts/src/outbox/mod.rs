@@ -47,7 +47,10 @@ pub enum Outcome {
     /// The provider refused the receipt: REJECTED with its message, not retried.
     Refused(String),
     /// It did not get through; `maybe_reached`: it may have reached the provider.
-    Failed { error: String, maybe_reached: bool },
+    Failed {
+        error: String,
+        maybe_reached: bool,
+    },
     /// Nothing can be sent without a person deciding (why): a dead letter, still PENDING.
     Parked(String),
 }
@@ -324,7 +327,6 @@ impl Outbox {
         }
     }
 }
-
 
 fn now_us() -> i64 {
     Utc::now().timestamp_micros()

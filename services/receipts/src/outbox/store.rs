@@ -100,7 +100,8 @@ pub async fn accept(
         return Ok(false);
     }
     let printed = acceptance.lottery.is_some() || acceptance.qr.is_some();
-    with_tx!(&mut tx, |conn| sqlx::query(
+    with_tx!(&mut tx, |conn| {
+        sqlx::query(
         "UPDATE receipts SET \
             fiscal_state = CASE WHEN fiscal_state = 'CANCELLED' THEN fiscal_state ELSE 'ACCEPTED' END, \
             state_message = '', upstream_id = $2, upstream_date = $3, easy_registered = $4, \
@@ -117,7 +118,8 @@ pub async fn accept(
     .bind(printed.then_some(printed_until_us))
     .execute(conn)
     .await
-    .map(|done| done.rows_affected()))?;
+    .map(|done| done.rows_affected())
+    })?;
     tx.commit().await?;
     Ok(true)
 }
