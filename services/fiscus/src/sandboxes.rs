@@ -1,9 +1,9 @@
 //! The upstream sandboxes `fiscus dev` runs in-process, and the dev merchant wired to them.
 
 use anyhow::Context;
+use fiscus_providers::ebarimt::{EbarimtMerchant, EbarimtSandbox, EbarimtSandboxConfig};
 use fiscus_providers::keycloak::{SandboxClient, SandboxRealm};
 use fiscus_providers::mia::{MiaSeller, MiaTerminal};
-use fiscus_providers::ebarimt::{EbarimtMerchant, EbarimtSandbox, EbarimtSandboxConfig};
 use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig, MiaSandbox, MiaSandboxConfig};
 
 /// The merchant `fiscus dev` serves out of the box, on the built-in signer.
