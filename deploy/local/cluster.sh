@@ -22,6 +22,7 @@ secret() {
 admin_secret=$(secret admin)
 payments_secret=$(secret payments)
 shifts_secret=$(secret shifts)
+receipts_secret=$(secret receipts)
 config=.fiscus/cluster.toml
 (umask 077; cat > "$config" <<TOML
 [payments]
@@ -31,6 +32,10 @@ client_secret = "$payments_secret"
 [shifts]
 client_id = "shifts"
 client_secret = "$shifts_secret"
+
+[receipts]
+client_id = "receipts"
+client_secret = "$receipts_secret"
 
 [[auth.clients]]
 client_id = "admin"
@@ -46,6 +51,11 @@ scopes = ["tokens:read", "tokens:write"]
 client_id = "shifts"
 client_secret = "$shifts_secret"
 scopes = ["receipts:shifts", "payments:shifts"]
+
+[[auth.clients]]
+client_id = "receipts"
+client_secret = "$receipts_secret"
+scopes = ["tokens:read"]
 TOML
 )
 export FISCUS_TELEMETRY__LOG_FORMAT=${FISCUS_TELEMETRY__LOG_FORMAT:-text}

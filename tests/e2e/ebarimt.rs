@@ -21,6 +21,16 @@ const TIN: &str = "61001234567";
 /// The sandbox, and a receipt service whose merchant [`TIN`] is on it; `outbox` is more TOML
 /// for `[receipts.outbox]`.
 async fn start(backend: Backend, outbox: &str, extra: &str) -> (EbarimtSandbox, Fixture) {
+    start_with(backend, outbox, extra, "").await
+}
+
+/// [`start`], with more TOML for the merchant's `[receipts.merchants.ebarimt]`.
+async fn start_with(
+    backend: Backend,
+    outbox: &str,
+    extra: &str,
+    merchant: &str,
+) -> (EbarimtSandbox, Fixture) {
     let sandbox = EbarimtSandbox::start(
         EbarimtSandboxConfig::default()
             .with_merchant(EbarimtMerchant::new(TIN, "Э-Баримт Дэлгүүр ХХК").city_payer(true)),
@@ -46,6 +56,7 @@ provider = "ebarimt"
 posapi_url = "{url}"
 api_url = "{url}"
 district_code = "2501"
+{merchant}
 "#,
         url = sandbox.base_url()
     );
@@ -156,6 +167,7 @@ on_both_backends!(
     a_refused_receipt_is_rejected_listed_and_not_retried_until_resent,
     bad_input_is_named_and_writes_nothing,
     reference_data_comes_from_the_posapi,
+    the_central_api_lookups_carry_the_merchants_e_barimt_token,
     an_erp_record_is_fiscalized_through_its_transaction_form,
 );
 
@@ -329,6 +341,11 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
         "a correction has no lottery of its own"
     );
     documents += 1;
+    let status = client
+        .cancel_receipt(cancellation(&terminal, &first.id, "by mistake"))
+        .await
+        .expect_err("e-barimt cannot undo a correction");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
     let second = sign(
         &mut client,
         refund(&terminal, &mixed.id, &[(4, "0.125")], "1000"),
@@ -1083,4 +1100,50 @@ async fn the_lottery_and_qr_data_are_kept_only_for_printing_and_never_logged() {
         !logged.contains(&signed.qr_data),
         "the QR data reached a log line"
     );
+}
+
+/// The central API's lookups carry the merchant's e-barimt token, which the receipt service gets
+/// from TokenService under its own identity.
+async fn the_central_api_lookups_carry_the_merchants_e_barimt_token(backend: Backend) {
+    use fiscus_providers::keycloak::{SandboxClient, SandboxRealm};
+    use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig};
+    let keycloak = KeycloakSandbox::start(KeycloakSandboxConfig::default().with_realm(
+        SandboxRealm::new("ITC").with_client(SandboxClient::new("posapi", "posapi-secret")),
+    ))
+    .await
+    .expect("the Keycloak sandbox starts");
+    let extra = format!(
+        r#"
+[receipts]
+client_id = "e2e-receipts"
+client_secret = "e2e-receipts-secret"
+
+[[auth.clients]]
+client_id = "e2e-receipts"
+client_secret = "e2e-receipts-secret"
+scopes = ["tokens:read"]
+
+[[tokens.ebarimt]]
+merchant_tin = "{TIN}"
+authUrl = "{}"
+authRealm = "ITC"
+authClientId = "posapi"
+authClientSecret = "posapi-secret"
+"#,
+        keycloak.base_url()
+    );
+    let (sandbox, fixture) = start_with(backend, "", &extra, "credential = \"default\"").await;
+    let mut client = fixture.client();
+    client
+        .get_branch_info(pb::GetBranchInfoRequest {
+            terminal: Some(unique_terminal(TIN)),
+        })
+        .await
+        .expect("districts");
+    let bearer = sandbox.last_bearer().expect("the lookup carried a token");
+    assert!(
+        keycloak.is_token_live(&bearer),
+        "a token e-barimt's auth server issued"
+    );
+    assert_eq!(keycloak.token_requests(), 1);
 }

@@ -64,11 +64,18 @@ impl Fixture {
         let config = config.to_str().expect("utf-8").to_owned();
         let (process, tokens, store, replica) = match backend {
             Backend::Postgres => {
+                // The token service checks the tokens of calls to itself with its own keys.
+                let port = fiscus_e2e::free_port().expect("a free port");
+                let listen = format!("127.0.0.1:{port}");
+                let own = format!("http://{listen}");
                 let tokens = Process::service_in(
                     "tokens",
                     &fresh_schema("e2e_tokens"),
                     &["--config", &config],
-                    &[],
+                    &[
+                        ("FISCUS_SERVER__LISTEN", &listen),
+                        ("FISCUS_PEERS__TOKENS", &own),
+                    ],
                 )
                 .await
                 .expect("fiscus-tokens starts");

@@ -244,8 +244,9 @@ impl ServiceClient {
     }
 }
 
-/// PaymentService's identity towards TokenService (MIA seller tokens) and ShiftService's
-/// towards ReceiptService (the journal's shift calls).
+/// PaymentService's identity towards TokenService (MIA seller tokens), ShiftService's towards
+/// ReceiptService (the journal's shift calls), and ReceiptService's towards TokenService
+/// (e-barimt tokens for the central API).
 fn service_clients() -> anyhow::Result<Vec<ServiceClient>> {
     Ok(vec![
         ServiceClient {
@@ -259,6 +260,12 @@ fn service_clients() -> anyhow::Result<Vec<ServiceClient>> {
             client_id: "fiscus-shifts",
             secret: random_hex::<32>()?,
             scopes: &fiscus_shifts::PEER_SCOPES,
+        },
+        ServiceClient {
+            section: "receipts",
+            client_id: "fiscus-receipts",
+            secret: random_hex::<32>()?,
+            scopes: &fiscus_receipts::TOKEN_SCOPES,
         },
     ])
 }

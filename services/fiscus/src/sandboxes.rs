@@ -62,6 +62,7 @@ provider = "ebarimt"
 posapi_url = "{posapi_url}"
 api_url = "{posapi_url}"
 district_code = "2501"
+credential = "default"
 
 [tokens]
 mia_url = "{mia_url}"
@@ -71,6 +72,13 @@ mia_url = "{mia_url}"
 
 [[tokens.ebarimt]]
 merchant_tin = "{DEV_MERCHANT}"
+authUrl = "{auth_url}"
+authRealm = "{REALM}"
+authClientId = "{CLIENT}"
+authClientSecret = "{client_secret}"
+
+[[tokens.ebarimt]]
+merchant_tin = "{DEV_EBARIMT_MERCHANT}"
 authUrl = "{auth_url}"
 authRealm = "{REALM}"
 authClientId = "{CLIENT}"

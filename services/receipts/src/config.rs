@@ -2,6 +2,7 @@
 
 use chrono::FixedOffset;
 use fiscus_domain::Rate;
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::append::{ShiftRule, Terms};
@@ -33,6 +34,12 @@ pub struct ReceiptsConfig {
     pub outbox: OutboxConfig,
     /// transactionForms.json, the ERP forms SignTransaction maps records through. Unset: none.
     pub transaction_forms: Option<std::path::PathBuf>,
+    /// The client this service asks TokenService for its own token as (`[[auth.clients]]` with
+    /// scope `tokens:read`), to get e-barimt tokens for the central API; empty when
+    /// authentication is off.
+    pub client_id: String,
+    #[serde(deserialize_with = "fiscus_kit::config::lenient::secret")]
+    pub client_secret: SecretString,
 }
 
 impl Default for ReceiptsConfig {
@@ -49,6 +56,8 @@ impl Default for ReceiptsConfig {
             merchants: Vec::new(),
             outbox: OutboxConfig::default(),
             transaction_forms: None,
+            client_id: String::new(),
+            client_secret: SecretString::from(String::new()),
         }
     }
 }
@@ -130,6 +139,10 @@ pub struct EbarimtMerchant {
     pub api_url: String,
     /// The district code (4 digits) of receipts that name none, e.g. `"2501"`.
     pub district_code: String,
+    /// The merchant's e-barimt credential at TokenService (`[[tokens.ebarimt]]`'s `credential`,
+    /// usually `"default"`) whose token the central API's lookups carry. Unset: they carry none.
+    #[serde(default)]
+    pub credential: Option<String>,
 }
 
 fn default_ebarimt_api() -> String {
@@ -300,6 +313,15 @@ impl Policy {
     pub fn provider(&self, merchant_tin: &str) -> ProviderKind {
         self.merchant(merchant_tin)
             .map_or(ProviderKind::Builtin, |m| m.provider)
+    }
+
+    /// The TokenService credential of an e-barimt merchant's central-API calls, if any.
+    pub fn ebarimt_credential(&self, merchant_tin: &str) -> Option<&str> {
+        self.merchant(merchant_tin)?
+            .ebarimt
+            .as_ref()?
+            .credential
+            .as_deref()
     }
 
     /// Every merchant configured with e-barimt.

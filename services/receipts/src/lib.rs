@@ -22,6 +22,7 @@ mod watch;
 use std::sync::Arc;
 
 use fiscus_kit::auth::{ServiceScopes, read_or_write};
+use fiscus_kit::peers::ServiceIdentity;
 use fiscus_kit::{Migrations, ServiceContext, ServiceKind, ServiceModule};
 use fiscus_proto::v1::receipt_service_server::ReceiptServiceServer;
 use tonic::server::NamedService;
@@ -31,6 +32,9 @@ pub use config::{MerchantConfig, ReceiptsConfig};
 pub use service::Receipts;
 
 const NAME: &str = ReceiptServiceServer::<Receipts>::NAME;
+
+/// What this service asks of TokenService: e-barimt tokens for the central API's lookups.
+pub const TOKEN_SCOPES: [&str; 1] = ["tokens:read"];
 
 /// How a process hosts this service.
 pub static MODULE: ServiceModule = ServiceModule {
@@ -58,6 +62,8 @@ static MIGRATIONS: Migrations = fiscus_kit::service_migrations!("_receipts_migra
 
 fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> {
     let section: ReceiptsConfig = ctx.config.section(ServiceKind::Receipts)?;
+    // e-barimt's latency, as the upstream clients time it, on this process's admin port.
+    fiscus_providers::metrics::register(&mut fiscus_kit::metrics::registry());
     let policy = config::Policy::from_config(&section)?;
     let master = ctx.config.master_key()?;
     let watchers =
@@ -89,6 +95,13 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
         reference: Arc::new(reference::Reference::new(
             ctx.cache.clone(),
             &section.outbox,
+            ServiceIdentity::new(
+                ctx.peers.tokens.clone(),
+                &section.client_id,
+                section.client_secret.clone(),
+                &TOKEN_SCOPES,
+            ),
+            ctx.peers.tokens.clone(),
         )),
     })
     .max_decoding_message_size(section.max_request_bytes)

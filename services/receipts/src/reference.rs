@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use fiscus_kit::ApiError;
 use fiscus_kit::cache::SharedCache;
+use fiscus_kit::peers::ServiceIdentity;
 use fiscus_proto::v1 as pb;
+use fiscus_proto::v1::token_service_client::TokenServiceClient;
 use fiscus_providers::ProviderError;
 use fiscus_providers::ebarimt::{self, EbarimtClient};
 use prost::Message;
+use tonic::transport::Channel;
 
 use crate::config::OutboxConfig;
 use crate::proto::ToPb;
@@ -17,6 +20,9 @@ use crate::proto::ToPb;
 pub struct Reference {
     cache: SharedCache,
     ttl: Duration,
+    /// This service towards TokenService, for the central API's e-barimt tokens.
+    identity: ServiceIdentity,
+    tokens: Channel,
 }
 
 /// What a caller is told when e-barimt failed a lookup: UNAVAILABLE (retry), naming it.
@@ -30,11 +36,52 @@ fn upstream(error: ProviderError, what: &str) -> ApiError {
 }
 
 impl Reference {
-    pub fn new(cache: SharedCache, config: &OutboxConfig) -> Self {
+    pub fn new(
+        cache: SharedCache,
+        config: &OutboxConfig,
+        identity: ServiceIdentity,
+        tokens: Channel,
+    ) -> Self {
         Self {
             cache,
             ttl: Duration::from_secs(config.reference_cache_secs),
+            identity,
+            tokens,
         }
+    }
+
+    /// The bearer token of the merchant's e-barimt `credential` at TokenService, for the
+    /// central API; none without a credential.
+    pub async fn bearer(
+        &self,
+        merchant_tin: &str,
+        credential: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(credential) = credential else {
+            return Ok(None);
+        };
+        let mut request = tonic::Request::new(pb::GetAccessTokenRequest {
+            provider: pb::Provider::Ebarimt.into(),
+            merchant_tin: merchant_tin.to_owned(),
+            credential: credential.to_owned(),
+            ..Default::default()
+        });
+        let unavailable = |status: tonic::Status| {
+            ApiError::Unavailable(format!(
+                "no e-barimt token for merchant {merchant_tin} (credential {credential:?}) from \
+                 the token service: {}",
+                status.message()
+            ))
+        };
+        self.identity
+            .prepare(&mut request)
+            .await
+            .map_err(unavailable)?;
+        let answer = TokenServiceClient::new(self.tokens.clone())
+            .get_access_token(request)
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(answer.into_inner().access_token))
     }
 
     /// `fetch`'s answer, from the cache when it holds one under `key`.
@@ -144,12 +191,13 @@ impl Reference {
         &self,
         merchant_tin: &str,
         client: &EbarimtClient,
+        token: Option<&str>,
         lookup: &Taxpayer<'_>,
     ) -> Result<pb::GetTaxpayerInfoResponse, ApiError> {
         let tin = match lookup {
             Taxpayer::Tin(tin) => (*tin).to_owned(),
             Taxpayer::RegNo(reg_no) => client
-                .tin_of(reg_no, None)
+                .tin_of(reg_no, token)
                 .await
                 .map_err(|e| upstream(e, &format!("the TIN of {reg_no}")))?
                 .ok_or_else(|| {
@@ -162,7 +210,7 @@ impl Reference {
         };
         self.cached(format!("ebarimt:{merchant_tin}:taxpayer:{tin}"), async {
             let info = client
-                .taxpayer(&tin, None)
+                .taxpayer(&tin, token)
                 .await
                 .map_err(|e| upstream(e, &format!("the taxpayer {tin}")))?
                 .ok_or_else(|| {
@@ -188,10 +236,11 @@ impl Reference {
         &self,
         merchant_tin: &str,
         client: &EbarimtClient,
+        token: Option<&str>,
     ) -> Result<pb::GetBranchInfoResponse, ApiError> {
         self.cached(format!("ebarimt:{merchant_tin}:branches"), async {
             let branches = client
-                .branches(None)
+                .branches(token)
                 .await
                 .map_err(|e| upstream(e, "the districts"))?;
             Ok(pb::GetBranchInfoResponse {
@@ -215,13 +264,14 @@ impl Reference {
         &self,
         merchant_tin: &str,
         client: &EbarimtClient,
+        token: Option<&str>,
         vat_rate: &str,
         only: Option<fiscus_domain::TaxType>,
     ) -> Result<pb::ListTaxTypesResponse, ApiError> {
         let all: pb::ListTaxTypesResponse = self
             .cached(format!("ebarimt:{merchant_tin}:tax-codes"), async {
                 let codes = client
-                    .product_tax_codes(None)
+                    .product_tax_codes(token)
                     .await
                     .map_err(|e| upstream(e, "the product tax codes"))?;
                 Ok(pb::ListTaxTypesResponse {

@@ -60,6 +60,17 @@ impl Receipts {
             })?;
         Ok((terminal, client))
     }
+
+    /// The token the central API's lookups for the terminal's merchant carry, if it has one.
+    async fn bearer(&self, terminal: &TerminalId) -> Result<Option<String>, ApiError> {
+        let credential = self
+            .journal
+            .policy
+            .ebarimt_credential(&terminal.merchant_tin);
+        self.reference
+            .bearer(&terminal.merchant_tin, credential)
+            .await
+    }
 }
 
 /// The time now, to the microsecond: what a journaled document can hold.
@@ -638,6 +649,7 @@ impl ReceiptService for Receipts {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let (terminal, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
+        let token = self.bearer(&terminal).await?;
         let tin;
         let lookup = match &request.taxpayer {
             Some(T::Tin(text)) => {
@@ -660,7 +672,7 @@ impl ReceiptService for Receipts {
         };
         Ok(Response::new(
             self.reference
-                .taxpayer(&terminal.merchant_tin, client, &lookup)
+                .taxpayer(&terminal.merchant_tin, client, token.as_deref(), &lookup)
                 .await?,
         ))
     }
@@ -673,9 +685,10 @@ impl ReceiptService for Receipts {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let (terminal, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
+        let token = self.bearer(&terminal).await?;
         Ok(Response::new(
             self.reference
-                .branches(&terminal.merchant_tin, client)
+                .branches(&terminal.merchant_tin, client, token.as_deref())
                 .await?,
         ))
     }
@@ -693,9 +706,16 @@ impl ReceiptService for Receipts {
             return Err(ApiError::invalid("tax_type", "is not a tax type").into());
         }
         let vat_rate = self.journal.policy.vat_rate.to_string();
+        let token = self.bearer(&terminal).await?;
         Ok(Response::new(
             self.reference
-                .tax_types(&terminal.merchant_tin, client, &vat_rate, only)
+                .tax_types(
+                    &terminal.merchant_tin,
+                    client,
+                    token.as_deref(),
+                    &vat_rate,
+                    only,
+                )
                 .await?,
         ))
     }

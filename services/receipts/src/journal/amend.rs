@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use fiscus_domain::TerminalId;
 use fiscus_domain::cancel::{self, check_cancellable};
 use fiscus_domain::keys::ReceiptSigner;
-use fiscus_domain::receipt::{FiscalState, Receipt};
+use fiscus_domain::receipt::{FiscalState, Receipt, ReceiptKind};
 use fiscus_domain::refund::{self, RefundError, RefundOutcome, check_refundable};
 use fiscus_kit::db::Tx;
 use fiscus_kit::idempotency::Operation;
@@ -16,6 +16,7 @@ use prost::Message;
 
 use super::{Journal, corrupt, decode};
 use crate::append::{Chained, Signed, sign_with};
+use crate::config::ProviderKind;
 use crate::store::{self, Lookup, StoredReceipt};
 use crate::validate::{Draft, Original, RefundRequest};
 
@@ -137,6 +138,16 @@ impl Journal {
             self.policy.business_day,
         )
         .map_err(|e| ApiError::FailedPrecondition(e.to_string()))?;
+        let terms = self.policy.terms(&terminal.merchant_tin);
+        if terms.provider == ProviderKind::Ebarimt && original.kind == ReceiptKind::Refund {
+            // e-barimt corrects a receipt by replacing its document, and a replaced document
+            // cannot be made active again: the refund cannot be undone there.
+            return Err(ApiError::FailedPrecondition(format!(
+                "receipt {} is a refund of an e-barimt receipt, which e-barimt keeps as a \
+                 correction that cannot be undone: sign a new sale instead",
+                original.id
+            )));
+        }
         let mut cancellation = cancel::cancellation(
             &original,
             uuid::Uuid::now_v7().to_string(),
@@ -147,7 +158,6 @@ impl Journal {
         );
         sign_with(&mut cancellation, &signer);
         let head = store::lock_head(&mut tx, terminal).await?;
-        let terms = self.policy.terms(&terminal.merchant_tin);
         let chained =
             Chained::new(cancellation, head, terms, &signer, now)?.cancelling(&original)?;
         let cancellation = chained.view(|_| {});
