@@ -345,7 +345,12 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
         .cancel_receipt(cancellation(&terminal, &first.id, "by mistake"))
         .await
         .expect_err("e-barimt cannot undo a correction");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
     let second = sign(
         &mut client,
         refund(&terminal, &mixed.id, &[(4, "0.125")], "1000"),
@@ -1146,4 +1151,84 @@ authClientSecret = "posapi-secret"
         "a token e-barimt's auth server issued"
     );
     assert_eq!(keycloak.token_requests(), 1);
+}
+
+/// A receipt that keeps failing past `dead_letter_after_secs` is parked as a dead letter with its
+/// last error, retried no more, and delivered once an operator resends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_failing_too_long_becomes_a_dead_letter_until_resent() {
+    let (sandbox, fixture) = start(Backend::Postgres, "dead_letter_after_secs = 1", "").await;
+    sandbox.set_down(true).await.expect("down");
+    let mut client = fixture.client();
+    let terminal = unique_terminal(TIN);
+    let receipt = sign(
+        &mut client,
+        sale_of(
+            &terminal,
+            pb::ReceiptType::B2cReceipt,
+            vec![goods("Талх", "1", "5600", pb::TaxType::VatAble)],
+        ),
+    )
+    .await;
+    assert_eq!(receipt.fiscal_state(), pb::FiscalState::Pending);
+    let list = |dead| pb::ListPendingRequest {
+        terminal: Some(terminal.clone()),
+        include_dead_letters: dead,
+        ..Default::default()
+    };
+    let mut parked = Vec::new();
+    for _ in 0..100 {
+        parked = client
+            .list_pending(list(true))
+            .await
+            .expect("listed")
+            .into_inner()
+            .pending;
+        if parked.first().is_some_and(|p| p.dead_letter) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let entry = parked.first().expect("listed");
+    assert!(entry.dead_letter, "{entry:?}");
+    assert_eq!(
+        entry.fiscal_state(),
+        pb::FiscalState::Pending,
+        "not refused: waits for a person"
+    );
+    assert!(
+        entry.last_error.contains("Connection refused"),
+        "{}",
+        entry.last_error
+    );
+    assert!(entry.next_attempt_at.is_none());
+    let live = client
+        .list_pending(list(false))
+        .await
+        .expect("listed")
+        .into_inner();
+    assert!(
+        live.pending.is_empty(),
+        "a dead letter is not among the live ones"
+    );
+    sandbox.set_down(false).await.expect("up");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sandbox.documents(), 0, "a dead letter is retried no more");
+    let resent = client
+        .resend_pending(pb::ResendPendingRequest {
+            operation_id: op(),
+            terminal: Some(terminal.clone()),
+            receipt_ids: Vec::new(),
+        })
+        .await
+        .expect("resent")
+        .into_inner();
+    assert_eq!(resent.results.len(), 1);
+    settle(
+        &mut client,
+        std::slice::from_ref(&receipt.id),
+        pb::FiscalState::Accepted,
+    )
+    .await;
+    assert_eq!(sandbox.documents(), 1);
 }
