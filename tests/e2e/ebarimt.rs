@@ -326,6 +326,22 @@ async fn a_corpus_of_receipts_reaches_e_barimt_exactly_once_each(backend: Backen
         sales.push(receipt);
     }
 
+    // The printed receipt carries what e-barimt holds.
+    let printed = client
+        .render_receipt(pb::RenderReceiptRequest {
+            receipt_id: sales[0].id.clone(),
+            format: pb::DocumentFormat::Txt.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("rendered")
+        .into_inner()
+        .document
+        .expect("a document");
+    let text = String::from_utf8(printed.content).expect("UTF-8");
+    assert!(text.contains(&sales[0].ebarimt_id), "{text}");
+    assert!(text.contains(&sales[0].lottery), "{text}");
+
     // Refunds: partial twice (each a correction replacing the document before it), then the
     // rest (nothing remains: the last document is deleted); a cancellation deletes too.
     let mixed = &sales[5];

@@ -41,8 +41,15 @@ pub fn view(receipt: &pb::Receipt, policy: &Policy, copy: bool) -> ReceiptView {
     if !receipt.original_receipt_id.is_empty() {
         footer.push(format!("Original receipt {}", receipt.original_receipt_id));
     }
+    if !receipt.ebarimt_id.is_empty() {
+        footer.push(format!("ДДТД: {}", receipt.ebarimt_id));
+    }
     if !receipt.lottery.is_empty() {
         footer.push(format!("Lottery: {}", receipt.lottery));
+    }
+    if receipt.fiscal_state() == pb::FiscalState::Pending {
+        // Printed before the tax authority answered: its ДДТД, lottery and QR come later.
+        footer.push("Fiscalization pending".to_owned());
     }
     if copy {
         footer.push("COPY".to_owned());
