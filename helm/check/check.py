@@ -72,7 +72,7 @@ KNOWN_KEYS = {
     "peers": {"receipts", "payments", "shifts", "tokens", "connect_timeout_ms"},
     "receipts": {"item_limit", "max_request_bytes", "currency", "vat_rate", "city_tax_rate",
                  "business_day_utc_offset_minutes", "max_watchers", "require_open_shift",
-                 "merchants"},
+                 "merchants", "outbox", "transaction_forms", "client_id", "client_secret"},
     "auth": {"enabled", "issuer", "audience", "token_ttl_seconds", "key_rotation_hours", "clients"},
     "tokens": {"refresh_margin_seconds", "lease_ms", "upstream_timeout_ms", "mia_url", "ebarimt",
                "fiskaltrust"},
@@ -81,11 +81,12 @@ KNOWN_KEYS = {
     "shifts": {"client_id", "client_secret", "peer_timeout_ms", "with_payments"},
     "keys": {"master_key"},
 }
-MERCHANT_KEYS = {"tin", "name", "city_tax_payer", "currency", "require_open_shift"}
+MERCHANT_KEYS = {"tin", "name", "city_tax_payer", "currency", "require_open_shift", "provider",
+                 "ebarimt"}
 # Keys that hold secrets: never in the chart's ConfigMap.
 SECRET_KEYS = {("database", "url"), ("cache", "url"), ("keys", "master_key"), ("auth", "clients"),
                ("tokens", "ebarimt"), ("tokens", "fiskaltrust"), ("payments", "client_secret"),
-               ("shifts", "client_secret")}
+               ("shifts", "client_secret"), ("receipts", "client_secret")}
 
 # The metrics the services export (the dashboard may use only these).
 METRICS = {
@@ -95,6 +96,7 @@ METRICS = {
     "fiscus_journal_group_size_bucket", "fiscus_journal_group_size_sum",
     "fiscus_journal_group_size_count", "fiscus_journal_writer_up", "fiscus_outbox_depth",
     "fiscus_outbox_oldest_age_seconds", "fiscus_outbox_dead_letters",
+    "fiscus_outbox_deliveries_total",
     "fiscus_token_cache_requests_total", "fiscus_upstream_token_fetches_total",
     "fiscus_upstream_request_duration_seconds_bucket", "fiscus_idempotency_replays_total",
     "fiscus_watchers_open", "fiscus_db_pool_connections", "up",

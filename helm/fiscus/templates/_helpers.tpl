@@ -158,8 +158,19 @@ Null and empty-string values are left out: the binary's default applies.
 
 [[{{ $section }}.{{ $key }}]]
 {{- range $k, $v := $entry }}
-{{- if and (not (kindIs "invalid" $v)) (ne (toString $v) "") }}
+{{- if and (not (kindIs "invalid" $v)) (ne (toString $v) "") (not (kindIs "map" $v)) }}
 {{ $k }} = {{ toJson $v }}
+{{- end }}
+{{- end }}
+{{- /* A table inside an entry (a merchant's `ebarimt`) follows it as a sub-table. */}}
+{{- range $k, $v := $entry }}
+{{- if and (kindIs "map" $v) $v }}
+[{{ $section }}.{{ $key }}.{{ $k }}]
+{{- range $kk, $vv := $v }}
+{{- if and (not (kindIs "invalid" $vv)) (ne (toString $vv) "") }}
+{{ $kk }} = {{ toJson $vv }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
