@@ -37,12 +37,16 @@ async fn start_with(
     )
     .await
     .expect("the POSAPI sandbox starts");
+    // Quick retries, unless `outbox` says otherwise.
+    let defaults = ["retry_min_ms = 50", "retry_max_ms = 500", "poll_ms = 100"]
+        .into_iter()
+        .filter(|line| !outbox.contains(line.split(' ').next().unwrap_or(line)))
+        .collect::<Vec<_>>()
+        .join("\n");
     let config = format!(
         r#"
 [receipts.outbox]
-retry_min_ms = 50
-retry_max_ms = 500
-poll_ms = 100
+{defaults}
 {outbox}
 
 {extra}
@@ -163,6 +167,7 @@ fn is_ddtd(id: &str) -> bool {
 on_both_backends!(
     a_corpus_of_receipts_reaches_e_barimt_exactly_once_each,
     an_upstream_outage_is_answered_pending_and_delivered_in_order_once_back,
+    receipts_backing_off_are_delivered_as_soon_as_the_posapi_answers_again,
     answers_lost_after_the_document_was_made_never_make_a_second_one,
     a_refused_receipt_is_rejected_listed_and_not_retried_until_resent,
     bad_input_is_named_and_writes_nothing,
@@ -565,6 +570,72 @@ async fn an_upstream_outage_is_answered_pending_and_delivered_in_order_once_back
             terminal.pos_no
         );
     }
+}
+
+/// Retries back off for ten minutes here; the POSAPI answering one receipt again (a new
+/// terminal's first, due at once) makes every receipt that waited due, so they all arrive well
+/// within [`settle`]'s minute.
+async fn receipts_backing_off_are_delivered_as_soon_as_the_posapi_answers_again(backend: Backend) {
+    let (sandbox, fixture) =
+        start(backend, "retry_min_ms = 600000\nretry_max_ms = 600000", "").await;
+    sandbox.set_down(true).await.expect("down");
+    let mut client = fixture.client();
+    let terminals: Vec<_> = (0..3).map(|_| unique_terminal(TIN)).collect();
+    let mut waited = Vec::new();
+    for terminal in &terminals {
+        for n in 0..3 {
+            let receipt = sign(
+                &mut client,
+                sale_of(
+                    terminal,
+                    pb::ReceiptType::B2cReceipt,
+                    vec![goods(
+                        "Талх",
+                        "1",
+                        &format!("{}", 1500 + n),
+                        pb::TaxType::VatAble,
+                    )],
+                ),
+            )
+            .await;
+            assert_eq!(receipt.fiscal_state(), pb::FiscalState::Pending);
+            waited.push(receipt.id);
+        }
+    }
+    // Each terminal's oldest has failed once and backs off for ten minutes.
+    for terminal in &terminals {
+        let mut tried = false;
+        for _ in 0..200 {
+            let pending = client
+                .list_pending(pb::ListPendingRequest {
+                    terminal: Some(terminal.clone()),
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .expect("listed")
+                .into_inner();
+            if pending.pending.first().is_some_and(|p| p.attempts >= 1) {
+                tried = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(tried, "terminal {} was tried while down", terminal.pos_no);
+    }
+    sandbox.set_down(false).await.expect("up");
+    let first = sign(
+        &mut client,
+        sale_of(
+            &unique_terminal(TIN),
+            pb::ReceiptType::B2cReceipt,
+            vec![goods("Сүү", "1", "3200", pb::TaxType::VatAble)],
+        ),
+    )
+    .await;
+    waited.push(first.id);
+    settle(&mut client, &waited, pb::FiscalState::Accepted).await;
+    assert_eq!(sandbox.documents(), 10, "each delivered once");
 }
 
 async fn answers_lost_after_the_document_was_made_never_make_a_second_one(backend: Backend) {

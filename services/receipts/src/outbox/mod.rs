@@ -198,18 +198,35 @@ impl Outbox {
         };
         let label = provider.map_or("unknown", ProviderKind::label);
         metrics::delivered(label, outcome.label());
-        {
+        let back = {
             let mut unreachable = self
                 .unreachable
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match &outcome {
-                Outcome::Failed { .. } => unreachable.insert(row.merchant_tin.clone()),
+                Outcome::Failed { .. } => {
+                    unreachable.insert(row.merchant_tin.clone());
+                    false
+                }
                 Outcome::Accepted(_) | Outcome::Refused(_) => unreachable.remove(&row.merchant_tin),
                 Outcome::Parked(_) => false,
-            };
-        }
+            }
+        };
         let recorded = self.record(&row, &outcome, attempt_us).await;
+        if back {
+            // The provider answers again: the merchant's receipts backing off since the outage
+            // are due now, not each at the end of its own (by now long) delay.
+            match store::due_now(&self.db, &row.merchant_tin, now_us()).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(merchant = %row.merchant_tin, receipts = n, "outbox: the provider answers again; delivering what waited");
+                    self.kick();
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "outbox: cannot make the waiting receipts due")
+                }
+            }
+        }
         match &recorded {
             Ok(true) => {}
             Ok(false) => {

@@ -333,6 +333,20 @@ pub async fn terminal_entries(
     .await)
 }
 
+/// Makes every live, backing-off receipt of a merchant due at `now_us` (its provider answers
+/// again); answers how many.
+pub async fn due_now(db: &Database, merchant_tin: &str, now_us: i64) -> Result<u64, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query(
+        "UPDATE outbox SET next_attempt_at_us = $2 \
+         WHERE merchant_tin = $1 AND dead = false AND next_attempt_at_us > $2"
+    )
+    .bind(merchant_tin)
+    .bind(now_us)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))
+}
+
 /// Puts a receipt back in the queue, due now, as an operator asked: a dead letter lives again,
 /// a REJECTED receipt is PENDING again, and doubt about an earlier attempt is the operator's
 /// to have settled (they resend after checking with the provider).
