@@ -34,8 +34,8 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     pub(crate) database_url: String,
-    /// Run one benchmark only: `receipts`, `tokens`, `payments` or `shifts`.
-    #[arg(long, value_parser = ["receipts", "tokens", "payments", "shifts"])]
+    /// Run one benchmark only: `receipts`, `ebarimt`, `tokens`, `payments` or `shifts`.
+    #[arg(long, value_parser = ["receipts", "ebarimt", "tokens", "payments", "shifts"])]
     pub(crate) only: Option<String>,
     /// Receipts in the shift that the shifts benchmark closes (and a tenth as many QR payments).
     #[arg(long, default_value_t = 100_000)]
@@ -76,6 +76,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let run = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
     if run("receipts") {
         receipts(&args, &suffix, &settings).await?;
+    }
+    if run("ebarimt") {
+        crate::bench_ebarimt::run(&args, &suffix, &settings).await?;
     }
     if run("tokens") {
         tokens(&args, &suffix, &settings).await?;
@@ -152,7 +155,7 @@ async fn receipts(
             false,
         )
         .await?;
-        let run = sign_receipts(args, receipts.addr).await?;
+        let run = sign_receipts(args, receipts.addr, BUILTIN_MERCHANT, Arc::default()).await?;
         receipts.stop().await?;
         if with_metrics {
             metered.push(run);
@@ -201,11 +204,15 @@ async fn receipts(
     drop_schema(&floor_db, &floor_schema).await
 }
 
-fn request(terminal: usize) -> pb::SignReceiptRequest {
+/// The merchant the benchmarks sign for on the built-in signer.
+pub(crate) const BUILTIN_MERCHANT: &str = "37900846788";
+
+/// A B2C sale of two goods on terminal `terminal` of merchant `tin`.
+pub(crate) fn request(tin: &str, terminal: usize) -> pb::SignReceiptRequest {
     pb::SignReceiptRequest {
         operation_id: uuid::Uuid::new_v4().to_string(),
         terminal: Some(pb::Terminal {
-            merchant_tin: "37900846788".into(),
+            merchant_tin: tin.into(),
             branch_no: "001".into(),
             pos_no: format!("{terminal:03}"),
         }),
@@ -226,6 +233,7 @@ fn request(terminal: usize) -> pb::SignReceiptRequest {
                 quantity: "1".into(),
                 unit_price: "3200.00".into(),
                 tax_type: pb::TaxType::VatAble.into(),
+                classification_code: "2211000".into(),
                 ..Default::default()
             },
         ],
@@ -291,12 +299,47 @@ pub(crate) async fn connections(addr: SocketAddr) -> anyhow::Result<Arc<Vec<Chan
     Ok(Arc::new(channels))
 }
 
-async fn sign_receipts(args: &BenchArgs, addr: SocketAddr) -> anyhow::Result<Run> {
+/// Fiscal states of the answers of a run, counted.
+#[derive(Default)]
+pub(crate) struct Tally(std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>);
+
+impl Tally {
+    fn count(&self, state: pb::FiscalState) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(state.as_str_name())
+            .or_default() += 1;
+    }
+
+    /// How many answers were in `state`.
+    pub(crate) fn of(&self, state: pb::FiscalState) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(state.as_str_name())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// SignReceipt for merchant `tin` from every client; the answers' fiscal states in `tally`.
+pub(crate) async fn sign_receipts(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    tin: &'static str,
+    tally: Arc<Tally>,
+) -> anyhow::Result<Run> {
     let channels = connections(addr).await?;
     measure(args, move |terminal| {
         let mut client = ReceiptServiceClient::new(channels[terminal % channels.len()].clone());
+        let tally = tally.clone();
         async move {
-            client.sign_receipt(request(terminal)).await?;
+            let answer = client.sign_receipt(request(tin, terminal)).await?;
+            if let Some(receipt) = answer.into_inner().receipt {
+                tally.count(receipt.fiscal_state());
+            }
             Ok(())
         }
     })
@@ -541,7 +584,7 @@ pub(crate) struct InProcess {
 }
 
 impl InProcess {
-    async fn start(
+    pub(crate) async fn start(
         module: &'static ServiceModule,
         config: Config,
         args: &BenchArgs,
