@@ -40,14 +40,14 @@ class Backend:
         return self.name
 
 
-def _config(directory: Path) -> Path:
+def _config(directory: Path, text: str) -> Path:
     path = directory / "fiscus.toml"
-    path.write_text(harness.CONFIG, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 
 def _start_dev(directory: Path) -> Backend:
-    config = _config(directory)
+    config = _config(directory, harness.DEV_CONFIG)
     server, token = harness.start_dev(directory / "data", config, directory / "fiscus-dev.log")
     try:
         client = Client(server.addr, token)
@@ -99,7 +99,7 @@ class _Leftovers:
 
 
 def _start_cluster(directory: Path, leftovers: _Leftovers) -> Backend:
-    config = _config(directory)
+    config = _config(directory, harness.CONFIG)
     common = {
         "FISCUS_DATABASE__URL": DATABASE_URL,
         "FISCUS_CACHE__URL": REDIS_URL,

@@ -34,19 +34,26 @@ CITY_TIN = "37900846788"
 CLIENT_ID = "contract-admin"
 CLIENT_SECRET = "contract-admin-secret"
 
-# The configuration both backends get (`--config`): the city-tax merchant and a client with
-# every scope (as CONFIG and AUTH_CONFIG in the Rust end-to-end tests).
-CONFIG = f"""
-[[receipts.merchants]]
-tin = "{CITY_TIN}"
-name = "Дээж Дэлгүүр ХХК"
-city_tax_payer = true
-
+# A client with every scope (as AUTH_CONFIG in the Rust end-to-end tests).
+AUTH_CONFIG = f"""
 [[auth.clients]]
 client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 scopes = ["admin"]
 """
+
+# The cluster's configuration (`--config`): the city-tax merchant (as CONFIG in the Rust
+# end-to-end tests) and the client.
+CONFIG = f"""
+[[receipts.merchants]]
+tin = "{CITY_TIN}"
+name = "Дээж Дэлгүүр ХХК"
+city_tax_payer = true
+""" + AUTH_CONFIG
+
+# fiscus dev's: the client alone, so that its own merchants stand — the same city-tax merchant,
+# on the built-in signer, and the e-barimt merchant wired to its POSAPI sandbox.
+DEV_CONFIG = AUTH_CONFIG
 
 START_TIMEOUT = 30.0
 RPC_TIMEOUT = 10.0

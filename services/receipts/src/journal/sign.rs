@@ -53,10 +53,13 @@ impl Journal {
                 let terms = self.policy.terms(&merchant);
                 crate::metrics::signed(terms.provider.label(), terms.first_state());
                 self.announce(&receipt);
-                if receipt.fiscal_state() == pb::FiscalState::Pending {
-                    self.outbox.first_attempt(&receipt).await;
+                // PENDING as journaled, unless an attempt was recorded while the till waited.
+                if receipt.fiscal_state() == pb::FiscalState::Pending
+                    && self.outbox.first_attempt(&receipt).await
+                {
+                    return self.current(*receipt).await;
                 }
-                self.current(*receipt).await
+                Ok(*receipt)
             }
             Signed::Earlier(bytes) => self.current(replayed_receipt(&bytes)?).await,
         }

@@ -78,6 +78,8 @@ pub struct Outbox {
     /// Merchants whose provider the last attempt found unreachable.
     unreachable: Mutex<HashSet<String>>,
     watchers: Arc<Watchers>,
+    /// Asked to stop: deliveries under way finish, and take no next receipt.
+    stopping: Shutdown,
 }
 
 impl Outbox {
@@ -98,6 +100,7 @@ impl Outbox {
             waiters: Mutex::default(),
             unreachable: Mutex::default(),
             watchers,
+            stopping: shutdown.clone(),
         });
         tokio::spawn(Arc::clone(&outbox).run(shutdown.clone()));
         tokio::spawn(Arc::clone(&outbox).upkeep(shutdown));
@@ -114,9 +117,12 @@ impl Outbox {
     }
 
     /// Waits, at most `answer_within_ms`, for the first delivery attempt of a receipt just
-    /// journaled — not at all when its provider was found unreachable last time. Tells the
-    /// worker of it either way.
-    pub async fn first_attempt(&self, receipt: &pb::Receipt) {
+    /// journaled, telling the worker of it; answers whether an attempt was recorded meanwhile
+    /// (then the receipt's state may have changed). It neither waits nor tells when its provider was
+    /// found unreachable last time: the worker's next poll takes it if it is first in its
+    /// terminal's line, and a claim per receipt signed during an outage would mostly find
+    /// receipts waiting behind their terminal's earlier ones.
+    pub async fn first_attempt(&self, receipt: &pb::Receipt) -> bool {
         let merchant = receipt
             .terminal
             .as_ref()
@@ -128,8 +134,7 @@ impl Outbox {
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&merchant)
         {
-            self.kick();
-            return;
+            return false;
         }
         let (tx, rx) = oneshot::channel();
         self.waiters
@@ -140,12 +145,13 @@ impl Outbox {
             .push(tx);
         self.kick();
         let within = Duration::from_millis(self.config.answer_within_ms);
-        let _ = tokio::time::timeout(within, rx).await;
+        let attempted = matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())));
         // Answered or not, nobody waits for it any more.
         self.waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&receipt.id);
+        attempted
     }
 
     /// Claims due receipts as deliveries finish and new ones come, until shutdown.
@@ -185,12 +191,30 @@ impl Outbox {
         while deliveries.join_next().await.is_some() {}
     }
 
-    /// One attempt: the provider's answer recorded, the waiters and watchers told.
-    async fn deliver(&self, row: Claimed) {
+    /// Delivers a claimed receipt and, each time one leaves the queue, its terminal's next one
+    /// if it is due: a terminal's line moves at the provider's pace, not at the claim's.
+    async fn deliver(&self, mut row: Claimed) {
+        while self.attempt(&row).await && !self.stopping.is_requested() {
+            let now = now_us();
+            let until = now.saturating_add(millis_us(self.config.claim_ms));
+            match store::claim_next(&self.db, &self.claim, &row, now, until).await {
+                Ok(Some(next)) => row = next,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox: cannot claim a terminal's next receipt; the next claim takes it");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One attempt: the provider's answer recorded, the waiters and watchers told. Answers
+    /// whether the receipt left the queue (accepted, or parked as a dead letter).
+    async fn attempt(&self, row: &Claimed) -> bool {
         let attempt_us = now_us();
         let provider = ProviderKind::parse(&row.provider);
         let outcome = match provider {
-            Some(ProviderKind::Ebarimt) => self.ebarimt.deliver(&self.db, &row).await,
+            Some(ProviderKind::Ebarimt) => self.ebarimt.deliver(&self.db, row).await,
             _ => Outcome::Parked(format!(
                 "no provider {:?} is configured in this process",
                 row.provider
@@ -212,7 +236,7 @@ impl Outbox {
                 Outcome::Parked(_) => false,
             }
         };
-        let recorded = self.record(&row, &outcome, attempt_us).await;
+        let recorded = self.record(row, &outcome, attempt_us).await;
         if back {
             // The provider answers again: the merchant's receipts backing off since the outage
             // are due now, not each at the end of its own (by now long) delay.
@@ -258,6 +282,7 @@ impl Outbox {
         for waiter in waiting.into_iter().flatten() {
             let _ = waiter.send(());
         }
+        matches!(recorded, Ok(true)) && !matches!(outcome, Outcome::Failed { .. })
     }
 
     async fn record(

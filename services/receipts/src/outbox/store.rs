@@ -1,5 +1,6 @@
 //! The outbox's SQL: claiming due receipts, recording what their provider answered, and the
-//! operator's view (ListPending, ResendPending). One text per query, on Postgres and SQLite.
+//! operator's view (ListPending, ResendPending). One text per query, on Postgres and SQLite,
+//! but for the claim's choice of heads.
 
 use fiscus_domain::TerminalId;
 use fiscus_kit::db::{Database, Tx};
@@ -11,6 +12,8 @@ pub struct Claimed {
     pub receipt_id: String,
     pub provider: String,
     pub merchant_tin: String,
+    pub branch_no: String,
+    pub pos_no: String,
     /// Attempts so far, this one included.
     pub attempts: i32,
     /// An earlier attempt may have reached the provider without its answer reaching fiscus
@@ -21,9 +24,14 @@ pub struct Claimed {
 }
 
 /// Claims up to `limit` due receipts for `claim` until `until_us`: each the oldest live one of
-/// its terminal, so a terminal's receipts reach the provider in their order. On Postgres rows
-/// another worker is claiming are skipped, not waited for; SQLite has one writer at a time. A
+/// its terminal (its head), so a terminal's receipts reach the provider in their order. A
 /// receipt whose last claim ran out unrecorded (its worker died) is in doubt from then on.
+///
+/// On Postgres the heads are found by a loose index scan — one descent of
+/// `outbox_live_by_terminal` per terminal with live receipts — and rows another worker is
+/// claiming are skipped, not waited for: the claim costs what the terminals cost, however long
+/// an outage made the queue. SQLite (one writer, `fiscus dev`) cannot seek its index by the
+/// terminal's three columns at once, so there each due row is tested for an earlier live one.
 pub async fn claim(
     db: &Database,
     claim: &str,
@@ -31,25 +39,12 @@ pub async fn claim(
     until_us: i64,
     limit: usize,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let lock = match db {
-        Database::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-        Database::Sqlite(_) => "",
+    let due = match db {
+        Database::Postgres(_) => CLAIMABLE_POSTGRES,
+        Database::Sqlite(_) => CLAIMABLE_SQLITE,
     };
-    let sql = format!(
-        "UPDATE outbox SET claim = $1, claimed_until_us = $2, claimed_at_us = $3, \
-            attempts = attempts + 1, in_doubt = (in_doubt OR claimed_until_us > 0), \
-            doubt_since_us = CASE WHEN claimed_until_us > 0 AND doubt_since_us IS NULL \
-                THEN claimed_at_us ELSE doubt_since_us END \
-         WHERE receipt_id IN (\
-            SELECT o.receipt_id FROM outbox o \
-            WHERE o.dead = false AND o.next_attempt_at_us <= $3 AND o.claimed_until_us <= $3 \
-              AND NOT EXISTS (\
-                SELECT 1 FROM outbox p WHERE p.merchant_tin = o.merchant_tin \
-                  AND p.branch_no = o.branch_no AND p.pos_no = o.pos_no \
-                  AND p.number < o.number AND p.dead = false) \
-            ORDER BY o.next_attempt_at_us LIMIT $4 {lock}) \
-         RETURNING receipt_id, provider, merchant_tin, attempts, in_doubt, doubt_since_us"
-    );
+    let sql =
+        format!("UPDATE outbox SET {CLAIMED} WHERE receipt_id IN ({due}) RETURNING {CLAIMED_ROW}");
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     with_db!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
         .bind(claim)
@@ -59,6 +54,74 @@ pub async fn claim(
         .fetch_all(pool)
         .await)
 }
+
+/// Claims the head of `done`'s terminal for `claim` until `until_us`, if it is due: the receipt
+/// after `done`, which just left the queue, goes at once instead of waiting for the next claim.
+/// The head is found without a lock and then updated only if still due and unclaimed, so a head
+/// another worker is claiming is waited for and left to it — never skipped for the row after it.
+pub async fn claim_next(
+    db: &Database,
+    claim: &str,
+    done: &Claimed,
+    now_us: i64,
+    until_us: i64,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE outbox SET {CLAIMED} \
+         WHERE receipt_id = (SELECT receipt_id FROM outbox \
+            WHERE merchant_tin = $4 AND branch_no = $5 AND pos_no = $6 AND dead = false \
+            ORDER BY number LIMIT 1) \
+           AND dead = false AND next_attempt_at_us <= $3 AND claimed_until_us <= $3 \
+         RETURNING {CLAIMED_ROW}"
+    );
+    with_db!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(claim)
+        .bind(until_us)
+        .bind(now_us)
+        .bind(&done.merchant_tin)
+        .bind(&done.branch_no)
+        .bind(&done.pos_no)
+        .fetch_optional(pool)
+        .await)
+}
+
+/// What claiming sets, with `$1` the claim, `$2` until when and `$3` now.
+const CLAIMED: &str = "claim = $1, claimed_until_us = $2, claimed_at_us = $3, \
+    attempts = attempts + 1, in_doubt = (in_doubt OR claimed_until_us > 0), \
+    doubt_since_us = CASE WHEN claimed_until_us > 0 AND doubt_since_us IS NULL \
+        THEN claimed_at_us ELSE doubt_since_us END";
+
+/// A [`Claimed`], as claiming returns it.
+const CLAIMED_ROW: &str =
+    "receipt_id, provider, merchant_tin, branch_no, pos_no, attempts, in_doubt, doubt_since_us";
+
+/// The heads due at `$3` and not claimed, oldest due first, at most `$4`, locked (Postgres).
+/// `heads` steps from one terminal's first live row to the next terminal's: ordered by
+/// (terminal, number), the first live row past a terminal is the next terminal's head.
+const CLAIMABLE_POSTGRES: &str = "\
+    WITH RECURSIVE heads (receipt_id, merchant_tin, branch_no, pos_no) AS (\
+        SELECT receipt_id, merchant_tin, branch_no, pos_no FROM outbox WHERE receipt_id = (\
+            SELECT receipt_id FROM outbox WHERE NOT dead \
+            ORDER BY merchant_tin, branch_no, pos_no, number LIMIT 1) \
+      UNION ALL \
+        SELECT n.receipt_id, n.merchant_tin, n.branch_no, n.pos_no FROM heads h \
+        JOIN outbox n ON n.receipt_id = (\
+            SELECT o.receipt_id FROM outbox o WHERE NOT o.dead \
+              AND (o.merchant_tin, o.branch_no, o.pos_no) > (h.merchant_tin, h.branch_no, h.pos_no) \
+            ORDER BY o.merchant_tin, o.branch_no, o.pos_no, o.number LIMIT 1)) \
+    SELECT o.receipt_id FROM outbox o JOIN heads USING (receipt_id) \
+    WHERE o.next_attempt_at_us <= $3 AND o.claimed_until_us <= $3 \
+    ORDER BY o.next_attempt_at_us LIMIT $4 FOR UPDATE OF o SKIP LOCKED";
+
+/// The same on SQLite.
+const CLAIMABLE_SQLITE: &str = "\
+    SELECT o.receipt_id FROM outbox o \
+    WHERE o.dead = false AND o.next_attempt_at_us <= $3 AND o.claimed_until_us <= $3 \
+      AND NOT EXISTS (\
+        SELECT 1 FROM outbox p WHERE p.merchant_tin = o.merchant_tin \
+          AND p.branch_no = o.branch_no AND p.pos_no = o.pos_no \
+          AND p.number < o.number AND p.dead = false) \
+    ORDER BY o.next_attempt_at_us LIMIT $4";
 
 /// Lets go of a receipt whose claim `claim` still holds, inside `tx`; false when the claim was
 /// lost (it ran out and another worker took the receipt), and then nothing may be recorded.
