@@ -1,5 +1,7 @@
 //! PDF output of a [`Layout`] through krilla: 80 mm wide pages as long as the content.
 
+use std::borrow::Cow;
+
 use krilla::geom::{PathBuilder, Point, Rect};
 use krilla::metadata::Metadata;
 use krilla::page::PageSettings;
@@ -37,14 +39,15 @@ impl PdfFace {
     }
 }
 
-/// Something drawn, positioned relative to the top of its element.
-enum Draw {
+/// Something drawn, positioned relative to the top of its element; a body line's text is
+/// the layout's own, borrowed.
+enum Draw<'a> {
     Text {
         mono: bool,
         size: f32,
         x: f32,
         baseline: f32,
-        text: String,
+        text: Cow<'a, str>,
     },
     Qr {
         matrix: QrMatrix,
@@ -54,23 +57,28 @@ enum Draw {
     Space,
 }
 
-struct Element {
+struct Element<'a> {
     height: f32,
-    draw: Draw,
+    draw: Draw<'a>,
 }
 
-pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
-    let mono = PdfFace::new(Face::mono()?)?;
-    let sans = PdfFace::new(Face::sans()?)?;
-    let usable_width = PAGE_WIDTH - 2.0 * MARGIN_X;
+/// The faces and the grid's measure, which turn blocks into elements.
+struct Measure {
+    mono: PdfFace,
+    sans: PdfFace,
+    usable_width: f32,
+    body_size: f32,
+}
 
-    let column_em = mono.face.advance_units(mono.face.glyph(' ').0) / mono.face.units_per_em();
-    let body_size = usable_width / (layout.columns() as f32 * column_em);
-    let (mono_ascent, mono_descent) = mono.face.ascent_descent_em();
-    let (sans_ascent, sans_descent) = sans.face.ascent_descent_em();
-
-    let mut elements = Vec::new();
-    for block in layout.blocks() {
+impl Measure {
+    /// The elements of one block, top to bottom.
+    fn elements<'a>(
+        &self,
+        block: &'a Block,
+        out: &mut Vec<Element<'a>>,
+    ) -> Result<(), RenderError> {
+        let (mono_ascent, mono_descent) = self.mono.face.ascent_descent_em();
+        let (sans_ascent, sans_descent) = self.sans.face.ascent_descent_em();
         match block {
             Block::Heading { text, major } => {
                 let size = if *major {
@@ -78,44 +86,44 @@ pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
                 } else {
                     MINOR_HEADING_PT
                 };
-                let measure = |s: &str| sans.face.text_width_em(s) * size;
-                elements.push(Element {
+                let measure = |s: &str| self.sans.face.text_width_em(s) * size;
+                out.push(Element {
                     height: HEADING_GAP,
                     draw: Draw::Space,
                 });
-                for text in layout::wrap_by(text, usable_width, &measure) {
-                    elements.push(Element {
+                for text in layout::wrap_by(text, self.usable_width, &measure) {
+                    out.push(Element {
                         height: (sans_ascent - sans_descent) * size,
                         draw: Draw::Text {
                             mono: false,
                             size,
                             x: ((PAGE_WIDTH - measure(&text)) / 2.0).max(0.0),
                             baseline: sans_ascent * size,
-                            text,
+                            text: Cow::Owned(text),
                         },
                     });
                 }
-                elements.push(Element {
+                out.push(Element {
                     height: HEADING_GAP,
                     draw: Draw::Space,
                 });
             }
-            Block::Line(text) => elements.push(Element {
-                height: (mono_ascent - mono_descent) * body_size,
+            Block::Line(text) => out.push(Element {
+                height: (mono_ascent - mono_descent) * self.body_size,
                 draw: Draw::Text {
                     mono: true,
-                    size: body_size,
+                    size: self.body_size,
                     x: MARGIN_X,
-                    baseline: mono_ascent * body_size,
-                    text: text.clone(),
+                    baseline: mono_ascent * self.body_size,
+                    text: Cow::Borrowed(text),
                 },
             }),
             Block::Qr(payload) => {
                 if let Some(matrix) = QrMatrix::encode(payload)? {
                     let modules = matrix.size_with_quiet_zone() as f32;
-                    let module = (usable_width / modules).min(MAX_QR_MODULE_PT);
+                    let module = (self.usable_width / modules).min(MAX_QR_MODULE_PT);
                     let side = modules * module;
-                    elements.push(Element {
+                    out.push(Element {
                         height: side + QR_GAP,
                         draw: Draw::Qr {
                             matrix,
@@ -126,23 +134,25 @@ pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
                 }
             }
         }
+        Ok(())
     }
+}
 
-    // One page unless the document is longer than readers allow.
-    let usable_height = MAX_PAGE_HEIGHT - 2.0 * MARGIN_Y;
-    let mut pages: Vec<(f32, Vec<(f32, &Element)>)> = vec![(0.0, Vec::new())];
-    for element in &elements {
-        let needs_new = pages
-            .last()
-            .is_some_and(|(used, els)| !els.is_empty() && used + element.height > usable_height);
-        if needs_new {
-            pages.push((0.0, Vec::new()));
-        }
-        if let Some((used, els)) = pages.last_mut() {
-            els.push((*used, element));
-            *used += element.height;
-        }
-    }
+/// The layout as a PDF, one page unless it is longer than readers allow. Only the page being
+/// filled is measured out at a time: a long document (a full shift report) is not held a
+/// second time as positioned elements.
+pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
+    let mono = PdfFace::new(Face::mono()?)?;
+    let sans = PdfFace::new(Face::sans()?)?;
+    let usable_width = PAGE_WIDTH - 2.0 * MARGIN_X;
+    let column_em = mono.face.advance_units(mono.face.glyph(' ').0) / mono.face.units_per_em();
+    let body_size = usable_width / (layout.columns() as f32 * column_em);
+    let measure = Measure {
+        mono,
+        sans,
+        usable_width,
+        body_size,
+    };
 
     let mut document = Document::new_with(SerializeSettings {
         // Receipts are neither tagged nor archived: the Info dictionary is metadata enough.
@@ -159,61 +169,92 @@ pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
     }
     document.set_metadata(metadata);
 
-    for (used, els) in &pages {
-        let height = used + 2.0 * MARGIN_Y;
-        let settings = PageSettings::from_wh(PAGE_WIDTH, height)
-            .ok_or_else(|| RenderError::Pdf(format!("page of {PAGE_WIDTH}x{height} pt")))?;
-        let mut page = document.start_page_with(settings);
-        let mut surface = page.surface();
-        for (top, element) in els {
-            // krilla's origin is the top left corner, y down.
-            let y_top = MARGIN_Y + top;
-            match &element.draw {
-                Draw::Text {
-                    mono: is_mono,
-                    size,
-                    x,
-                    baseline,
-                    text,
-                } => {
-                    let face = if *is_mono { &mono } else { &sans };
-                    let (text, glyphs) = glyphs(&face.face, text);
-                    surface.draw_glyphs(
-                        Point::from_xy(*x, y_top + baseline),
-                        &glyphs,
-                        face.font.clone(),
-                        &text,
-                        *size,
-                        false,
-                    );
-                }
-                Draw::Qr { matrix, x, module } => {
-                    let mut path = PathBuilder::new();
-                    for (row, col, len) in matrix.dark_runs() {
-                        let rect = Rect::from_xywh(
-                            x + (QUIET_ZONE + col) as f32 * module,
-                            y_top + (QUIET_ZONE + row) as f32 * module,
-                            len as f32 * module,
-                            *module,
-                        );
-                        if let Some(rect) = rect {
-                            path.push_rect(rect);
-                        }
-                    }
-                    if let Some(path) = path.finish() {
-                        surface.set_fill(Some(Fill::default()));
-                        surface.draw_path(&path);
-                    }
-                }
-                Draw::Space => {}
+    let usable_height = MAX_PAGE_HEIGHT - 2.0 * MARGIN_Y;
+    // The page being filled: each element with its top, and the height used.
+    let mut page: Vec<(f32, Element<'_>)> = Vec::new();
+    let mut used = 0.0;
+    let mut block_elements = Vec::new();
+    for block in layout.blocks() {
+        measure.elements(block, &mut block_elements)?;
+        for element in block_elements.drain(..) {
+            if !page.is_empty() && used + element.height > usable_height {
+                draw_page(&mut document, &measure, used, &page)?;
+                page.clear();
+                used = 0.0;
             }
+            let height = element.height;
+            page.push((used, element));
+            used += height;
         }
-        surface.finish();
-        page.finish();
     }
+    draw_page(&mut document, &measure, used, &page)?;
     document
         .finish()
         .map_err(|e| RenderError::Pdf(e.to_string()))
+}
+
+/// One page `used` points of content high (plus margins), its elements at their tops.
+fn draw_page(
+    document: &mut Document,
+    measure: &Measure,
+    used: f32,
+    elements: &[(f32, Element<'_>)],
+) -> Result<(), RenderError> {
+    let height = used + 2.0 * MARGIN_Y;
+    let settings = PageSettings::from_wh(PAGE_WIDTH, height)
+        .ok_or_else(|| RenderError::Pdf(format!("page of {PAGE_WIDTH}x{height} pt")))?;
+    let mut page = document.start_page_with(settings);
+    let mut surface = page.surface();
+    for (top, element) in elements {
+        // krilla's origin is the top left corner, y down.
+        let y_top = MARGIN_Y + top;
+        match &element.draw {
+            Draw::Text {
+                mono: is_mono,
+                size,
+                x,
+                baseline,
+                text,
+            } => {
+                let face = if *is_mono {
+                    &measure.mono
+                } else {
+                    &measure.sans
+                };
+                let (text, glyphs) = glyphs(&face.face, text);
+                surface.draw_glyphs(
+                    Point::from_xy(*x, y_top + baseline),
+                    &glyphs,
+                    face.font.clone(),
+                    &text,
+                    *size,
+                    false,
+                );
+            }
+            Draw::Qr { matrix, x, module } => {
+                let mut path = PathBuilder::new();
+                for (row, col, len) in matrix.dark_runs() {
+                    let rect = Rect::from_xywh(
+                        x + (QUIET_ZONE + col) as f32 * module,
+                        y_top + (QUIET_ZONE + row) as f32 * module,
+                        len as f32 * module,
+                        *module,
+                    );
+                    if let Some(rect) = rect {
+                        path.push_rect(rect);
+                    }
+                }
+                if let Some(path) = path.finish() {
+                    surface.set_fill(Some(Fill::default()));
+                    surface.draw_path(&path);
+                }
+            }
+            Draw::Space => {}
+        }
+    }
+    surface.finish();
+    page.finish();
+    Ok(())
 }
 
 /// The glyphs drawing `text` left to right (no shaping: the body is a monospace grid and

@@ -205,7 +205,9 @@ pub fn render(
         });
     }
     let view = view(report, merchant_name);
-    let text_lines = fiscus_render::render_report_text(&view, fiscus_render::DEFAULT_TEXT_WIDTH);
+    // text_lines only for TXT: beside a PDF or PNG they would be the full report's every line
+    // once more in the answer.
+    let mut text_lines = Vec::new();
     let rendered =
         |r: Result<Vec<u8>, fiscus_render::RenderError>| r.map_err(|e| failed(e.to_string()));
     let (content_type, content) = match format {
@@ -217,10 +219,14 @@ pub fn render(
             "image/png",
             rendered(fiscus_render::render_report_png(&view))?,
         ),
-        _ => (
-            "text/plain; charset=utf-8",
-            text_lines.join("\n").into_bytes(),
-        ),
+        _ => {
+            text_lines =
+                fiscus_render::render_report_text(&view, fiscus_render::DEFAULT_TEXT_WIDTH);
+            (
+                "text/plain; charset=utf-8",
+                text_lines.join("\n").into_bytes(),
+            )
+        }
     };
     Ok(pb::RenderedDocument {
         format: format.into(),
