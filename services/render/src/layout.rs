@@ -72,6 +72,13 @@ impl Layout {
     /// The document as lines of at most [`columns`](Self::columns) characters: headings
     /// wrapped and centered, QR codes left out.
     pub fn text_lines(&self) -> Vec<String> {
+        self.text_lines_followed_by(&mut std::iter::empty())
+    }
+
+    /// [`text_lines`](Self::text_lines), then `rows`: body lines of at most
+    /// [`columns`](Self::columns) characters produced as they are written (a full shift
+    /// report's transactions), so that a long document is not laid out in memory first.
+    pub fn text_lines_followed_by(&self, rows: &mut dyn Iterator<Item = String>) -> Vec<String> {
         let mut out = Vec::new();
         for block in &self.blocks {
             match block {
@@ -84,6 +91,7 @@ impl Layout {
                 Block::Qr(_) => {}
             }
         }
+        out.extend(rows);
         out
     }
 
@@ -92,13 +100,34 @@ impl Layout {
     /// Mono sized so the grid fills the line, headings in DejaVu Sans, both subset-embedded
     /// with a ToUnicode map so the text extracts; QR codes as vector rectangles.
     pub fn to_pdf(&self) -> Result<Vec<u8>, RenderError> {
-        crate::pdf::render(self)
+        crate::pdf::render(self, &mut std::iter::empty())
+    }
+
+    /// [`to_pdf`](Self::to_pdf), then `rows` as body lines (see
+    /// [`text_lines_followed_by`](Self::text_lines_followed_by)), each drawn and dropped as
+    /// its page is written.
+    pub fn to_pdf_followed_by(
+        &self,
+        rows: &mut dyn Iterator<Item = String>,
+    ) -> Result<Vec<u8>, RenderError> {
+        crate::pdf::render(self, rows)
     }
 
     /// The document as an 8-bit grayscale PNG 576 px wide (80 mm at 203 dpi), or wider when
     /// a QR code needs it.
     pub fn to_png(&self) -> Result<Vec<u8>, RenderError> {
         crate::raster::render(self)
+    }
+
+    /// [`to_png`](Self::to_png), then `rows` as body lines. An image is drawn whole, so the
+    /// rows are laid out first.
+    pub fn to_png_followed_by(
+        &self,
+        rows: &mut dyn Iterator<Item = String>,
+    ) -> Result<Vec<u8>, RenderError> {
+        let mut whole = self.clone();
+        whole.blocks.extend(rows.map(Block::Line));
+        crate::raster::render(&whole)
     }
 
     /// The merchant's heading: its name, then its TIN and the branch and POS numbers, each
@@ -162,26 +191,7 @@ impl Layout {
     /// otherwise `left` wraps and `right` goes flush right below it. Leading spaces of
     /// `left` are kept as an indent.
     pub fn left_right(&mut self, left: &str, right: &str) {
-        let width = self.columns;
-        let indent: String = left.chars().take_while(|c| *c == ' ').collect();
-        let left = format!("{indent}{}", clean(left));
-        let right = clean(right);
-        let right_len = char_len(&right);
-        let mut lines = wrap_chars(&left, width);
-        let fits_on_last = lines
-            .last()
-            .is_some_and(|last| char_len(last) + 1 + right_len <= width);
-        if right_len == 0 {
-            // Nothing to place on the right.
-        } else if let (true, Some(last)) = (fits_on_last, lines.last_mut()) {
-            let last_len = char_len(last);
-            last.push_str(&" ".repeat(width - last_len - right_len));
-            last.push_str(&right);
-        } else {
-            for line in wrap_chars(&right, width) {
-                lines.push(right_align(&line, width));
-            }
-        }
+        let lines = left_right_lines(left, right, self.columns);
         self.blocks.extend(lines.into_iter().map(Block::Line));
     }
 
@@ -199,6 +209,30 @@ impl Layout {
 }
 
 /// Number of characters (not bytes) in `s`.
+/// The lines of [`Layout::left_right`] on a grid `width` characters wide.
+pub(crate) fn left_right_lines(left: &str, right: &str, width: usize) -> Vec<String> {
+    let indent: String = left.chars().take_while(|c| *c == ' ').collect();
+    let left = format!("{indent}{}", clean(left));
+    let right = clean(right);
+    let right_len = char_len(&right);
+    let mut lines = wrap_chars(&left, width);
+    let fits_on_last = lines
+        .last()
+        .is_some_and(|last| char_len(last) + 1 + right_len <= width);
+    if right_len == 0 {
+        // Nothing to place on the right.
+    } else if let (true, Some(last)) = (fits_on_last, lines.last_mut()) {
+        let last_len = char_len(last);
+        last.push_str(&" ".repeat(width - last_len - right_len));
+        last.push_str(&right);
+    } else {
+        for line in wrap_chars(&right, width) {
+            lines.push(right_align(&line, width));
+        }
+    }
+    lines
+}
+
 pub(crate) fn char_len(s: &str) -> usize {
     s.chars().count()
 }

@@ -11,7 +11,9 @@ mod report;
 
 pub use layout::{Block, Layout};
 pub use receipt::{ItemLine, PaymentLine, ReceiptView};
-pub use report::{ReportPaymentLine, ReportTransactionLine, ReportVatLine, ReportView};
+pub use report::{
+    ReportPaymentLine, ReportTransactionLine, ReportVatLine, ReportView, Transactions,
+};
 
 /// Width, in characters, of an 80 mm thermal printer line (and of the body of the PNG and PDF).
 pub const DEFAULT_TEXT_WIDTH: usize = 48;
@@ -77,18 +79,58 @@ pub fn render_png(view: &ReceiptView) -> Result<Vec<u8>, RenderError> {
 /// characters, `width` clamped as in [`render_text`]. A full report prints one
 /// line per transaction (more when a line wraps), so its length is unbounded.
 pub fn render_report_text(view: &ReportView, width: usize) -> Vec<String> {
-    view.layout(width).text_lines()
+    render_report_text_of(view, &view.transactions, width)
 }
 
 /// Renders the shift report as a PDF document 80 mm wide, continuing on further
 /// pages past 200 inches, like [`render_pdf`].
 pub fn render_report_pdf(view: &ReportView) -> Result<Vec<u8>, RenderError> {
-    view.layout(DEFAULT_TEXT_WIDTH).to_pdf()
+    render_report_pdf_of(view, &view.transactions)
 }
 
 /// Renders the shift report as an 8-bit grayscale PNG 576 px wide, like
 /// [`render_png`]. A full report too long for one image is
 /// [`RenderError::TooLarge`]; render it as text or PDF instead.
 pub fn render_report_png(view: &ReportView) -> Result<Vec<u8>, RenderError> {
-    view.layout(DEFAULT_TEXT_WIDTH).to_png()
+    render_report_png_of(view, &view.transactions)
+}
+
+/// [`render_report_text`] with the transactions read from `transactions` one at a time
+/// (`view.transactions` is not read): a long shift's lines are held once, where they are.
+pub fn render_report_text_of(
+    view: &ReportView,
+    transactions: &dyn Transactions,
+    width: usize,
+) -> Vec<String> {
+    let head = view.layout_head(width, transactions.count());
+    head.text_lines_followed_by(&mut ReportView::transaction_rows(
+        transactions,
+        head.columns(),
+    ))
+}
+
+/// [`render_report_pdf`] with the transactions read from `transactions` one at a time, each
+/// line drawn and dropped with its page (`view.transactions` is not read).
+pub fn render_report_pdf_of(
+    view: &ReportView,
+    transactions: &dyn Transactions,
+) -> Result<Vec<u8>, RenderError> {
+    let head = view.layout_head(DEFAULT_TEXT_WIDTH, transactions.count());
+    head.to_pdf_followed_by(&mut ReportView::transaction_rows(
+        transactions,
+        head.columns(),
+    ))
+}
+
+/// [`render_report_png`] with the transactions read from `transactions` (`view.transactions`
+/// is not read). An image is drawn whole, so its lines are laid out first.
+pub fn render_report_png_of(
+    view: &ReportView,
+    transactions: &dyn Transactions,
+) -> Result<Vec<u8>, RenderError> {
+    let head = view.layout_head(DEFAULT_TEXT_WIDTH, transactions.count());
+    head.to_png_followed_by(&mut ReportView::transaction_rows(
+        transactions,
+        head.columns(),
+    ))
 }

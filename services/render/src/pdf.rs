@@ -77,7 +77,6 @@ impl Measure {
         block: &'a Block,
         out: &mut Vec<Element<'a>>,
     ) -> Result<(), RenderError> {
-        let (mono_ascent, mono_descent) = self.mono.face.ascent_descent_em();
         let (sans_ascent, sans_descent) = self.sans.face.ascent_descent_em();
         match block {
             Block::Heading { text, major } => {
@@ -108,16 +107,7 @@ impl Measure {
                     draw: Draw::Space,
                 });
             }
-            Block::Line(text) => out.push(Element {
-                height: (mono_ascent - mono_descent) * self.body_size,
-                draw: Draw::Text {
-                    mono: true,
-                    size: self.body_size,
-                    x: MARGIN_X,
-                    baseline: mono_ascent * self.body_size,
-                    text: Cow::Borrowed(text),
-                },
-            }),
+            Block::Line(text) => out.push(self.body_line(Cow::Borrowed(text))),
             Block::Qr(payload) => {
                 if let Some(matrix) = QrMatrix::encode(payload)? {
                     let modules = matrix.size_with_quiet_zone() as f32;
@@ -138,10 +128,30 @@ impl Measure {
     }
 }
 
-/// The layout as a PDF, one page unless it is longer than readers allow. Only the page being
+impl Measure {
+    /// A line of the monospace body.
+    fn body_line<'a>(&self, text: Cow<'a, str>) -> Element<'a> {
+        let (ascent, descent) = self.mono.face.ascent_descent_em();
+        Element {
+            height: (ascent - descent) * self.body_size,
+            draw: Draw::Text {
+                mono: true,
+                size: self.body_size,
+                x: MARGIN_X,
+                baseline: ascent * self.body_size,
+                text,
+            },
+        }
+    }
+}
+
+/// The layout as a PDF, then `rows` as body lines, one page unless it is longer than readers allow. Only the page being
 /// filled is measured out at a time: a long document (a full shift report) is not held a
 /// second time as positioned elements.
-pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
+pub(crate) fn render(
+    layout: &Layout,
+    rows: &mut dyn Iterator<Item = String>,
+) -> Result<Vec<u8>, RenderError> {
     let mono = PdfFace::new(Face::mono()?)?;
     let sans = PdfFace::new(Face::sans()?)?;
     let usable_width = PAGE_WIDTH - 2.0 * MARGIN_X;
@@ -169,28 +179,56 @@ pub(crate) fn render(layout: &Layout) -> Result<Vec<u8>, RenderError> {
     }
     document.set_metadata(metadata);
 
-    let usable_height = MAX_PAGE_HEIGHT - 2.0 * MARGIN_Y;
-    // The page being filled: each element with its top, and the height used.
-    let mut page: Vec<(f32, Element<'_>)> = Vec::new();
-    let mut used = 0.0;
+    let mut page = Page::default();
     let mut block_elements = Vec::new();
     for block in layout.blocks() {
         measure.elements(block, &mut block_elements)?;
         for element in block_elements.drain(..) {
-            if !page.is_empty() && used + element.height > usable_height {
-                draw_page(&mut document, &measure, used, &page)?;
-                page.clear();
-                used = 0.0;
-            }
-            let height = element.height;
-            page.push((used, element));
-            used += height;
+            page.place(element, &mut document, &measure)?;
         }
     }
-    draw_page(&mut document, &measure, used, &page)?;
+    for row in rows {
+        page.place(measure.body_line(Cow::Owned(row)), &mut document, &measure)?;
+    }
+    page.draw(&mut document, &measure)?;
     document
         .finish()
         .map_err(|e| RenderError::Pdf(e.to_string()))
+}
+
+/// The page being filled: each element with its top, and the height used.
+#[derive(Default)]
+struct Page<'a> {
+    elements: Vec<(f32, Element<'a>)>,
+    used: f32,
+}
+
+impl<'a> Page<'a> {
+    /// Adds `element` below the others, first drawing the page and starting the next when it
+    /// would pass the longest page readers accept.
+    fn place(
+        &mut self,
+        element: Element<'a>,
+        document: &mut Document,
+        measure: &Measure,
+    ) -> Result<(), RenderError> {
+        let usable_height = MAX_PAGE_HEIGHT - 2.0 * MARGIN_Y;
+        if !self.elements.is_empty() && self.used + element.height > usable_height {
+            self.draw(document, measure)?;
+        }
+        let height = element.height;
+        self.elements.push((self.used, element));
+        self.used += height;
+        Ok(())
+    }
+
+    /// Draws the page and empties it.
+    fn draw(&mut self, document: &mut Document, measure: &Measure) -> Result<(), RenderError> {
+        draw_page(document, measure, self.used, &self.elements)?;
+        self.elements.clear();
+        self.used = 0.0;
+        Ok(())
+    }
 }
 
 /// One page `used` points of content high (plus margins), its elements at their tops.

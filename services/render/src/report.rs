@@ -1,6 +1,6 @@
 //! The shift report (X or Z) as printed: its fields and how they are laid out.
 
-use crate::layout::{Layout, clean};
+use crate::layout::{Layout, clean, left_right_lines};
 
 /// Everything printed on a shift report, already formatted as strings (amounts are decimal strings like "5600.00").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,12 +113,42 @@ pub struct ReportTransactionLine {
     pub amount: String,
 }
 
+/// The transactions of a full report, read one at a time as the report is written, so that a
+/// long shift's lines need not be copied into a [`ReportView`] first.
+pub trait Transactions {
+    /// How many there are.
+    fn count(&self) -> usize;
+    /// The one at `index` (below [`count`](Self::count)), as printed.
+    fn line(&self, index: usize) -> ReportTransactionLine;
+}
+
+impl Transactions for Vec<ReportTransactionLine> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn line(&self, index: usize) -> ReportTransactionLine {
+        self[index].clone()
+    }
+}
+
 impl ReportView {
     /// Lays the report out on a grid `width` characters wide (clamped like
     /// [`Layout::new`]): merchant heading, identification, receipts, VAT by rate,
     /// totals, payment methods, QR payments (when there are any), warnings and, in a
     /// full report, the transactions one per line.
     pub fn layout(&self, width: usize) -> Layout {
+        let mut b = self.layout_head(width, self.transactions.len());
+        let columns = b.columns();
+        for line in Self::transaction_rows(&self.transactions, columns) {
+            b.line(&line);
+        }
+        b
+    }
+
+    /// [`layout`](Self::layout) up to the transactions, with the heading of `transactions` of
+    /// them when there are any; [`transaction_rows`](Self::transaction_rows) are the rest.
+    pub fn layout_head(&self, width: usize, transactions: usize) -> Layout {
         let title = clean(&self.title);
         let mut b = Layout::new(width, &title, &self.merchant_name);
 
@@ -231,24 +261,34 @@ impl ReportView {
             }
         }
 
-        if !self.transactions.is_empty() {
+        if transactions != 0 {
             b.separator();
-            b.left_right("TRANSACTIONS", &self.transactions.len().to_string());
-            for tx in &self.transactions {
-                let label = clean(&tx.label);
-                let reference = if tx.receipt_number != 0 {
-                    format!("No {}", tx.receipt_number)
-                } else {
-                    clean(&tx.id)
-                };
-                let left = [clean(&tx.time), label, reference]
-                    .into_iter()
-                    .filter(|part| !part.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                b.left_right(&left, &tx.amount);
-            }
+            b.left_right("TRANSACTIONS", &transactions.to_string());
         }
         b
+    }
+
+    /// The lines of a full report's transactions on a grid `columns` characters wide (as
+    /// [`Layout::columns`] says), one per transaction unless it wraps, each made as it is
+    /// asked for.
+    pub fn transaction_rows(
+        transactions: &dyn Transactions,
+        columns: usize,
+    ) -> impl Iterator<Item = String> + '_ {
+        (0..transactions.count()).flat_map(move |index| {
+            let tx = transactions.line(index);
+            let label = clean(&tx.label);
+            let reference = if tx.receipt_number != 0 {
+                format!("No {}", tx.receipt_number)
+            } else {
+                clean(&tx.id)
+            };
+            let left = [clean(&tx.time), label, reference]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            left_right_lines(&left, &tx.amount, columns)
+        })
     }
 }

@@ -4,8 +4,9 @@ use std::io::Cursor;
 
 use fiscus_render::{
     Block, ItemLine, Layout, PaymentLine, ReceiptView, ReportPaymentLine, ReportTransactionLine,
-    ReportVatLine, ReportView, render_pdf, render_png, render_report_pdf, render_report_png,
-    render_report_text, render_text,
+    ReportVatLine, ReportView, Transactions, render_pdf, render_png, render_report_pdf,
+    render_report_pdf_of, render_report_png, render_report_text, render_report_text_of,
+    render_text,
 };
 use pdf_extract::content::Content;
 
@@ -793,4 +794,41 @@ fn full_report_of_2000_transactions_renders_to_over_2000_text_lines() {
         .find(|l| l.starts_with("12:00:00 SALE No 2000 "))
         .expect("the last transaction");
     assert!(last.ends_with("2000.00"));
+}
+
+/// Transactions made one at a time, as ShiftService reads them from its protobuf report.
+struct Made(usize);
+
+impl Transactions for Made {
+    fn count(&self) -> usize {
+        self.0
+    }
+
+    fn line(&self, index: usize) -> ReportTransactionLine {
+        let n = index as u64 + 1;
+        transaction("SALE", n, "12:00:00", &format!("{n}.00"))
+    }
+}
+
+#[test]
+fn a_report_whose_transactions_are_read_one_at_a_time_prints_as_one_that_holds_them() {
+    let source = Made(2500);
+    let mut holding = report();
+    holding.transactions = (0..source.count()).map(|i| source.line(i)).collect();
+    let view = report();
+    assert_eq!(
+        render_report_text_of(&view, &source, 48),
+        render_report_text(&holding, 48)
+    );
+    // 2,500 lines pass one page: the rows continue on the second, in order.
+    let pdf = render_report_pdf_of(&view, &source).expect("render report PDF");
+    let pages = pdf_extract::extract_text_from_mem_by_pages(&pdf).expect("PDF text extracts");
+    assert_eq!(pages.len(), 2);
+    assert!(pages[0].contains("TRANSACTIONS") && pages[0].contains("SALE No 1 "));
+    assert!(pages[1].contains("SALE No 2500"));
+    let held = pdf_extract::extract_text_from_mem_by_pages(
+        &render_report_pdf(&holding).expect("render report PDF"),
+    )
+    .expect("PDF text extracts");
+    assert_eq!(pages, held);
 }

@@ -164,17 +164,29 @@ fn view(report: &pb::Report, merchant_name: &str) -> ReportView {
         qr_refund_count: report.qr_refund_count,
         qr_refund_sum: report.qr_refund_sum.clone(),
         warnings: report.warnings.clone(),
-        transactions: report
-            .transactions
-            .iter()
-            .map(|t| ReportTransactionLine {
-                label: enum_label(t.r#type().as_str_name(), "REPORT_TRANSACTION_TYPE_"),
-                id: t.id.clone(),
-                receipt_number: t.receipt_number,
-                time: time(t.time.as_ref()),
-                amount: t.amount.clone(),
-            })
-            .collect(),
+        // Read from the report one at a time as it is written (see `Lines`).
+        transactions: Vec::new(),
+    }
+}
+
+/// A full report's transactions as the renderer reads them: each printed line made from the
+/// report's own when it is written, so a long shift's lines are held once, in the answer.
+struct Lines<'a>(&'a [pb::ReportTransaction]);
+
+impl fiscus_render::Transactions for Lines<'_> {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn line(&self, index: usize) -> ReportTransactionLine {
+        let t = &self.0[index];
+        ReportTransactionLine {
+            label: enum_label(t.r#type().as_str_name(), "REPORT_TRANSACTION_TYPE_"),
+            id: t.id.clone(),
+            receipt_number: t.receipt_number,
+            time: time(t.time.as_ref()),
+            amount: t.amount.clone(),
+        }
     }
 }
 
@@ -205,6 +217,7 @@ pub fn render(
         });
     }
     let view = view(report, merchant_name);
+    let lines = Lines(&report.transactions);
     // text_lines only for TXT: beside a PDF or PNG they would be the full report's every line
     // once more in the answer.
     let mut text_lines = Vec::new();
@@ -213,15 +226,18 @@ pub fn render(
     let (content_type, content) = match format {
         pb::DocumentFormat::Pdf => (
             "application/pdf",
-            rendered(fiscus_render::render_report_pdf(&view))?,
+            rendered(fiscus_render::render_report_pdf_of(&view, &lines))?,
         ),
         pb::DocumentFormat::Png => (
             "image/png",
-            rendered(fiscus_render::render_report_png(&view))?,
+            rendered(fiscus_render::render_report_png_of(&view, &lines))?,
         ),
         _ => {
-            text_lines =
-                fiscus_render::render_report_text(&view, fiscus_render::DEFAULT_TEXT_WIDTH);
+            text_lines = fiscus_render::render_report_text_of(
+                &view,
+                &lines,
+                fiscus_render::DEFAULT_TEXT_WIDTH,
+            );
             (
                 "text/plain; charset=utf-8",
                 text_lines.join("\n").into_bytes(),
