@@ -9,6 +9,7 @@ use fiscus_domain::Money;
 use fiscus_e2e::{AUTH_CONFIG, Authed, Bearer, Process, database_url, fresh_schema, issue_token};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::payment_service_client::PaymentServiceClient;
+use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use fiscus_proto::v1::shift_service_client::ShiftServiceClient;
 use fiscus_proto::v1::token_service_client::TokenServiceClient;
 use fiscus_providers::mia::{MiaSeller, MiaTerminal, PayerTarget, paths};
@@ -190,13 +191,20 @@ poll_interval_ms = 200
 
     /// A ShiftService that counts this fixture's payments, and the processes it needs: on
     /// Postgres a receipt and a shift service beside the payments; on `fiscus dev` its own.
-    async fn shifts(&self) -> (Vec<Process>, ShiftServiceClient<Authed>) {
+    async fn shifts(
+        &self,
+    ) -> (
+        Vec<Process>,
+        ShiftServiceClient<Authed>,
+        ReceiptServiceClient<Authed>,
+    ) {
         let Some((_, config, tokens)) = &self.replica else {
-            let client = ShiftServiceClient::with_interceptor(
-                self.processes[0].channel().await,
-                Bearer::new(&self.token),
+            let channel = self.processes[0].channel().await;
+            return (
+                Vec::new(),
+                ShiftServiceClient::with_interceptor(channel.clone(), Bearer::new(&self.token)),
+                ReceiptServiceClient::with_interceptor(channel, Bearer::new(&self.token)),
             );
-            return (Vec::new(), client);
         };
         let args = ["--config", config.as_str()];
         let receipts = Process::service_in(
@@ -225,7 +233,11 @@ poll_interval_ms = 200
         .expect("fiscus-shifts starts");
         let client =
             ShiftServiceClient::with_interceptor(shifts.channel().await, Bearer::new(&self.token));
-        (vec![receipts, shifts], client)
+        let receipts_client = ReceiptServiceClient::with_interceptor(
+            receipts.channel().await,
+            Bearer::new(&self.token),
+        );
+        (vec![receipts, shifts], client, receipts_client)
     }
 
     /// Another payments process on the same database and Redis (Postgres), with `env`.
@@ -555,7 +567,7 @@ on_both_backends!(
     a_shifts_transactions_are_paged_newest_first,
     a_hybrid_request_is_cancelled_and_a_static_request_takes_several_payments,
     a_payment_the_bank_fails_is_failed_with_its_reason_and_a_lost_request_is_found_again,
-    qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made,
+    receipts_and_qr_payments_of_one_shift_add_up_and_a_refund_counts_in_the_shift_open_when_made,
     a_mia_terminals_shift_opens_and_closes_at_mia_and_a_payment_fiscus_never_saw_is_a_z_report_warning,
 );
 
@@ -1941,9 +1953,11 @@ async fn written(path: &std::path::Path) -> String {
     panic!("nothing was written to {}", path.display());
 }
 
-async fn qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made(backend: Backend) {
+async fn receipts_and_qr_payments_of_one_shift_add_up_and_a_refund_counts_in_the_shift_open_when_made(
+    backend: Backend,
+) {
     let fx = Fixture::start(backend).await;
-    let (_processes, mut shifts) = fx.shifts().await;
+    let (_processes, mut shifts, receipts) = fx.shifts().await;
     let open = |shifts: &mut ShiftServiceClient<Authed>| {
         let mut shifts = shifts.clone();
         let till = fx.a.clone();
@@ -1981,6 +1995,79 @@ async fn qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made(back
     // Made outside any shift: in no report.
     fx.paid("3.00").await;
     open(&mut shifts).await;
+    // In the same shift, receipts at the same terminal: a sale of two tax types paid in cash
+    // with change, a sale refunded in full, a card sale cancelled, a zero receipt.
+    let sign = |request: pb::SignReceiptRequest| {
+        let mut receipts = receipts.clone();
+        async move {
+            receipts
+                .sign_receipt(request)
+                .await
+                .expect("a receipt")
+                .into_inner()
+                .receipt
+                .expect("the receipt")
+        }
+    };
+    let mut bread = fiscus_e2e::sale(
+        &fx.a,
+        vec![
+            fiscus_e2e::item("Pâine", "2", "50.00", pb::TaxType::VatAble),
+            fiscus_e2e::item("Aspirină", "1", "10.00", pb::TaxType::VatFree),
+        ],
+        "130.00",
+    );
+    bread.payments.push(pb::PayItem {
+        method: pb::PaymentMethod::Change.into(),
+        ..fiscus_e2e::cash("20.00")
+    });
+    let bread = sign(bread).await;
+    let milk = sign(fiscus_e2e::sale(
+        &fx.a,
+        vec![fiscus_e2e::item(
+            "Lapte",
+            "1",
+            "50.00",
+            pb::TaxType::VatAble,
+        )],
+        "50.00",
+    ))
+    .await;
+    let returned = sign(fiscus_e2e::refund(&fx.a, &milk.id, &[], "50.00")).await;
+    let mut coffee = fiscus_e2e::sale(
+        &fx.a,
+        vec![fiscus_e2e::item(
+            "Cafea",
+            "1",
+            "30.00",
+            pb::TaxType::VatAble,
+        )],
+        "30.00",
+    );
+    coffee.payments[0].method = pb::PaymentMethod::PaymentCard.into();
+    let coffee = sign(coffee).await;
+    let zero = sign(pb::SignReceiptRequest {
+        operation_id: op(),
+        terminal: Some(fx.a.clone()),
+        kind: pb::ReceiptKind::Zero.into(),
+        receipt_reference: "zero-1".into(),
+        ..Default::default()
+    })
+    .await;
+    let voided = receipts
+        .clone()
+        .cancel_receipt(fiscus_e2e::cancellation(&fx.a, &coffee.id, "wrong card"))
+        .await
+        .expect("a cancellation")
+        .into_inner()
+        .cancellation
+        .expect("the cancellation");
+    assert!(
+        [&bread, &milk, &returned, &coffee, &zero, &voided]
+            .iter()
+            .all(|r| !r.shift_id.is_empty() && r.shift_id == bread.shift_id),
+        "the receipts are in the open shift"
+    );
     let tx = fx.paid("40.00").await;
     fx.client()
         .await
@@ -2008,21 +2095,78 @@ async fn qr_payments_and_refunds_count_in_the_shift_open_when_they_are_made(back
     };
     let expected = (1, "40.00".to_owned(), 1, "15.00".to_owned());
     assert_eq!(qr(&x), expected);
-    let lines: Vec<(pb::ReportTransactionType, String)> = x
-        .transactions
-        .iter()
-        .map(|t| (t.r#type(), t.amount.clone()))
-        .collect();
+    // The receipts' figures, computed here: sales of 110, 50 and 30; the 50 refunded and the
+    // 30 cancelled, so 110 net; 130 and 50 in cash, 50 paid back, 20 given as change; 30 by
+    // card, taken back by the cancellation.
+    let receipts_figures = |r: &pb::Report| {
+        let counts = (
+            r.receipt_count,
+            r.sale_count,
+            r.refund_count,
+            r.cancellation_count,
+            r.zero_receipt_count,
+        );
+        let sums = [
+            &r.sale_sum,
+            &r.refund_sum,
+            &r.cancellation_sum,
+            &r.total_sum,
+        ]
+        .map(|sum| sum.clone());
+        (counts, sums)
+    };
+    let expected_receipts = (
+        (6, 3, 1, 1, 1),
+        ["190.00", "50.00", "30.00", "110.00"].map(str::to_owned),
+    );
+    assert_eq!(receipts_figures(&x), expected_receipts);
+    let money = |r: &pb::Report| {
+        [
+            pb::PaymentMethod::Cash,
+            pb::PaymentMethod::Change,
+            pb::PaymentMethod::PaymentCard,
+        ]
+        .map(|method| {
+            r.payment_methods
+                .iter()
+                .find(|m| m.method() == method)
+                .map(|m| m.sum.clone())
+        })
+    };
     assert_eq!(
-        lines,
+        money(&x),
+        ["130.00", "20.00", "0.00"].map(|sum| Some(sum.to_owned())),
+        "{:?}",
+        x.payment_methods
+    );
+    // Each list in its own order; between them, by time.
+    let lines = |r: &pb::Report, qr: bool| -> Vec<(pb::ReportTransactionType, String)> {
+        use pb::ReportTransactionType::{QrPayment, QrRefund};
+        r.transactions
+            .iter()
+            .filter(|t| matches!(t.r#type(), QrPayment | QrRefund) == qr)
+            .map(|t| (t.r#type(), t.amount.clone()))
+            .collect()
+    };
+    assert_eq!(
+        lines(&x, true),
         vec![
             (pb::ReportTransactionType::QrPayment, "40.00".to_owned()),
             (pb::ReportTransactionType::QrRefund, "15.00".to_owned()),
         ]
     );
+    {
+        use pb::ReportTransactionType::{Cancellation, Refund, Sale, Zero};
+        assert_eq!(
+            lines(&x, false).iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            vec![Sale, Sale, Refund, Sale, Zero, Cancellation]
+        );
+    }
     let z = close(&mut shifts).await;
     assert_eq!(qr(&z), expected);
-    assert_eq!(z.transactions.len(), 2);
+    assert_eq!(receipts_figures(&z), expected_receipts);
+    assert_eq!(money(&z), money(&x));
+    assert_eq!(z.transactions.len(), 8);
     // A refund after the close counts in the shift open then, not in the payment's.
     open(&mut shifts).await;
     fx.client()
@@ -2038,7 +2182,7 @@ async fn a_mia_terminals_shift_opens_and_closes_at_mia_and_a_payment_fiscus_neve
     backend: Backend,
 ) {
     let fx = Fixture::start(backend).await;
-    let (_processes, shifts) = fx.shifts().await;
+    let (_processes, shifts, _) = fx.shifts().await;
     let open = || {
         let mut shifts = shifts.clone();
         let request = pb::OpenShiftRequest {
