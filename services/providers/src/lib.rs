@@ -1,4 +1,4 @@
-//! HTTP clients for fiscus's upstreams (Keycloak, MIA POS, e-barimt POSAPI 3.0) and their sandboxes: real local servers that keep the upstream contracts.
+//! HTTP clients for fiscus's upstreams (Keycloak, MIA POS, e-barimt POSAPI 3.0) and their sandboxes: real local servers that keep the upstream contracts; fiskaltrust's v2 case values, for its connector to come.
 //!
 //! The sandboxes are behind the `sandbox` feature: `fiscus dev` and the tests turn it on; the
 //! production service binaries are built without it.
@@ -7,6 +7,7 @@
 
 pub mod ebarimt;
 pub mod error;
+pub mod fiskaltrust;
 mod http;
 pub mod keycloak;
 pub mod metrics;
