@@ -208,7 +208,6 @@ impl Layout {
     }
 }
 
-/// Number of characters (not bytes) in `s`.
 /// The lines of [`Layout::left_right`] on a grid `width` characters wide.
 pub(crate) fn left_right_lines(left: &str, right: &str, width: usize) -> Vec<String> {
     let indent: String = left.chars().take_while(|c| *c == ' ').collect();
@@ -233,6 +232,7 @@ pub(crate) fn left_right_lines(left: &str, right: &str, width: usize) -> Vec<Str
     lines
 }
 
+/// Number of characters (not bytes) in `s`.
 pub(crate) fn char_len(s: &str) -> usize {
     s.chars().count()
 }

@@ -102,11 +102,8 @@ pub fn render_report_text_of(
     transactions: &dyn Transactions,
     width: usize,
 ) -> Vec<String> {
-    let head = view.layout_head(width, transactions.count());
-    head.text_lines_followed_by(&mut ReportView::transaction_rows(
-        transactions,
-        head.columns(),
-    ))
+    let (head, mut rows) = report_parts(view, transactions, width);
+    head.text_lines_followed_by(&mut rows)
 }
 
 /// [`render_report_pdf`] with the transactions read from `transactions` one at a time, each
@@ -115,11 +112,8 @@ pub fn render_report_pdf_of(
     view: &ReportView,
     transactions: &dyn Transactions,
 ) -> Result<Vec<u8>, RenderError> {
-    let head = view.layout_head(DEFAULT_TEXT_WIDTH, transactions.count());
-    head.to_pdf_followed_by(&mut ReportView::transaction_rows(
-        transactions,
-        head.columns(),
-    ))
+    let (head, mut rows) = report_parts(view, transactions, DEFAULT_TEXT_WIDTH);
+    head.to_pdf_followed_by(&mut rows)
 }
 
 /// [`render_report_png`] with the transactions read from `transactions` (`view.transactions`
@@ -128,9 +122,17 @@ pub fn render_report_png_of(
     view: &ReportView,
     transactions: &dyn Transactions,
 ) -> Result<Vec<u8>, RenderError> {
-    let head = view.layout_head(DEFAULT_TEXT_WIDTH, transactions.count());
-    head.to_png_followed_by(&mut ReportView::transaction_rows(
-        transactions,
-        head.columns(),
-    ))
+    let (head, mut rows) = report_parts(view, transactions, DEFAULT_TEXT_WIDTH);
+    head.to_png_followed_by(&mut rows)
+}
+
+/// A report's layout up to its transactions, and their lines, each made as it is read.
+fn report_parts<'a>(
+    view: &ReportView,
+    transactions: &'a dyn Transactions,
+    width: usize,
+) -> (Layout, impl Iterator<Item = String> + 'a) {
+    let head = view.layout_head(width, transactions.count());
+    let rows = ReportView::transaction_rows(transactions, head.columns());
+    (head, rows)
 }

@@ -126,9 +126,7 @@ impl Measure {
         }
         Ok(())
     }
-}
 
-impl Measure {
     /// A line of the monospace body.
     fn body_line<'a>(&self, text: Cow<'a, str>) -> Element<'a> {
         let (ascent, descent) = self.mono.face.ascent_descent_em();
@@ -145,9 +143,9 @@ impl Measure {
     }
 }
 
-/// The layout as a PDF, then `rows` as body lines, one page unless it is longer than readers allow. Only the page being
-/// filled is measured out at a time: a long document (a full shift report) is not held a
-/// second time as positioned elements.
+/// The layout as a PDF, then `rows` as body lines, one page unless it is longer than readers
+/// allow. Only the page being filled is measured out at a time: a long document (a full shift
+/// report) is not held a second time as positioned elements.
 pub(crate) fn render(
     layout: &Layout,
     rows: &mut dyn Iterator<Item = String>,

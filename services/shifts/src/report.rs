@@ -218,30 +218,29 @@ pub fn render(
     }
     let view = view(report, merchant_name);
     let lines = Lines(&report.transactions);
-    // text_lines only for TXT: beside a PDF or PNG they would be the full report's every line
-    // once more in the answer.
-    let mut text_lines = Vec::new();
     let rendered =
         |r: Result<Vec<u8>, fiscus_render::RenderError>| r.map_err(|e| failed(e.to_string()));
-    let (content_type, content) = match format {
+    // text_lines only for TXT: beside a PDF or PNG they would be the full report's every line
+    // once more in the answer.
+    let (content_type, content, text_lines) = match format {
         pb::DocumentFormat::Pdf => (
             "application/pdf",
             rendered(fiscus_render::render_report_pdf_of(&view, &lines))?,
+            Vec::new(),
         ),
         pb::DocumentFormat::Png => (
             "image/png",
             rendered(fiscus_render::render_report_png_of(&view, &lines))?,
+            Vec::new(),
         ),
         _ => {
-            text_lines = fiscus_render::render_report_text_of(
+            let text_lines = fiscus_render::render_report_text_of(
                 &view,
                 &lines,
                 fiscus_render::DEFAULT_TEXT_WIDTH,
             );
-            (
-                "text/plain; charset=utf-8",
-                text_lines.join("\n").into_bytes(),
-            )
+            let content = text_lines.join("\n").into_bytes();
+            ("text/plain; charset=utf-8", content, text_lines)
         }
     };
     Ok(pb::RenderedDocument {

@@ -118,10 +118,10 @@ impl Outbox {
 
     /// Waits, at most `answer_within_ms`, for the first delivery attempt of a receipt just
     /// journaled, telling the worker of it; answers whether an attempt was recorded meanwhile
-    /// (then the receipt's state may have changed). It neither waits nor tells when its provider was
-    /// found unreachable last time: the worker's next poll takes it if it is first in its
-    /// terminal's line, and a claim per receipt signed during an outage would mostly find
-    /// receipts waiting behind their terminal's earlier ones.
+    /// (then the receipt's state may have changed). It neither waits nor tells when its
+    /// provider was found unreachable last time: the worker's next poll takes it if it is first
+    /// in its terminal's line, and a claim per receipt signed during an outage would mostly
+    /// find receipts waiting behind their terminal's earlier ones.
     pub async fn first_attempt(&self, receipt: &pb::Receipt) -> bool {
         let merchant = receipt
             .terminal
