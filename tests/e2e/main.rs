@@ -18,6 +18,7 @@ macro_rules! on_both_backends {
 
 mod auth;
 mod ebarimt;
+mod fiskaltrust;
 mod foundation;
 mod metrics;
 mod payments;

@@ -163,9 +163,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("metrics: http://{admin}/metrics");
     }
     println!(
-        "sandboxes: POSAPI 3.0 {} (e-barimt merchant {}), e-barimt auth {} (merchant {}), MIA POS {} (terminal {} of {}, seller {} / {}; OTPs appear in the log)",
+        "sandboxes: POSAPI 3.0 {} (e-barimt merchant {}), fiskaltrust {} (merchant {}, Italy), e-barimt auth {} (merchant {}), MIA POS {} (terminal {} of {}, seller {} / {}; OTPs appear in the log)",
         sandboxes.ebarimt.base_url(),
         crate::sandboxes::DEV_EBARIMT_MERCHANT,
+        sandboxes.fiskaltrust.base_url(),
+        crate::sandboxes::DEV_FISKALTRUST_MERCHANT,
         sandboxes.keycloak.base_url(),
         crate::sandboxes::DEV_MERCHANT,
         sandboxes.mia.base_url(),

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use fiscus_providers::ebarimt::{EbarimtMerchant, EbarimtSandbox, EbarimtSandboxConfig};
+use fiscus_providers::fiskaltrust::{FiskaltrustSandbox, FiskaltrustSandboxConfig};
 use fiscus_providers::keycloak::{SandboxClient, SandboxRealm};
 use fiscus_providers::mia::{MiaSeller, MiaTerminal};
 use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig, MiaSandbox, MiaSandboxConfig};
@@ -10,6 +11,9 @@ use fiscus_providers::{KeycloakSandbox, KeycloakSandboxConfig, MiaSandbox, MiaSa
 pub const DEV_MERCHANT: &str = "37900846788";
 /// The merchant `fiscus dev` serves on e-barimt, through the POSAPI sandbox.
 pub const DEV_EBARIMT_MERCHANT: &str = "61001234567";
+/// The merchant `fiscus dev` serves on fiskaltrust (Italy, in euros), through the sandbox's
+/// dev cash box: an Italian partita IVA.
+pub const DEV_FISKALTRUST_MERCHANT: &str = "12345678903";
 const REALM: &str = "ITC";
 const CLIENT: &str = "posapi-dev";
 pub const MIA_TERMINAL: &str = "T-DEV-1";
@@ -24,6 +28,7 @@ pub struct Sandboxes {
     pub keycloak: KeycloakSandbox,
     pub mia: MiaSandbox,
     pub ebarimt: EbarimtSandbox,
+    pub fiskaltrust: FiskaltrustSandbox,
 }
 
 /// Starts the sandboxes; answers them and the service settings (TOML) that point the dev
@@ -46,6 +51,11 @@ pub async fn start(client_secret: &str) -> anyhow::Result<(Sandboxes, String)> {
     ))
     .await
     .context("starting the POSAPI (e-barimt) sandbox")?;
+    let fiskaltrust_config = FiskaltrustSandboxConfig::default();
+    let cash_box = fiskaltrust_config.cash_boxes[0].clone();
+    let fiskaltrust = FiskaltrustSandbox::start(fiskaltrust_config)
+        .await
+        .context("starting the fiskaltrust sandbox")?;
     let defaults = format!(
         r#"
 [[receipts.merchants]]
@@ -63,6 +73,20 @@ posapi_url = "{posapi_url}"
 api_url = "{posapi_url}"
 district_code = "2501"
 credential = "default"
+
+[[receipts.merchants]]
+tin = "{DEV_FISKALTRUST_MERCHANT}"
+name = "Negozio Fiscus Srl"
+currency = "EUR"
+provider = "fiskaltrust"
+[receipts.merchants.fiskaltrust]
+url = "{fiskaltrust_url}"
+market = "IT"
+
+[[tokens.fiskaltrust]]
+merchant_tin = "{DEV_FISKALTRUST_MERCHANT}"
+cashbox_id = "{cashbox_id}"
+access_token = "{access_token}"
 
 [tokens]
 mia_url = "{mia_url}"
@@ -87,6 +111,9 @@ authClientSecret = "{client_secret}"
         mia_url = mia.base_url(),
         auth_url = keycloak.base_url(),
         posapi_url = ebarimt.base_url(),
+        fiskaltrust_url = fiskaltrust.base_url(),
+        cashbox_id = cash_box.cashbox_id,
+        access_token = cash_box.access_token,
     );
 
     Ok((
@@ -94,6 +121,7 @@ authClientSecret = "{client_secret}"
             keycloak,
             mia,
             ebarimt,
+            fiskaltrust,
         },
         defaults,
     ))

@@ -13,6 +13,8 @@ pub enum Upstream {
     Mia,
     /// e-barimt: the POSAPI 3.0 daemon (`/rest/*`) and the central lookups (`/api/*`).
     Ebarimt,
+    /// fiskaltrust.Middleware's POS System API (`/v2/*`).
+    Fiskaltrust,
 }
 
 impl fmt::Display for Upstream {
@@ -21,6 +23,7 @@ impl fmt::Display for Upstream {
             Upstream::Keycloak => "keycloak",
             Upstream::Mia => "mia",
             Upstream::Ebarimt => "ebarimt",
+            Upstream::Fiskaltrust => "fiskaltrust",
         })
     }
 }
@@ -96,5 +99,37 @@ impl ProviderError {
             upstream,
             detail: detail.into(),
         }
+    }
+}
+
+/// A call that creates something upstream (a receipt registered, a receipt signed) and got no
+/// usable answer.
+///
+/// When `maybe_created` is true the upstream may have done it, and the caller must reconcile —
+/// e-barimt: post the identical request again (the same `billIdSuffix` on the same day answers
+/// the document already made); fiskaltrust: send the identical request under the same
+/// `x-operation-id`, which replays — rather than send a new one. It is false only when the
+/// request provably never reached the upstream: the connection could not be made (refused,
+/// unreachable, DNS, TLS).
+#[derive(Debug)]
+pub struct Undelivered {
+    pub error: ProviderError,
+    pub maybe_created: bool,
+}
+
+impl fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fate = if self.maybe_created {
+            "may have been done: reconcile before sending anything else"
+        } else {
+            "never reached the upstream"
+        };
+        write!(f, "{} (the request {fate})", self.error)
+    }
+}
+
+impl std::error::Error for Undelivered {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }

@@ -193,7 +193,7 @@ async fn read_answer(
 
 /// The current span's trace context as headers, by the process's propagator (none when the
 /// process does not trace).
-fn trace_context() -> reqwest::header::HeaderMap {
+pub(crate) fn trace_context() -> reqwest::header::HeaderMap {
     struct Headers(reqwest::header::HeaderMap);
     impl opentelemetry::propagation::Injector for Headers {
         fn set(&mut self, key: &str, value: String) {
@@ -213,7 +213,7 @@ fn trace_context() -> reqwest::header::HeaderMap {
     headers.0
 }
 
-fn transport_error(
+pub(crate) fn transport_error(
     upstream: Upstream,
     url: &str,
     timeout: Duration,

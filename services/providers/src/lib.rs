@@ -1,4 +1,4 @@
-//! HTTP clients for fiscus's upstreams (Keycloak, MIA POS, e-barimt POSAPI 3.0) and their sandboxes: real local servers that keep the upstream contracts; fiskaltrust's v2 case values, for its connector to come.
+//! HTTP clients for fiscus's upstreams (Keycloak, MIA POS, e-barimt POSAPI 3.0, fiskaltrust.Middleware's POS System API v2) and their sandboxes: real local servers that keep the upstream contracts.
 //!
 //! The sandboxes are behind the `sandbox` feature: `fiscus dev` and the tests turn it on; the
 //! production service binaries are built without it.
@@ -16,10 +16,12 @@ pub mod mia;
 mod sandbox;
 pub mod wire;
 
-pub use ebarimt::{EbarimtClient, MappingError, Posted, Undelivered};
+pub use ebarimt::{EbarimtClient, MappingError, Posted};
 #[cfg(feature = "sandbox")]
 pub use ebarimt::{EbarimtSandbox, EbarimtSandboxConfig};
-pub use error::{ProviderError, Upstream};
+pub use error::{ProviderError, Undelivered, Upstream};
+#[cfg(feature = "sandbox")]
+pub use fiskaltrust::{FiskaltrustCashBox, FiskaltrustSandbox, FiskaltrustSandboxConfig};
 pub use keycloak::{Grant, KeycloakAuth, KeycloakClient, TokenGrant};
 #[cfg(feature = "sandbox")]
 pub use keycloak::{KeycloakSandbox, KeycloakSandboxConfig};

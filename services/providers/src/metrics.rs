@@ -44,6 +44,7 @@ pub(crate) fn observe(upstream: Upstream, outcome: &'static str, took: Duration)
         Upstream::Keycloak => "keycloak",
         Upstream::Mia => "mia",
         Upstream::Ebarimt => "ebarimt",
+        Upstream::Fiskaltrust => "fiskaltrust",
     };
     LATENCY
         .get_or_create(&Labels { upstream, outcome })

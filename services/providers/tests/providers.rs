@@ -1081,3 +1081,5 @@ mod mia_payments {
 
 #[path = "providers/ebarimt.rs"]
 mod ebarimt;
+#[path = "providers/fiskaltrust.rs"]
+mod fiskaltrust;

@@ -78,12 +78,17 @@ pub struct MerchantConfig {
     /// Whether its receipts need an open shift; defaults to `receipts.require_open_shift`.
     #[serde(default)]
     pub require_open_shift: Option<bool>,
-    /// Who fiscalizes its receipts: `builtin` (default, fiscus's signer alone) or `ebarimt`.
+    /// Who fiscalizes its receipts: `builtin` (default, fiscus's signer alone), `ebarimt` or
+    /// `fiskaltrust`.
     #[serde(default)]
     pub provider: ProviderKind,
     /// Its POSAPI 3.0 instance, for `provider = "ebarimt"`: `[receipts.merchants.ebarimt]`.
     #[serde(default)]
     pub ebarimt: Option<EbarimtMerchant>,
+    /// Its fiskaltrust cash box, for `provider = "fiskaltrust"`:
+    /// `[receipts.merchants.fiskaltrust]`.
+    #[serde(default)]
+    pub fiskaltrust: Option<FiskaltrustMerchant>,
 }
 
 /// Who fiscalizes a merchant's receipts.
@@ -95,6 +100,8 @@ pub enum ProviderKind {
     Builtin,
     /// Mongolia's e-barimt, through a POSAPI 3.0 instance.
     Ebarimt,
+    /// fiskaltrust.Middleware (EU markets), through a cash box's POS System API v2.
+    Fiskaltrust,
 }
 
 impl ProviderKind {
@@ -103,6 +110,7 @@ impl ProviderKind {
         match self {
             Self::Builtin => "BUILTIN",
             Self::Ebarimt => "EBARIMT",
+            Self::Fiskaltrust => "FISKALTRUST",
         }
     }
 
@@ -110,6 +118,7 @@ impl ProviderKind {
         match text {
             "BUILTIN" => Some(Self::Builtin),
             "EBARIMT" => Some(Self::Ebarimt),
+            "FISKALTRUST" => Some(Self::Fiskaltrust),
             _ => None,
         }
     }
@@ -119,6 +128,7 @@ impl ProviderKind {
         match self {
             Self::Builtin => "builtin",
             Self::Ebarimt => "ebarimt",
+            Self::Fiskaltrust => "fiskaltrust",
         }
     }
 
@@ -147,6 +157,36 @@ pub struct EbarimtMerchant {
 
 fn default_ebarimt_api() -> String {
     "https://api.ebarimt.mn".to_owned()
+}
+
+/// A merchant's fiskaltrust cash box. Its id and access token are TokenService's
+/// (`[[tokens.fiskaltrust]]`), fetched by `credential`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiskaltrustMerchant {
+    /// The middleware's POS System API, below which `/v2/sign` lies, e.g.
+    /// `https://possystem-api-sandbox.fiskaltrust.eu`.
+    pub url: String,
+    /// The market of the cash box's queue, ISO 3166-1 alpha-2 (`"IT"`, `"DE"`, `"AT"`): the
+    /// country code in every case value, and the VAT rates items are classified by.
+    pub market: String,
+    /// The POS system id from the fiskaltrust portal (`ftPosSystemId`). Optional.
+    #[serde(default)]
+    pub pos_system_id: Option<String>,
+    /// The cash box credential at TokenService (`[[tokens.fiskaltrust]]`'s `credential`).
+    #[serde(default = "default_credential")]
+    pub credential: String,
+    /// How long the middleware may work on one receipt (`x-operation-lifetime`), ms.
+    #[serde(default = "default_operation_lifetime_ms")]
+    pub operation_lifetime_ms: u64,
+}
+
+fn default_credential() -> String {
+    "default".to_owned()
+}
+
+const fn default_operation_lifetime_ms() -> u64 {
+    15_000
 }
 
 /// The outbox: how receipts of upstream merchants are delivered (`[receipts.outbox]`).
@@ -253,6 +293,27 @@ impl Policy {
                 }
                 _ => {}
             }
+            if m.provider == ProviderKind::Fiskaltrust {
+                let Some(f) = &m.fiskaltrust else {
+                    anyhow::bail!(
+                        "configuration: merchant {} has provider = \"fiskaltrust\" but no \
+                         [receipts.merchants.fiskaltrust] (url, market)",
+                        m.tin
+                    );
+                };
+                fiscus_providers::fiskaltrust::Market::parse(&f.market).map_err(|e| {
+                    anyhow::anyhow!("configuration: merchant {}: fiskaltrust.{e}", m.tin)
+                })?;
+                let currency = m.currency.as_deref().unwrap_or(&config.currency);
+                let expected = fiscus_providers::fiskaltrust::mapping::CURRENCY;
+                if currency != expected {
+                    anyhow::bail!(
+                        "configuration: merchant {}: fiskaltrust signs in {expected}; set \
+                         currency = \"{expected}\" (not {currency:?})",
+                        m.tin
+                    );
+                }
+            }
         }
         Ok(Self {
             item_limit: config.item_limit,
@@ -331,6 +392,15 @@ impl Policy {
             .iter()
             .filter(|m| m.provider == ProviderKind::Ebarimt)
             .filter_map(|m| Some((m.tin.as_str(), m.ebarimt.as_ref()?)))
+    }
+
+    /// Every merchant configured with fiskaltrust.
+    pub fn fiskaltrust_merchants(&self) -> impl Iterator<Item = (&str, &FiskaltrustMerchant)> {
+        self.config
+            .merchants
+            .iter()
+            .filter(|m| m.provider == ProviderKind::Fiskaltrust)
+            .filter_map(|m| Some((m.tin.as_str(), m.fiskaltrust.as_ref()?)))
     }
 
     pub fn outbox(&self) -> &OutboxConfig {

@@ -16,6 +16,7 @@ mod render;
 mod service;
 mod signers;
 mod store;
+mod tokens;
 mod validate;
 mod watch;
 
@@ -68,9 +69,19 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
     let master = ctx.config.master_key()?;
     let watchers =
         watch::Watchers::start(ctx.db.clone(), policy.max_watchers(), ctx.shutdown.clone());
-    let outbox = outbox::Outbox::start(
+    let tokens = Arc::new(tokens::UpstreamTokens::new(
+        ServiceIdentity::new(
+            ctx.peers.tokens.clone(),
+            &section.client_id,
+            section.client_secret.clone(),
+            &TOKEN_SCOPES,
+        ),
+        ctx.peers.tokens.clone(),
+    ));
+    let (outbox, closings) = outbox::Outbox::start(
         ctx.db.clone(),
         &policy,
+        Arc::clone(&tokens),
         Arc::clone(&watchers),
         ctx.shutdown.clone(),
     )?;
@@ -88,6 +99,11 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
         watchers.clone(),
         outbox,
     ));
+    tokio::spawn(journal::close_late_signing(
+        Arc::clone(&journal),
+        closings,
+        ctx.shutdown.clone(),
+    ));
     let server = ReceiptServiceServer::new(Receipts {
         journal,
         watchers,
@@ -95,13 +111,7 @@ fn mount(ctx: ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<()> 
         reference: Arc::new(reference::Reference::new(
             ctx.cache.clone(),
             &section.outbox,
-            ServiceIdentity::new(
-                ctx.peers.tokens.clone(),
-                &section.client_id,
-                section.client_secret.clone(),
-                &TOKEN_SCOPES,
-            ),
-            ctx.peers.tokens.clone(),
+            tokens,
         )),
     })
     .max_decoding_message_size(section.max_request_bytes)

@@ -90,6 +90,23 @@ pub struct Upstream {
     /// retention setting allows, then erased.
     pub lottery: Option<String>,
     pub qr: Option<String>,
+    /// fiskaltrust's answer, once it signed the receipt.
+    pub fiskaltrust: Option<FtAnswer>,
+}
+
+/// fiskaltrust's `ftSignatureFormat` of a QR code (its low byte): the one the printed receipt's
+/// QR code shows.
+pub const SIGNATURE_FORMAT_QR: u64 = 0x03;
+
+/// What fiskaltrust answered for a signed receipt, as kept (its `ftReceiptIdentification` is
+/// [`Upstream::id`]).
+#[derive(Debug, Clone, Default)]
+pub struct FtAnswer {
+    pub queue_item_id: String,
+    /// `ftState` as answered.
+    pub state: u64,
+    /// `ftSignatures`, in print order.
+    pub signatures: Vec<fiscus_providers::fiskaltrust::wire::SignatureItem>,
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -127,6 +144,7 @@ pub enum Document<'a> {
 
 /// The API view of a journaled receipt.
 pub fn receipt(receipt: &d::Receipt, standing: &Standing, document: Document<'_>) -> pb::Receipt {
+    let ft = standing.upstream.fiskaltrust.as_ref();
     pb::Receipt {
         id: receipt.id.clone(),
         terminal: Some(pb::Terminal {
@@ -165,8 +183,27 @@ pub fn receipt(receipt: &d::Receipt, standing: &Standing, document: Document<'_>
         provider: provider(standing.upstream.provider).into(),
         ebarimt_id: match standing.upstream.provider {
             ProviderKind::Ebarimt => standing.upstream.id.clone().unwrap_or_default(),
-            ProviderKind::Builtin => String::new(),
+            ProviderKind::Builtin | ProviderKind::Fiskaltrust => String::new(),
         },
+        ft_receipt_identification: match standing.upstream.provider {
+            ProviderKind::Fiskaltrust => standing.upstream.id.clone().unwrap_or_default(),
+            ProviderKind::Builtin | ProviderKind::Ebarimt => String::new(),
+        },
+        ft_state: ft.map(|f| f.state).unwrap_or_default(),
+        ft_queue_item_id: ft.map(|f| f.queue_item_id.clone()).unwrap_or_default(),
+        signatures: ft
+            .map(|f| {
+                f.signatures
+                    .iter()
+                    .map(|s| pb::Signature {
+                        format: s.format.0,
+                        r#type: s.signature_type.0,
+                        caption: s.caption.clone(),
+                        data: s.data.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         lottery: standing.upstream.lottery.clone().unwrap_or_default(),
         easy_registered: standing.upstream.easy,
         accepted_at: standing.upstream.accepted_at_us.and_then(micros_timestamp),
@@ -174,6 +211,13 @@ pub fn receipt(receipt: &d::Receipt, standing: &Standing, document: Document<'_>
             .upstream
             .qr
             .clone()
+            .or_else(|| {
+                let signatures = &ft?.signatures;
+                signatures
+                    .iter()
+                    .find(|s| s.format.0 & 0xFF == SIGNATURE_FORMAT_QR)
+                    .map(|s| s.data.clone())
+            })
             .unwrap_or_else(|| qr_payload(receipt, &standing.hash)),
         previous_hash: standing.previous_hash.clone(),
         hash: standing.hash.clone(),
@@ -189,7 +233,6 @@ pub fn receipt(receipt: &d::Receipt, standing: &Standing, document: Document<'_>
             Document::Omitted => String::new(),
             Document::Included(text) => text.to_owned(),
         },
-        ..Default::default()
     }
 }
 
@@ -197,6 +240,7 @@ pub fn provider(kind: ProviderKind) -> pb::Provider {
     match kind {
         ProviderKind::Builtin => pb::Provider::Builtin,
         ProviderKind::Ebarimt => pb::Provider::Ebarimt,
+        ProviderKind::Fiskaltrust => pb::Provider::Fiskaltrust,
     }
 }
 

@@ -6,23 +6,22 @@ use std::time::Duration;
 
 use fiscus_kit::ApiError;
 use fiscus_kit::cache::SharedCache;
-use fiscus_kit::peers::ServiceIdentity;
+use std::sync::Arc;
+
 use fiscus_proto::v1 as pb;
-use fiscus_proto::v1::token_service_client::TokenServiceClient;
 use fiscus_providers::ProviderError;
 use fiscus_providers::ebarimt::{self, EbarimtClient};
 use prost::Message;
-use tonic::transport::Channel;
 
 use crate::config::OutboxConfig;
 use crate::proto::ToPb;
+use crate::tokens::UpstreamTokens;
 
 pub struct Reference {
     cache: SharedCache,
     ttl: Duration,
-    /// This service towards TokenService, for the central API's e-barimt tokens.
-    identity: ServiceIdentity,
-    tokens: Channel,
+    /// The central API's e-barimt tokens.
+    tokens: Arc<UpstreamTokens>,
 }
 
 /// What a caller is told when e-barimt failed a lookup: UNAVAILABLE (retry), naming it.
@@ -36,16 +35,10 @@ fn upstream(error: ProviderError, what: &str) -> ApiError {
 }
 
 impl Reference {
-    pub fn new(
-        cache: SharedCache,
-        config: &OutboxConfig,
-        identity: ServiceIdentity,
-        tokens: Channel,
-    ) -> Self {
+    pub fn new(cache: SharedCache, config: &OutboxConfig, tokens: Arc<UpstreamTokens>) -> Self {
         Self {
             cache,
             ttl: Duration::from_secs(config.reference_cache_secs),
-            identity,
             tokens,
         }
     }
@@ -60,28 +53,18 @@ impl Reference {
         let Some(credential) = credential else {
             return Ok(None);
         };
-        let mut request = tonic::Request::new(pb::GetAccessTokenRequest {
-            provider: pb::Provider::Ebarimt.into(),
-            merchant_tin: merchant_tin.to_owned(),
-            credential: credential.to_owned(),
-            ..Default::default()
-        });
-        let unavailable = |status: tonic::Status| {
-            ApiError::Unavailable(format!(
-                "no e-barimt token for merchant {merchant_tin} (credential {credential:?}) from \
-                 the token service: {}",
-                status.message()
-            ))
-        };
-        self.identity
-            .prepare(&mut request)
+        let answer = self
+            .tokens
+            .get(pb::Provider::Ebarimt, merchant_tin, credential)
             .await
-            .map_err(unavailable)?;
-        let answer = TokenServiceClient::new(self.tokens.clone())
-            .get_access_token(request)
-            .await
-            .map_err(unavailable)?;
-        Ok(Some(answer.into_inner().access_token))
+            .map_err(|status| {
+                ApiError::Unavailable(format!(
+                    "no e-barimt token for merchant {merchant_tin} (credential {credential:?}) \
+                     from the token service: {}",
+                    status.message()
+                ))
+            })?;
+        Ok(Some(answer.access_token))
     }
 
     /// `fetch`'s answer, from the cache when it holds one under `key`.
@@ -151,6 +134,7 @@ impl Reference {
                         .collect(),
                 })
                 .collect(),
+            ..Default::default()
         })
     }
 

@@ -6,7 +6,7 @@ use fiscus_proto::v1 as pb;
 use fiscus_render::{ItemLine, PaymentLine, ReceiptView};
 
 use crate::config::Policy;
-use crate::proto;
+use crate::proto::{self, SIGNATURE_FORMAT_QR};
 
 fn title(receipt: &pb::Receipt) -> String {
     match receipt.kind() {
@@ -47,9 +47,31 @@ pub fn view(receipt: &pb::Receipt, policy: &Policy, copy: bool) -> ReceiptView {
     if !receipt.lottery.is_empty() {
         footer.push(format!("Lottery: {}", receipt.lottery));
     }
+    let fiskaltrust = receipt.provider() == pb::Provider::Fiskaltrust;
+    if fiskaltrust && !receipt.ft_receipt_identification.is_empty() {
+        footer.push(format!("Receipt {}", receipt.ft_receipt_identification));
+    }
+    // fiskaltrust: the signatures and notices the middleware returned, as it asks them printed
+    // (its QR code is the receipt's qr_data).
+    for signature in &receipt.signatures {
+        if signature.format & 0xFF == SIGNATURE_FORMAT_QR {
+            footer.extend((!signature.caption.is_empty()).then(|| signature.caption.clone()));
+        } else if signature.caption.is_empty() {
+            footer.push(signature.data.clone());
+        } else {
+            footer.push(format!("{}: {}", signature.caption, signature.data));
+        }
+    }
     if receipt.fiscal_state() == pb::FiscalState::Pending {
-        // Printed before the tax authority answered: its ДДТД, lottery and QR come later.
-        footer.push("Fiscalization pending".to_owned());
+        if fiskaltrust {
+            // fiskaltrust's failure scenario: the copy a till prints while the middleware cannot
+            // be reached, kept until it is signed late.
+            footer.push("ELECTRONIC RECORDING SYSTEM FAILED".to_owned());
+            footer.push("Receipt copy: to be signed late".to_owned());
+        } else {
+            // Printed before the tax authority answered: its ДДТД, lottery and QR come later.
+            footer.push("Fiscalization pending".to_owned());
+        }
     }
     if copy {
         footer.push("COPY".to_owned());

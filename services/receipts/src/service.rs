@@ -14,16 +14,20 @@ use fiscus_proto::v1::receipt_service_server::ReceiptService;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::config::ProviderKind;
 use crate::export;
 use crate::forms::Forms;
 use crate::journal::Journal;
+use crate::outbox::store as outbox_store;
 use crate::proto::{self, Document, FromPb, ToPb};
 use crate::reference::{Reference, Taxpayer};
 use crate::store::{self, ListFilter, Lookup};
 use crate::validate::{self, ReceiptChecks, Violations, terminal_only};
 use crate::watch::Watchers;
 use fiscus_domain::TerminalId;
+use fiscus_providers::ProviderError;
 use fiscus_providers::ebarimt::EbarimtClient;
+use fiscus_providers::fiskaltrust::{JournalType, State, StateFlags, StateOutcome};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -59,6 +63,32 @@ impl Receipts {
                 ))
             })?;
         Ok((terminal, client))
+    }
+
+    /// GetServiceInfo of a fiskaltrust terminal: its queue's state as the last answer gave it.
+    async fn fiskaltrust_info(
+        &self,
+        terminal: &TerminalId,
+    ) -> Result<pb::GetServiceInfoResponse, ApiError> {
+        let (standing, waiting) = outbox_store::ft_standing(&self.journal.db, terminal).await?;
+        let state = standing
+            .ft_state
+            .map(outbox_store::state_of_bits)
+            .unwrap_or_default();
+        let flags = match State(state).outcome() {
+            StateOutcome::Success(flags) => flags,
+            StateOutcome::Error | StateOutcome::Fail => StateFlags::NONE,
+        };
+        Ok(pb::GetServiceInfoResponse {
+            provider: pb::Provider::Fiskaltrust.into(),
+            ft_state: state,
+            failed_mode: flags.contains(StateFlags::SCU_OUT_OF_SERVICE),
+            late_signing: flags.contains(StateFlags::LATE_SIGNING),
+            ft_queue_id: standing.ft_queue_id.unwrap_or_default(),
+            ft_cashbox_identification: standing.ft_cashbox_identification.unwrap_or_default(),
+            pending_receipts: u64::try_from(waiting).unwrap_or_default(),
+            ..Default::default()
+        })
     }
 
     /// The token the central API's lookups for the terminal's merchant carry, if it has one.
@@ -616,8 +646,89 @@ impl ReceiptService for Receipts {
     ) -> Result<Response<pb::GetServiceInfoResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
+        if self.journal.policy.provider(&terminal.merchant_tin) == ProviderKind::Fiskaltrust {
+            return Ok(Response::new(self.fiskaltrust_info(&terminal).await?));
+        }
         let (_, client) = self.ebarimt(&caller, request.terminal.as_ref())?;
         Ok(Response::new(self.reference.service_info(client).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn export_provider_journal(
+        &self,
+        request: Request<pb::ExportProviderJournalRequest>,
+    ) -> Result<Response<BoxStream<pb::ExportProviderJournalResponse>>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let terminal = terminal_only(request.terminal.as_ref())?;
+        caller.check(&terminal.merchant_tin)?;
+        let journal_type = match pb::ProviderJournalType::try_from(request.r#type) {
+            Ok(pb::ProviderJournalType::ReceiptJournal) => JournalType::ReceiptJournal,
+            Ok(pb::ProviderJournalType::ActionJournal) => JournalType::ActionJournal,
+            Ok(pb::ProviderJournalType::QueueItem) => JournalType::QueueItem,
+            _ => {
+                return Err(ApiError::invalid(
+                    "type",
+                    "is required: RECEIPT_JOURNAL, ACTION_JOURNAL or QUEUE_ITEM",
+                )
+                .into());
+            }
+        };
+        let queue_id = if request.queue_id.is_empty() {
+            let (standing, _) = outbox_store::ft_standing(&self.journal.db, &terminal)
+                .await
+                .map_err(ApiError::from)?;
+            standing.ft_queue_id.ok_or_else(|| {
+                ApiError::FailedPrecondition(format!(
+                    "terminal {terminal} has no receipt signed by fiskaltrust yet: name its \
+                     queue in queue_id"
+                ))
+            })?
+        } else {
+            canonical_uuid(&request.queue_id)
+                .ok_or_else(|| ApiError::invalid("queue_id", "must be a UUID"))?
+        };
+        let access = self
+            .journal
+            .outbox
+            .fiskaltrust()
+            .journal_access(&terminal.merchant_tin)
+            .await
+            .ok_or_else(|| not_on_fiskaltrust(&terminal))?
+            .map_err(ApiError::Unavailable)?;
+        let (client, credentials) = access;
+        let mut journal = client
+            .journal(&credentials, &queue_id, journal_type)
+            .await
+            .map_err(|e| match e {
+                ProviderError::Refused {
+                    status: 404,
+                    description,
+                    ..
+                } => ApiError::NotFound(format!("fiskaltrust: queue {queue_id}: {description}")),
+                other => ApiError::Unavailable(other.to_string()),
+            })?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                let next = match journal.chunk().await {
+                    Ok(Some(data)) => Ok(pb::ExportProviderJournalResponse {
+                        data: data.to_vec(),
+                    }),
+                    Ok(None) => return,
+                    Err(e) => Err(Status::from(ApiError::Unavailable(e.to_string()))),
+                };
+                let failed = next.is_err();
+                if sender.send(next).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 
     #[tracing::instrument(skip_all)]
@@ -732,4 +843,11 @@ fn taxpayer_tin(field: &str, text: &str) -> Result<String, ApiError> {
             format!("must be a TIN of 11 to 14 digits, not {text:?}"),
         ))
     }
+}
+
+fn not_on_fiskaltrust(terminal: &TerminalId) -> ApiError {
+    ApiError::FailedPrecondition(format!(
+        "merchant {} is not configured with fiskaltrust (provider = \"fiskaltrust\")",
+        terminal.merchant_tin
+    ))
 }

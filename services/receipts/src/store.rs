@@ -11,14 +11,14 @@ use fiscus_kit::{with_db, with_tx};
 use fiscus_domain::shift::ShiftLines;
 
 use crate::config::ProviderKind;
-use crate::proto::{Standing, Upstream};
+use crate::proto::{FtAnswer, Standing, Upstream};
 
 /// The columns every receipt read selects, in [`StoredReceipt`]'s order.
 const RECEIPT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind, fiscal_state, \
      state_message, shift_id, cancelled_by, cancelled_at_us, cancellation_reason, document, \
      previous_hash, hash, signature, key_id, total_minor, vat_minor, city_tax_minor, \
      created_at_us, provider, upstream_id, easy_registered, accepted_at_us, lottery, upstream_qr, \
-     printed_until_us";
+     printed_until_us, ft_queue_item_id, ft_state, ft_signatures";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredReceipt {
@@ -50,6 +50,9 @@ pub struct StoredReceipt {
     pub lottery: Option<String>,
     pub upstream_qr: Option<String>,
     pub printed_until_us: Option<i64>,
+    pub ft_queue_item_id: Option<String>,
+    pub ft_state: Option<i64>,
+    pub ft_signatures: Option<String>,
 }
 
 impl StoredReceipt {
@@ -91,6 +94,22 @@ impl StoredReceipt {
             accepted_at_us: self.accepted_at_us,
             lottery: self.lottery.clone().filter(|_| printable),
             qr: self.upstream_qr.clone().filter(|_| printable),
+            fiskaltrust: match &self.ft_queue_item_id {
+                None => None,
+                Some(queue_item_id) => Some(FtAnswer {
+                    queue_item_id: queue_item_id.clone(),
+                    state: self
+                        .ft_state
+                        .map(crate::outbox::store::state_of_bits)
+                        .unwrap_or_default(),
+                    signatures: match &self.ft_signatures {
+                        None => Vec::new(),
+                        Some(json) => serde_json::from_str(json).map_err(|e| {
+                            format!("stored ft_signatures do not read as signatures: {e}")
+                        })?,
+                    },
+                }),
+            },
         })
     }
 
@@ -312,9 +331,9 @@ static APPEND_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
             AS l({LINE_COLUMNS}) JOIN receipt ON receipt.id = l.receipt_id), \
          outboxed AS (\
             INSERT INTO outbox (receipt_id, provider, merchant_tin, branch_no, pos_no, number, \
-                next_attempt_at_us, created_at_us) \
+                next_attempt_at_us, created_at_us, operation_id) \
             SELECT id, provider, merchant_tin, branch_no, pos_no, number, created_at_us, \
-                created_at_us \
+                created_at_us, operation_id \
             FROM entry JOIN receipt USING (id) WHERE provider <> 'BUILTIN'), \
          operation AS (\
             INSERT INTO operations (tenant, operation_id, rpc, fingerprint, response, completed_at) \
@@ -461,7 +480,8 @@ async fn append_sqlite(
     if r.provider.is_upstream() {
         sqlx::query(
             "INSERT INTO outbox (receipt_id, provider, merchant_tin, branch_no, pos_no, number, \
-                 next_attempt_at_us, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                 next_attempt_at_us, created_at_us, operation_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
         )
         .bind(&r.id)
         .bind(r.provider.as_str())
@@ -470,6 +490,7 @@ async fn append_sqlite(
         .bind(&r.pos_no)
         .bind(to_i64(r.number))
         .bind(r.created_at_us)
+        .bind(&entry.operation.id)
         .execute(&mut *conn)
         .await?;
     }

@@ -31,6 +31,8 @@ pub struct Token {
     pub token_type: String,
     pub expires_at: DateTime<Utc>,
     pub from_cache: bool,
+    /// fiskaltrust: the cash box the token belongs to; empty for the others.
+    pub cashbox_id: String,
 }
 
 /// How often a caller that lost the lease looks for the winner's token.
@@ -157,7 +159,8 @@ impl Broker {
             })?;
         Ok(Token {
             access_token: credential.access_token.expose_secret().to_owned(),
-            token_type: format!("CashBox {}", credential.cashbox_id),
+            token_type: "CashBox".to_owned(),
+            cashbox_id: credential.cashbox_id.clone(),
             // Cash box tokens do not expire; they are rotated in the fiskaltrust portal.
             expires_at: Utc::now() + chrono::Duration::days(365),
             from_cache: true,
@@ -217,6 +220,7 @@ impl Broker {
             token_type: "Bearer".into(),
             expires_at: DateTime::<Utc>::from_timestamp_millis(entry.expires_at_ms)?,
             from_cache: true,
+            cashbox_id: String::new(),
         })
     }
 
@@ -427,6 +431,7 @@ impl Broker {
             token_type: "Bearer".into(),
             expires_at,
             from_cache: false,
+            cashbox_id: String::new(),
         })
     }
 

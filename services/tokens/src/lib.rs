@@ -211,6 +211,7 @@ impl TokenService for Tokens {
             }),
             from_cache: token.from_cache,
             terminal,
+            cashbox_id: token.cashbox_id,
         }))
     }
 

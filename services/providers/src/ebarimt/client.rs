@@ -13,7 +13,7 @@ use super::types::{
     BankAccount, Branch, DeleteRequest, PosInfo, ProductTaxCode, ReceiptAnswer, ReceiptRequest,
     ReceiptStatus, TaxpayerInfo,
 };
-use crate::error::{ProviderError, Upstream};
+use crate::error::{ProviderError, Undelivered, Upstream};
 use crate::http::{self, StatusClass};
 
 const UPSTREAM: Upstream = Upstream::Ebarimt;
@@ -77,36 +77,6 @@ pub enum Deleted {
     Done,
     /// Not done, in the daemon's words.
     Refused { message: String },
-}
-
-/// A receipt call without a usable answer.
-///
-/// POSAPI's `POST /rest/receipt` is not idempotent: when `maybe_created` is true the receipt may
-/// have been registered, and the caller must reconcile (post the identical request again: the
-/// same `billIdSuffix` on the same day answers the document already made) rather than send a
-/// new one. It is false only when the request provably never reached the daemon: the connection
-/// could not be made (refused, unreachable, DNS, TLS).
-#[derive(Debug)]
-pub struct Undelivered {
-    pub error: ProviderError,
-    pub maybe_created: bool,
-}
-
-impl std::fmt::Display for Undelivered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let fate = if self.maybe_created {
-            "may have been registered: reconcile before sending anything else"
-        } else {
-            "never reached the daemon"
-        };
-        write!(f, "{} (the request {fate})", self.error)
-    }
-}
-
-impl std::error::Error for Undelivered {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
 }
 
 /// The envelope of the central lookups: `{"msg", "status", "data"}`.

@@ -41,7 +41,8 @@ mod sandbox;
 pub mod spec;
 mod types;
 
-pub use client::{Deleted, Document, EbarimtClient, Posted, SubDocument, Undelivered};
+pub use crate::error::Undelivered;
+pub use client::{Deleted, Document, EbarimtClient, Posted, SubDocument};
 pub use mapping::{MappingError, receipt_request};
 #[cfg(feature = "sandbox")]
 pub use sandbox::{

@@ -34,8 +34,9 @@ impl Market {
         }
     }
 
-    /// The high 16 bits of a case value of this market, with the version nibble of v2.
-    fn prefix(self) -> u64 {
+    /// The high 16 bits of a case value of this market, with the version nibble of v2: the
+    /// `ftState` of a queue of this market that has nothing to report.
+    pub fn prefix(self) -> u64 {
         (u64::from(self.0[0]) << 56) | (u64::from(self.0[1]) << 48) | VERSION_2
     }
 }
@@ -169,6 +170,12 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// Whether `value` is a v2 case value of `market`.
+    pub fn is_v2_of(value: u64, market: Market) -> bool {
+        let decoded = Self::of(value);
+        decoded.market == Some(market) && decoded.version == 2
+    }
+
     /// Takes `value` apart.
     pub fn of(value: u64) -> Self {
         let market = (value & MARKET_MASK) >> 48;
@@ -198,6 +205,76 @@ pub enum VatRate {
     Parking = 0x6,
     Zero = 0x7,
     NotTaxable = 0x8,
+}
+
+impl VatRate {
+    /// The rate of this category in `market`, in hundredths of a percent (`2200` = 22 %), for
+    /// the markets whose rates fiscus knows (Italy, Germany, Austria); `None` elsewhere, or for a
+    /// category the market does not have.
+    pub fn percent_in(self, market: Market) -> Option<i64> {
+        Self::rates(market)?
+            .iter()
+            .find(|(category, _)| *category == self)
+            .map(|(_, rate)| *rate)
+    }
+
+    /// The category of a positive rate in `market` (`None`: the market has no such rate, or
+    /// fiscus does not know its rates). A rate of zero is [`VatRate::Zero`] or
+    /// [`VatRate::NotTaxable`], which only the item's tax treatment tells apart.
+    pub fn of_percent(market: Market, hundredths: i64) -> Option<Self> {
+        Self::rates(market)?
+            .iter()
+            .find(|(category, rate)| *rate == hundredths && *category != Self::Zero)
+            .map(|(category, _)| *category)
+    }
+
+    /// The VAT rates of a market by category, as its law and fiskaltrust's market guide name them.
+    fn rates(market: Market) -> Option<&'static [(Self, i64)]> {
+        const IT: &[(VatRate, i64)] = &[
+            (VatRate::Discounted1, 1000),
+            (VatRate::Discounted2, 500),
+            (VatRate::Normal, 2200),
+            (VatRate::SuperReduced1, 400),
+            (VatRate::Zero, 0),
+            (VatRate::NotTaxable, 0),
+        ];
+        const DE: &[(VatRate, i64)] = &[
+            (VatRate::Discounted1, 700),
+            (VatRate::Normal, 1900),
+            (VatRate::Zero, 0),
+            (VatRate::NotTaxable, 0),
+        ];
+        const AT: &[(VatRate, i64)] = &[
+            (VatRate::Discounted1, 1000),
+            (VatRate::Discounted2, 1300),
+            (VatRate::Normal, 2000),
+            (VatRate::Zero, 0),
+            (VatRate::NotTaxable, 0),
+        ];
+        match &market.0 {
+            b"IT" => Some(IT),
+            b"DE" => Some(DE),
+            b"AT" => Some(AT),
+            _ => None,
+        }
+    }
+
+    /// The category of a case value's `V` nibble.
+    pub fn of_case(value: u64) -> Option<Self> {
+        [
+            Self::Unknown,
+            Self::Discounted1,
+            Self::Discounted2,
+            Self::Normal,
+            Self::SuperReduced1,
+            Self::SuperReduced2,
+            Self::Parking,
+            Self::Zero,
+            Self::NotTaxable,
+        ]
+        .into_iter()
+        .find(|v| *v as u64 == value & 0xF)
+    }
 }
 
 /// What a charge item is (the `S` nibble of `ftChargeItemCase`).

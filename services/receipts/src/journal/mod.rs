@@ -5,6 +5,8 @@ mod amend;
 mod pending;
 mod shifts;
 mod sign;
+
+pub use sign::close_late_signing;
 mod verify;
 
 use std::sync::Arc;

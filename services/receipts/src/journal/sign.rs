@@ -1,13 +1,20 @@
 //! Signing a sale or a zero receipt: numbered, chained, signed and journaled once per operation.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use fiscus_kit::ApiError;
 use fiscus_kit::idempotency::Operation;
 use fiscus_proto::v1 as pb;
+use fiscus_providers::fiskaltrust;
 
 use super::{Journal, decode};
 use crate::append::{Signed, sign_with};
+use crate::config::ProviderKind;
+use crate::outbox::store as outbox_store;
 use crate::validate::Draft;
+
+fn invalid(e: fiskaltrust::FiskaltrustMappingError) -> ApiError {
+    ApiError::invalid(e.field, e.reason)
+}
 
 fn replayed_receipt(bytes: &[u8]) -> Result<pb::Receipt, ApiError> {
     Ok(decode::<pb::SignReceiptResponse>(bytes)?
@@ -34,9 +41,28 @@ impl Journal {
             .signers
             .for_merchant(&draft.receipt.merchant_tin)
             .await?;
+        let market = self.outbox.fiskaltrust().market(&merchant);
+        if let Some(market) = market {
+            // What fiskaltrust would refuse is refused now, naming the field.
+            fiskaltrust::mapping::receipt_case(&draft.receipt, market, &Default::default())
+                .map_err(invalid)?;
+        }
         let signed = match draft.refund.take() {
             None => {
                 draft.total_up()?;
+                if let Some(market) = market {
+                    let cash_box = fiskaltrust::CashBox {
+                        cashbox_id: "",
+                        pos_system_id: None,
+                        market,
+                    };
+                    fiskaltrust::mapping::receipt_request(
+                        &draft.receipt,
+                        &cash_box,
+                        &Default::default(),
+                    )
+                    .map_err(invalid)?;
+                }
                 let mut receipt = draft.receipt;
                 receipt.id = uuid::Uuid::now_v7().to_string();
                 sign_with(&mut receipt, &signer);
@@ -53,15 +79,86 @@ impl Journal {
                 let terms = self.policy.terms(&merchant);
                 crate::metrics::signed(terms.provider.label(), terms.first_state());
                 self.announce(&receipt);
-                // PENDING as journaled, unless an attempt was recorded while the till waited.
-                if receipt.fiscal_state() == pb::FiscalState::Pending
-                    && self.outbox.first_attempt(&receipt).await
-                {
-                    return self.current(*receipt).await;
+                if receipt.fiscal_state() != pb::FiscalState::Pending {
+                    return Ok(*receipt);
                 }
-                Ok(*receipt)
+                // PENDING as journaled, unless an attempt was recorded while the till waited.
+                let receipt = if self.outbox.first_attempt(&receipt).await {
+                    self.current(*receipt).await?
+                } else {
+                    *receipt
+                };
+                if receipt.fiscal_state() == pb::FiscalState::Pending
+                    && terms.provider == ProviderKind::Fiskaltrust
+                {
+                    // The till prints it unsigned: fiskaltrust is to sign it late.
+                    if let Err(error) = outbox_store::mark_late(&self.db, &receipt.id).await {
+                        tracing::warn!(%error, receipt = %receipt.id, "cannot mark a receipt to be late-signed");
+                    }
+                }
+                Ok(receipt)
             }
             Signed::Earlier(bytes) => self.current(replayed_receipt(&bytes)?).await,
         }
+    }
+}
+
+/// Journals the zero receipt that ends a terminal's late signing, for each terminal the outbox
+/// tells of, until shutdown. Its operation id is made of the terminal and the last receipt
+/// signed late, so replicas told of the same terminal journal it once.
+pub async fn close_late_signing(
+    journal: std::sync::Arc<Journal>,
+    mut closings: tokio::sync::mpsc::UnboundedReceiver<crate::outbox::Closing>,
+    mut shutdown: fiscus_kit::server::Shutdown,
+) {
+    loop {
+        let closing = tokio::select! {
+            next = closings.recv() => match next {
+                Some(closing) => closing,
+                None => return,
+            },
+            () = shutdown.requested() => return,
+        };
+        if let Err(error) = journal.close(&closing).await {
+            tracing::warn!(terminal = %closing.terminal, %error, "cannot journal the zero receipt that ends late signing; the next late-signed receipt tries again");
+        }
+    }
+}
+
+impl Journal {
+    async fn close(&self, closing: &crate::outbox::Closing) -> Result<(), ApiError> {
+        const NAMESPACE: uuid::Uuid =
+            uuid::Uuid::from_u128(0x6669_7363_7573_2d6c_6174_652d_656e_6401);
+        let terminal = &closing.terminal;
+        let operation_id = uuid::Uuid::new_v5(
+            &NAMESPACE,
+            format!("{terminal}/{}", closing.after_number).as_bytes(),
+        )
+        .to_string();
+        let mut request = pb::SignReceiptRequest {
+            operation_id: operation_id.clone(),
+            terminal: Some(pb::Terminal {
+                merchant_tin: terminal.merchant_tin.clone(),
+                branch_no: terminal.branch_no.clone(),
+                pos_no: terminal.pos_no.clone(),
+            }),
+            kind: pb::ReceiptKind::Zero.into(),
+            receipt_reference: format!("late-signing-end-{}", closing.after_number),
+            ..Default::default()
+        };
+        let now = Utc::now().trunc_subsecs(6);
+        let mut v = crate::validate::Violations::default();
+        let draft = crate::validate::sign_request(&request, &self.policy, now, &mut v);
+        v.into_result()?;
+        let draft = draft.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        let operation = Operation::new(
+            &terminal.merchant_tin,
+            &operation_id,
+            "SignReceipt",
+            &mut request,
+        );
+        let zero = self.sign(draft, &operation, now).await?;
+        tracing::info!(%terminal, receipt = %zero.id, "late signing closed with a zero receipt");
+        Ok(())
     }
 }

@@ -186,6 +186,7 @@ impl Ebarimt {
                 easy: document.easy,
                 lottery: document.lottery.filter(|l| !l.is_empty()),
                 qr: document.qr_data.filter(|q| !q.is_empty()),
+                fiskaltrust: None,
             }),
             Ok(Posted::Refused { message }) => Outcome::Refused(format!("e-barimt: {message}")),
             Err(undelivered) => failed(undelivered),

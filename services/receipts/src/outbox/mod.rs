@@ -18,6 +18,7 @@
 //! provider's last attempt found it unreachable it does not wait at all: the till never stops.
 
 mod ebarimt;
+mod fiskaltrust;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -36,8 +37,10 @@ use tokio::task::JoinSet;
 use crate::config::{OutboxConfig, Policy, ProviderKind};
 use crate::metrics;
 use crate::proto::{self, ToPb};
+use crate::tokens::UpstreamTokens;
 use crate::watch::Watchers;
 pub use ebarimt::Ebarimt;
+pub use fiskaltrust::{Closing, Fiskaltrust};
 use store::{Acceptance, Claimed};
 
 /// What one delivery attempt came to.
@@ -70,6 +73,7 @@ pub struct Outbox {
     db: Database,
     config: OutboxConfig,
     ebarimt: Ebarimt,
+    fiskaltrust: Fiskaltrust,
     /// This process's claims.
     claim: String,
     kick: Notify,
@@ -83,16 +87,20 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// The outbox of `policy`'s merchants, and its worker, which stops with `shutdown`.
+    /// The outbox of `policy`'s merchants, and its worker, which stops with `shutdown`; with
+    /// the terminals whose late signing is to be closed by a zero receipt, as they come.
     pub fn start(
         db: Database,
         policy: &Policy,
+        tokens: Arc<UpstreamTokens>,
         watchers: Arc<Watchers>,
         shutdown: Shutdown,
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> anyhow::Result<(Arc<Self>, tokio::sync::mpsc::UnboundedReceiver<Closing>)> {
         let config = policy.outbox().clone();
+        let (fiskaltrust, closings) = Fiskaltrust::new(policy, &config, tokens)?;
         let outbox = Arc::new(Self {
             ebarimt: Ebarimt::new(policy, &config)?,
+            fiskaltrust,
             db,
             config,
             claim: uuid::Uuid::new_v4().to_string(),
@@ -104,11 +112,15 @@ impl Outbox {
         });
         tokio::spawn(Arc::clone(&outbox).run(shutdown.clone()));
         tokio::spawn(Arc::clone(&outbox).upkeep(shutdown));
-        Ok(outbox)
+        Ok((outbox, closings))
     }
 
     pub fn ebarimt(&self) -> &Ebarimt {
         &self.ebarimt
+    }
+
+    pub fn fiskaltrust(&self) -> &Fiskaltrust {
+        &self.fiskaltrust
     }
 
     /// Tells the worker there is something new to deliver.
@@ -215,6 +227,7 @@ impl Outbox {
         let provider = ProviderKind::parse(&row.provider);
         let outcome = match provider {
             Some(ProviderKind::Ebarimt) => self.ebarimt.deliver(&self.db, row).await,
+            Some(ProviderKind::Fiskaltrust) => self.fiskaltrust.deliver(&self.db, row).await,
             _ => Outcome::Parked(format!(
                 "no provider {:?} is configured in this process",
                 row.provider
@@ -266,6 +279,22 @@ impl Outbox {
             Outcome::Failed { error, .. } => (FiscalState::Pending, error.clone()),
             Outcome::Parked(m) => (FiscalState::Pending, m.clone()),
         };
+        if let (Ok(true), Outcome::Accepted(acceptance)) = (&recorded, &outcome)
+            && let Some(closing) = acceptance
+                .fiskaltrust
+                .as_ref()
+                .and_then(|f| f.closing.clone())
+        {
+            match store::live_on_terminal(&self.db, &row.merchant_tin, &row.branch_no, &row.pos_no)
+                .await
+            {
+                Ok(0) => self.fiskaltrust.close(closing),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "outbox: cannot tell whether late signing can be closed; the next late-signed receipt tells")
+                }
+            }
+        }
         if matches!(recorded, Ok(true)) {
             self.watchers.announce(pb::ReceiptEvent {
                 receipt_id: row.receipt_id.clone(),

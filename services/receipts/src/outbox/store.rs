@@ -21,6 +21,11 @@ pub struct Claimed {
     pub in_doubt: bool,
     /// When the attempt that put it in doubt went out.
     pub doubt_since_us: Option<i64>,
+    /// The operation that journaled it: the upstream idempotency key of every attempt.
+    pub operation_id: String,
+    /// Its provider could not be reached for it before it was first sent (the till was
+    /// answered PENDING).
+    pub late_signing: bool,
 }
 
 /// Claims up to `limit` due receipts for `claim` until `until_us`: each the oldest live one of
@@ -92,8 +97,8 @@ const CLAIMED: &str = "claim = $1, claimed_until_us = $2, claimed_at_us = $3, \
         THEN claimed_at_us ELSE doubt_since_us END";
 
 /// A [`Claimed`], as claiming returns it.
-const CLAIMED_ROW: &str =
-    "receipt_id, provider, merchant_tin, branch_no, pos_no, attempts, in_doubt, doubt_since_us";
+const CLAIMED_ROW: &str = "receipt_id, provider, merchant_tin, branch_no, pos_no, attempts, \
+    in_doubt, doubt_since_us, operation_id, late_signing";
 
 /// The heads due at `$3` and not claimed, oldest due first, at most `$4`, locked (Postgres).
 /// `heads` steps from one terminal's first live row to the next terminal's: ordered by
@@ -145,6 +150,22 @@ pub struct Acceptance {
     pub easy: bool,
     pub lottery: Option<String>,
     pub qr: Option<String>,
+    pub fiskaltrust: Option<Box<FtAcceptance>>,
+}
+
+/// What fiskaltrust answered for a signed receipt (its `ftReceiptIdentification` is the
+/// acceptance's `upstream_id`).
+#[derive(Debug, Clone, Default)]
+pub struct FtAcceptance {
+    pub queue_id: String,
+    pub queue_item_id: String,
+    pub cashbox_identification: String,
+    pub state: u64,
+    /// `ftSignatures`, as JSON.
+    pub signatures: String,
+    /// The middleware is still in late-signing mode after this receipt: once its terminal has
+    /// nothing left to sign, a zero receipt is to end it.
+    pub closing: Option<super::fiskaltrust::Closing>,
 }
 
 /// Records an acceptance: the receipt leaves the outbox and shows the provider's data. A
@@ -163,12 +184,15 @@ pub async fn accept(
         return Ok(false);
     }
     let printed = acceptance.lottery.is_some() || acceptance.qr.is_some();
+    let ft = acceptance.fiskaltrust.as_ref();
     with_tx!(&mut tx, |conn| {
         sqlx::query(
         "UPDATE receipts SET \
             fiscal_state = CASE WHEN fiscal_state = 'CANCELLED' THEN fiscal_state ELSE 'ACCEPTED' END, \
             state_message = '', upstream_id = $2, upstream_date = $3, easy_registered = $4, \
-            accepted_at_us = $5, lottery = $6, upstream_qr = $7, printed_until_us = $8 \
+            accepted_at_us = $5, lottery = $6, upstream_qr = $7, printed_until_us = $8, \
+            ft_queue_id = $9, ft_queue_item_id = $10, ft_cashbox_identification = $11, \
+            ft_state = $12, ft_signatures = $13 \
          WHERE id = $1"
     )
     .bind(&claimed.receipt_id)
@@ -179,6 +203,11 @@ pub async fn accept(
     .bind(&acceptance.lottery)
     .bind(&acceptance.qr)
     .bind(printed.then_some(printed_until_us))
+    .bind(ft.map(|f| f.queue_id.as_str()))
+    .bind(ft.map(|f| f.queue_item_id.as_str()))
+    .bind(ft.map(|f| f.cashbox_identification.as_str()))
+    .bind(ft.map(|f| state_bits(f.state)))
+    .bind(ft.map(|f| f.signatures.as_str()))
     .execute(conn)
     .await
     .map(|done| done.rows_affected())
@@ -228,7 +257,8 @@ pub async fn park(
 
 /// Schedules another attempt at `next_us` after a failed one; `maybe_reached`: the attempt may
 /// have reached the provider (so the receipt is in doubt from `attempt_us` on). Past
-/// `dead_before_us` (journaled before it) the receipt becomes a dead letter instead.
+/// `dead_before_us` (journaled before it) the receipt becomes a dead letter instead. A receipt
+/// that has not reached its provider yet, and surely not now, is to be late-signed.
 #[allow(clippy::too_many_arguments)]
 pub async fn retry(
     db: &Database,
@@ -246,6 +276,7 @@ pub async fn retry(
             claimed_until_us = 0, in_doubt = (in_doubt OR $5), \
             doubt_since_us = CASE WHEN $5 AND doubt_since_us IS NULL THEN $6 \
                 ELSE doubt_since_us END, \
+            late_signing = (late_signing OR NOT (in_doubt OR $5)), \
             dead = (created_at_us < $7) \
          WHERE receipt_id = $1 AND claim = $2"
     )
@@ -394,6 +425,82 @@ pub async fn terminal_entries(
     .bind(&terminal.pos_no)
     .fetch_all(conn)
     .await)
+}
+
+/// Marks a receipt whose till was answered PENDING to be late-signed, if no attempt of it has
+/// gone out yet (one that has fixed what it sends).
+pub async fn mark_late(db: &Database, receipt_id: &str) -> Result<(), sqlx::Error> {
+    with_db!(db, |pool| sqlx::query(
+        "UPDATE outbox SET late_signing = true WHERE receipt_id = $1 AND attempts = 0"
+    )
+    .bind(receipt_id)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// How many receipts of a terminal are still live in the outbox.
+pub async fn live_on_terminal(
+    db: &Database,
+    merchant_tin: &str,
+    branch_no: &str,
+    pos_no: &str,
+) -> Result<i64, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 AND dead = false"
+    )
+    .bind(merchant_tin)
+    .bind(branch_no)
+    .bind(pos_no)
+    .fetch_one(pool)
+    .await)
+}
+
+/// Where a terminal stands with fiskaltrust: what its last signed receipt carried.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct FtStanding {
+    pub ft_state: Option<i64>,
+    pub ft_queue_id: Option<String>,
+    pub ft_cashbox_identification: Option<String>,
+}
+
+/// The fiskaltrust answer of `terminal`'s newest receipt fiskaltrust signed, and how many of its
+/// receipts are still in the outbox.
+pub async fn ft_standing(
+    db: &Database,
+    terminal: &TerminalId,
+) -> Result<(FtStanding, i64), sqlx::Error> {
+    let standing: Option<FtStanding> = with_db!(db, |pool| sqlx::query_as(
+        "SELECT ft_state, ft_queue_id, ft_cashbox_identification FROM receipts \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 \
+           AND ft_queue_item_id IS NOT NULL \
+         ORDER BY accepted_at_us DESC, number DESC LIMIT 1"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .fetch_optional(pool)
+    .await)?;
+    let waiting = with_db!(db, |pool| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .fetch_one(pool)
+    .await)?;
+    Ok((standing.unwrap_or_default(), waiting))
+}
+
+/// A 64-bit fiskaltrust state as the BIGINT that holds its bits.
+pub fn state_bits(state: u64) -> i64 {
+    i64::from_ne_bytes(state.to_ne_bytes())
+}
+
+/// The state a BIGINT holds.
+pub fn state_of_bits(bits: i64) -> u64 {
+    u64::from_ne_bytes(bits.to_ne_bytes())
 }
 
 /// Makes every live, backing-off receipt of a merchant due at `now_us` (its provider answers
