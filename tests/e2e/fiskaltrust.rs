@@ -20,7 +20,7 @@ use tonic::Code;
 use crate::receipts::{Backend, Fixture};
 
 /// The fiskaltrust merchant of these tests: an Italian partita IVA.
-const TIN: &str = "12345678903";
+pub(crate) const TIN: &str = "12345678903";
 /// A ready Italian queue's `ftState`.
 const READY: u64 = 0x4954_2000_0000_0000;
 
@@ -36,7 +36,7 @@ async fn start(backend: Backend, outbox: &str, extra: &str) -> (FiskaltrustSandb
 }
 
 /// The configuration of [`start`].
-fn config(sandbox: &FiskaltrustSandbox, outbox: &str, extra: &str) -> String {
+pub(crate) fn config(sandbox: &FiskaltrustSandbox, outbox: &str, extra: &str) -> String {
     let defaults = ["retry_min_ms = 50", "retry_max_ms = 500", "poll_ms = 100"]
         .into_iter()
         .filter(|line| !outbox.contains(line.split(' ').next().unwrap_or(line)))

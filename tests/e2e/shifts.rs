@@ -48,6 +48,11 @@ struct Fixture {
 
 impl Fixture {
     async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, "").await
+    }
+
+    /// A fixture whose configuration file also holds `extra` (TOML, after the rest).
+    async fn start_with(backend: Backend, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("fiscus.toml");
         let identity = match backend {
@@ -80,7 +85,8 @@ tin = "{STRICT_TIN}"
 name = "Magazinul Științific SRL"
 require_open_shift = true
 
-{identity}"#
+{identity}
+{extra}"#
             ),
         )
         .expect("config");
@@ -88,9 +94,21 @@ require_open_shift = true
         let args = ["--config", config.as_str()];
         let (processes, receipts_at, shifts_at, replica) = match backend {
             Backend::Postgres => {
-                let tokens = Process::service_in("tokens", &fresh_schema("e2e_tokens"), &args, &[])
-                    .await
-                    .expect("fiscus-tokens starts");
+                // The token service checks the tokens of calls to itself with its own keys.
+                let port = fiscus_e2e::free_port().expect("a free port");
+                let listen = format!("127.0.0.1:{port}");
+                let own = format!("http://{listen}");
+                let tokens = Process::service_in(
+                    "tokens",
+                    &fresh_schema("e2e_tokens"),
+                    &args,
+                    &[
+                        ("FISCUS_SERVER__LISTEN", &listen),
+                        ("FISCUS_PEERS__TOKENS", &own),
+                    ],
+                )
+                .await
+                .expect("fiscus-tokens starts");
                 let tokens_url = format!("http://{}", tokens.addr);
                 let receipts = Process::service_in(
                     "receipts",
@@ -274,7 +292,82 @@ on_both_backends!(
     bad_requests_are_refused_naming_the_field,
     every_figure_of_the_reports_equals_what_the_signed_receipts_add_up_to,
     z_reports_are_numbered_without_gaps_and_each_is_answered_as_stored,
+    a_fiskaltrust_terminals_shift_ends_with_its_shift_closing_receipt_signed_upstream,
 );
+
+/// A fiskaltrust terminal's shift is closed by fiskaltrust's shift-closing receipt, journaled
+/// under the chain head's lock as the shift's last receipt, counted in its Z-report and signed
+/// by the middleware; a closing retried after its answer was lost journals no second one.
+async fn a_fiskaltrust_terminals_shift_ends_with_its_shift_closing_receipt_signed_upstream(
+    backend: Backend,
+) {
+    use fiscus_providers::fiskaltrust::{FiskaltrustSandbox, FiskaltrustSandboxConfig};
+    let sandbox = FiskaltrustSandbox::start(FiskaltrustSandboxConfig::default())
+        .await
+        .expect("the fiskaltrust sandbox starts");
+    let fx = Fixture::start_with(backend, &crate::fiskaltrust::config(&sandbox, "", "")).await;
+    let till = till(crate::fiskaltrust::TIN);
+    let shift = fx.open(&till).await.expect("the shift opens");
+    let mut espresso = fiscus_e2e::sale(
+        &till,
+        vec![pb::ChargeItem {
+            vat_rate: "10.00".into(),
+            ..item("Espresso", "2", "1.10", pb::TaxType::VatAble)
+        }],
+        "2.20",
+    );
+    espresso.currency = "EUR".into();
+    let sold = fx.sign(espresso).await.expect("a sale");
+    assert_eq!(sold.fiscal_state(), pb::FiscalState::Accepted);
+    let request = close_request(&till);
+    let closed = fx.close(request.clone()).await;
+    let again = fx.close(request).await;
+    assert_eq!(
+        closed.shift, again.shift,
+        "the retry answers the same closing"
+    );
+    let receipts = fx
+        .receipts
+        .clone()
+        .list_receipts(pb::ListReceiptsRequest {
+            terminal: Some(till.clone()),
+            shift_id: shift.shift_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("listed")
+        .into_inner()
+        .receipts;
+    let last = receipts.first().expect("the shift's receipts");
+    assert_eq!(
+        last.kind(),
+        pb::ReceiptKind::Zero,
+        "the shift's last receipt"
+    );
+    assert_eq!(last.receipt_case, 0x4954_2000_0000_2010);
+    assert_eq!(
+        receipts
+            .iter()
+            .filter(|r| r.kind() == pb::ReceiptKind::Zero)
+            .count(),
+        1,
+        "one shift-closing receipt"
+    );
+    let report = closed.z_report.expect("a Z-report");
+    assert_eq!(report.zero_receipt_count, 1, "counted in the Z-report");
+    assert_eq!(report.last_receipt_number, last.receipt_number);
+    for _ in 0..100 {
+        if sandbox
+            .receipts()
+            .iter()
+            .any(|r| r.request.receipt_case.0 == 0x4954_2000_0000_2010)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the shift-closing receipt never reached the middleware");
+}
 
 async fn a_shift_adds_up_its_receipts_into_an_x_report_and_one_stored_z_report(backend: Backend) {
     let fx = Fixture::start(backend).await;

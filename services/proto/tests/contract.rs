@@ -27,6 +27,7 @@ const CONTRACT: [(&str, &[&str]); 4] = [
             "ExportJournal",
             "RenderReceipt",
             "GetServiceInfo",
+            "ExportProviderJournal",
             "ListBankAccounts",
             "GetTaxpayerInfo",
             "GetBranchInfo",

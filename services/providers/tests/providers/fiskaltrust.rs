@@ -4,12 +4,14 @@
 use std::time::Duration;
 
 use fiscus_providers::fiskaltrust::cases::charge_item_case;
-use fiscus_providers::fiskaltrust::wire::ReceiptResponse;
+use fiscus_providers::fiskaltrust::wire::{ReceiptRequest, ReceiptResponse};
 use fiscus_providers::fiskaltrust::{
-    ChargeItemFlags, DEV_ACCESS_TOKEN, DEV_CASHBOX_ID, DEV_QUEUE_ID, Market, PayItemCase,
-    PayItemFlags, Problem, ReceiptCase, ReceiptFlags, Service, VatRate, headers, paths,
+    ChargeItemFlags, Credentials, DEV_ACCESS_TOKEN, DEV_CASHBOX_ID, DEV_QUEUE_ID,
+    FiskaltrustClient, Market, Operation, PayItemCase, PayItemFlags, Problem, ReceiptCase,
+    ReceiptFlags, Service, Signed, VatRate, headers, paths,
 };
 use fiscus_providers::{FiskaltrustCashBox, FiskaltrustSandbox, FiskaltrustSandboxConfig};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -791,30 +793,89 @@ async fn the_receipt_requested_flag_answers_the_stored_receipt_or_signs_a_new_on
     sandbox.shutdown().await;
 }
 
+/// The client against the sandbox: a lost answer is an `Undelivered` that may have signed, and
+/// the identical request under the same operation id recovers it without signing again; the
+/// same id with another body is a conflict, a repeat while the first is processed is in
+/// progress, a wrong token unauthorized, a broken rule refused naming its field, and a
+/// middleware that is down an `Undelivered` that surely did not sign.
 #[tokio::test]
-async fn a_lost_answer_is_signed_and_recovered_by_replaying_its_operation() {
+async fn the_client_recovers_a_lost_answer_by_replaying_its_operation_and_reads_each_refusal() {
     let sandbox = sandbox().await;
+    let client =
+        FiskaltrustClient::new(sandbox.base_url(), Duration::from_millis(500)).expect("a client");
+    let credentials = Credentials {
+        cashbox_id: DEV_CASHBOX_ID.to_owned(),
+        access_token: SecretString::from(DEV_ACCESS_TOKEN),
+    };
+    // Through serde_json's text: amounts are read from the numbers' own digits.
+    let request: ReceiptRequest =
+        serde_json::from_str(&simple_sale("S-1").to_string()).expect("a request");
+    let operation = Operation {
+        id: Uuid::new_v4(),
+        terminal_id: &request.terminal_id,
+        pos_system_id: None,
+        lifetime: Duration::from_secs(15),
+    };
     sandbox.drop_next(1);
-    let operation = Uuid::new_v4();
-    let body = simple_sale("S-1");
-    let lost = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .expect("a client")
-        .post(format!("{}{}", sandbox.base_url(), paths::SIGN))
-        .header(headers::OPERATION_ID, operation.to_string())
-        .header(headers::CASHBOX_ID, DEV_CASHBOX_ID)
-        .header(headers::CASHBOX_ACCESS_TOKEN, DEV_ACCESS_TOKEN)
-        .body(body.to_string())
-        .send()
-        .await;
-    assert!(lost.is_err(), "the answer is lost");
+    let lost = client
+        .sign(&credentials, &operation, &request)
+        .await
+        .expect_err("the answer is lost");
+    assert!(lost.maybe_created, "{lost}");
     assert_eq!(sandbox.signed(), 1);
-
-    let recovered = sign(&sandbox, operation, &body).await.receipt();
+    let Ok(Signed::Done(recovered)) = client.sign(&credentials, &operation, &request).await else {
+        panic!("the replay answers");
+    };
     assert_eq!(recovered, sandbox.receipts()[0].response);
-    assert_eq!(sandbox.receipts()[0].operation_id, operation);
+    assert_eq!(sandbox.receipts()[0].operation_id, operation.id);
     assert_eq!((sandbox.signed(), sandbox.replays()), (1, 1));
+
+    let mut other = request.clone();
+    other.receipt_reference = "S-2".to_owned();
+    let conflict = client.sign(&credentials, &operation, &other).await;
+    assert!(matches!(conflict, Ok(Signed::Conflict(_))), "{conflict:?}");
+
+    sandbox.set_processing_time(Duration::from_millis(300));
+    let slow = Operation {
+        id: Uuid::new_v4(),
+        ..operation
+    };
+    let (first, second) = tokio::join!(client.sign(&credentials, &slow, &other), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.sign(&credentials, &slow, &other).await
+    });
+    sandbox.set_processing_time(Duration::ZERO);
+    assert!(matches!(first, Ok(Signed::Done(_))), "{first:?}");
+    assert!(matches!(second, Ok(Signed::InProgress(_))), "{second:?}");
+
+    let wrong = Credentials {
+        access_token: SecretString::from("not-the-token"),
+        ..credentials.clone()
+    };
+    let fresh = Operation {
+        id: Uuid::new_v4(),
+        ..operation
+    };
+    let refused = client.sign(&wrong, &fresh, &request).await;
+    assert!(
+        matches!(refused, Ok(Signed::Unauthorized(_))),
+        "{refused:?}"
+    );
+    let mut unbalanced = request.clone();
+    unbalanced.receipt_reference = "S-3".to_owned();
+    unbalanced.pay_items[0].amount.0 = fiscus_domain::Money::from_minor(100);
+    let Ok(Signed::Refused(problem)) = client.sign(&credentials, &fresh, &unbalanced).await else {
+        panic!("a broken rule is refused");
+    };
+    assert!(problem.detail.contains("cbPayItems"), "{problem:?}");
+
+    sandbox.set_down(true).await.expect("down");
+    let down = client
+        .sign(&credentials, &fresh, &request)
+        .await
+        .expect_err("nobody answers");
+    assert!(!down.maybe_created, "{down}");
+    assert_eq!(sandbox.signed(), 2);
     sandbox.shutdown().await;
 }
 

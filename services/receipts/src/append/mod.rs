@@ -334,6 +334,36 @@ impl Appender {
         Ok((signed, chained.head()))
     }
 
+    /// Chains `receipt` on `head`, locked inside `tx`, and appends it there without committing:
+    /// the caller commits it together with what else must change under the same lock, then
+    /// [`Self::remember`]s the answer. `None` when the operation was journaled before.
+    pub async fn append_uncommitted(
+        &self,
+        tx: &mut Tx,
+        head: Head,
+        receipt: Receipt,
+        terms: Terms,
+        signer: &ReceiptSigner,
+        now: DateTime<Utc>,
+        operation: &Operation,
+    ) -> Result<Option<(pb::Receipt, Vec<u8>)>, ApiError> {
+        let chained = Chained::new(receipt, head, terms, signer, now)?;
+        let (answer, response) = chained.sign_receipt_answer();
+        match store::append_in(tx, &chained.entry(operation, response.clone())).await? {
+            Appended::Done => Ok(Some((answer, response))),
+            Appended::Taken => Ok(None),
+            Appended::Moved => Err(ApiError::Internal(anyhow::anyhow!(
+                "the chain head of {} moved under its lock",
+                chained.receipt.terminal()
+            ))),
+        }
+    }
+
+    /// Remembers, once committed, the answer of an operation appended uncommitted.
+    pub async fn remember(&self, operation: &Operation, response: &[u8]) {
+        operation.remember(self.cache.as_ref(), response).await;
+    }
+
     /// [`Self::append_locked`] in a transaction of its own.
     async fn append_anew(
         &self,

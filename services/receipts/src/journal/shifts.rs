@@ -1,13 +1,17 @@
 //! The journal's side of shifts: which shift a terminal's receipts go into, and what a shift's
 //! receipts add up to, counted in the database.
 
+use chrono::SubsecRound;
 use fiscus_domain::receipt::{PaymentMethod, ReceiptKind, TaxType};
 use fiscus_domain::{Money, Rate, TerminalId};
 use fiscus_kit::ApiError;
+use fiscus_kit::idempotency::Operation;
 use fiscus_proto::v1 as pb;
+use fiscus_providers::fiskaltrust::{Market, ReceiptCase, ReceiptFlags};
 use futures::Stream;
 
 use super::{Journal, corrupt};
+use crate::append::{ShiftRule, Terms, sign_with};
 use crate::proto::{ToPb, micros_timestamp};
 use crate::store;
 
@@ -28,16 +32,86 @@ impl Journal {
         self.db_status.check()?;
         let mut tx = self.db.begin().await?;
         let head = store::lock_head(&mut tx, terminal).await?;
-        if head.shift_id != shift_id {
+        let previous = head.shift_id.clone();
+        let mut closing = None;
+        if previous != shift_id {
+            if !previous.is_empty()
+                && let Some(market) = self.outbox.fiskaltrust().market(&terminal.merchant_tin)
+            {
+                closing = self
+                    .append_shift_closing(&mut tx, head, terminal, market)
+                    .await?;
+            }
             store::set_head_shift(&mut tx, terminal, shift_id).await?;
         }
         tx.commit().await?;
-        if head.shift_id != shift_id {
-            tracing::info!(previous = %head.shift_id, shift = %shift_id, "terminal shift changed");
+        if let Some((operation, receipt, response)) = closing {
+            self.appender.remember(&operation, &response).await;
+            tracing::info!(receipt = %receipt.id, shift = %previous, "shift-closing receipt journaled");
+            self.outbox.kick();
+        }
+        if previous != shift_id {
+            tracing::info!(previous = %previous, shift = %shift_id, "terminal shift changed");
         }
         Ok(pb::SetTerminalShiftResponse {
-            previous_shift_id: head.shift_id,
+            previous_shift_id: previous,
         })
+    }
+
+    /// Appends, inside `tx` under the head's lock, fiskaltrust's shift-closing receipt (a zero
+    /// receipt of case `ShiftClosing`) as the last receipt of the head's shift; its operation id
+    /// is made of the terminal and the shift, so a shift is closed by one such receipt.
+    async fn append_shift_closing(
+        &self,
+        tx: &mut fiscus_kit::db::Tx,
+        head: store::Head,
+        terminal: &TerminalId,
+        market: Market,
+    ) -> Result<Option<(Operation, pb::Receipt, Vec<u8>)>, ApiError> {
+        const NAMESPACE: uuid::Uuid =
+            uuid::Uuid::from_u128(0x6669_7363_7573_2d73_6869_6674_2d65_6e64);
+        let operation_id = uuid::Uuid::new_v5(
+            &NAMESPACE,
+            format!("{terminal}/{}", head.shift_id).as_bytes(),
+        )
+        .to_string();
+        let mut request = pb::SignReceiptRequest {
+            operation_id: operation_id.clone(),
+            terminal: Some(pb::Terminal {
+                merchant_tin: terminal.merchant_tin.clone(),
+                branch_no: terminal.branch_no.clone(),
+                pos_no: terminal.pos_no.clone(),
+            }),
+            kind: pb::ReceiptKind::Zero.into(),
+            receipt_reference: format!("shift-closing-{}", head.shift_id),
+            receipt_case: ReceiptCase::ShiftClosing.value(market, ReceiptFlags::NONE),
+            ..Default::default()
+        };
+        let now = chrono::Utc::now().trunc_subsecs(6);
+        let mut v = crate::validate::Violations::default();
+        let draft = crate::validate::sign_request(&request, &self.policy, now, &mut v);
+        v.into_result()?;
+        let mut draft = draft.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        draft.total_up()?;
+        let signer = self.signers.for_merchant(&terminal.merchant_tin).await?;
+        let mut receipt = draft.receipt;
+        receipt.id = uuid::Uuid::now_v7().to_string();
+        sign_with(&mut receipt, &signer);
+        let operation = Operation::new(
+            &terminal.merchant_tin,
+            &operation_id,
+            "SignReceipt",
+            &mut request,
+        );
+        let terms = Terms {
+            shift: ShiftRule::Optional,
+            ..self.policy.terms(&terminal.merchant_tin)
+        };
+        let appended = self
+            .appender
+            .append_uncommitted(tx, head, receipt, terms, &signer, now, &operation)
+            .await?;
+        Ok(appended.map(|(receipt, response)| (operation, receipt, response)))
     }
 
     /// A shift's receipts, added up by the database.
