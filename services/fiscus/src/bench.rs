@@ -34,8 +34,9 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     pub(crate) database_url: String,
-    /// Run one benchmark only: `receipts`, `ebarimt`, `tokens`, `payments` or `shifts`.
-    #[arg(long, value_parser = ["receipts", "ebarimt", "tokens", "payments", "shifts"])]
+    /// Run one benchmark only: `receipts`, `ebarimt`, `fiskaltrust`, `tokens`, `payments` or
+    /// `shifts`.
+    #[arg(long, value_parser = ["receipts", "ebarimt", "fiskaltrust", "tokens", "payments", "shifts"])]
     pub(crate) only: Option<String>,
     /// Receipts in the shift that the shifts benchmark closes (and a tenth as many QR payments).
     #[arg(long, default_value_t = 100_000)]
@@ -79,6 +80,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if run("ebarimt") {
         crate::bench_ebarimt::run(&args, &suffix, &settings).await?;
+    }
+    if run("fiskaltrust") {
+        crate::bench_fiskaltrust::run(&args, &suffix, &settings).await?;
     }
     if run("tokens") {
         tokens(&args, &suffix, &settings).await?;

@@ -8,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_ebarimt;
+mod bench_fiskaltrust;
 mod bench_payments;
 mod bench_shifts;
 mod dev;

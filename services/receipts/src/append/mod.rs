@@ -334,19 +334,19 @@ impl Appender {
         Ok((signed, chained.head()))
     }
 
-    /// Chains `receipt` on `head`, locked inside `tx`, and appends it there without committing:
-    /// the caller commits it together with what else must change under the same lock, then
-    /// [`Self::remember`]s the answer. `None` when the operation was journaled before.
+    /// Chains `receipt` on its terminal's head, locked inside `tx`, and appends it there without
+    /// committing: the caller commits it together with what else must change under the same
+    /// lock, then [`Self::remember`]s the answer. `None` when the operation was journaled before.
     pub async fn append_uncommitted(
         &self,
         tx: &mut Tx,
-        head: Head,
         receipt: Receipt,
         terms: Terms,
         signer: &ReceiptSigner,
         now: DateTime<Utc>,
         operation: &Operation,
     ) -> Result<Option<(pb::Receipt, Vec<u8>)>, ApiError> {
+        let head = store::lock_head(tx, &receipt.terminal()).await?;
         let chained = Chained::new(receipt, head, terms, signer, now)?;
         let (answer, response) = chained.sign_receipt_answer();
         match store::append_in(tx, &chained.entry(operation, response.clone())).await? {

@@ -39,7 +39,7 @@ impl Journal {
                 && let Some(market) = self.outbox.fiskaltrust().market(&terminal.merchant_tin)
             {
                 closing = self
-                    .append_shift_closing(&mut tx, head, terminal, market)
+                    .append_shift_closing(&mut tx, terminal, &previous, market)
                     .await?;
             }
             store::set_head_shift(&mut tx, terminal, shift_id).await?;
@@ -59,22 +59,20 @@ impl Journal {
     }
 
     /// Appends, inside `tx` under the head's lock, fiskaltrust's shift-closing receipt (a zero
-    /// receipt of case `ShiftClosing`) as the last receipt of the head's shift; its operation id
-    /// is made of the terminal and the shift, so a shift is closed by one such receipt.
+    /// receipt of case `ShiftClosing`) as the last receipt of `shift_id`, the head's shift; its
+    /// operation id is made of the terminal and the shift, so a shift is closed by one such
+    /// receipt.
     async fn append_shift_closing(
         &self,
         tx: &mut fiscus_kit::db::Tx,
-        head: store::Head,
         terminal: &TerminalId,
+        shift_id: &str,
         market: Market,
     ) -> Result<Option<(Operation, pb::Receipt, Vec<u8>)>, ApiError> {
         const NAMESPACE: uuid::Uuid =
             uuid::Uuid::from_u128(0x6669_7363_7573_2d73_6869_6674_2d65_6e64);
-        let operation_id = uuid::Uuid::new_v5(
-            &NAMESPACE,
-            format!("{terminal}/{}", head.shift_id).as_bytes(),
-        )
-        .to_string();
+        let operation_id =
+            uuid::Uuid::new_v5(&NAMESPACE, format!("{terminal}/{shift_id}").as_bytes()).to_string();
         let mut request = pb::SignReceiptRequest {
             operation_id: operation_id.clone(),
             terminal: Some(pb::Terminal {
@@ -83,7 +81,7 @@ impl Journal {
                 pos_no: terminal.pos_no.clone(),
             }),
             kind: pb::ReceiptKind::Zero.into(),
-            receipt_reference: format!("shift-closing-{}", head.shift_id),
+            receipt_reference: format!("shift-closing-{shift_id}"),
             receipt_case: ReceiptCase::ShiftClosing.value(market, ReceiptFlags::NONE),
             ..Default::default()
         };
@@ -109,7 +107,7 @@ impl Journal {
         };
         let appended = self
             .appender
-            .append_uncommitted(tx, head, receipt, terms, &signer, now, &operation)
+            .append_uncommitted(tx, receipt, terms, &signer, now, &operation)
             .await?;
         Ok(appended.map(|(receipt, response)| (operation, receipt, response)))
     }
