@@ -1112,12 +1112,7 @@ async fn two_replicas_drain_one_outbox_and_one_killed_mid_drain_loses_and_double
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let pid = fixture.process.pid().expect("running");
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    fixture.process.kill_hard();
     assert!(
         sandbox.documents() < 200,
         "killed mid-drain ({} delivered)",

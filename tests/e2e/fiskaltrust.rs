@@ -776,3 +776,77 @@ district_code = "2501"
     assert_eq!(fiskaltrust.signed(), 5);
     assert_eq!(ebarimt.documents(), 5);
 }
+
+/// An upgrade changed what fiscus sends for a receipt whose answer was lost: the middleware
+/// knows its operation id with another body (409). fiscus then asks with the receipt-request
+/// flag, which answers the receipt the middleware already signed: signed once, ACCEPTED with
+/// that signing's identification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_the_middleware_finds_changed_is_settled_by_the_receipt_request_flag() {
+    let (sandbox, fixture) = start(
+        Backend::Postgres,
+        "attempt_timeout_ms = 500\nclaim_ms = 2000\nanswer_within_ms = 100\n\
+         retry_min_ms = 600000\nretry_max_ms = 600000",
+        "",
+    )
+    .await;
+    let mut client = fixture.client();
+    let terminal = unique_terminal(TIN);
+    sandbox.drop_next(1);
+    let receipt = sign(
+        &mut client,
+        sale_of(
+            &terminal,
+            vec![goods("Tiramisù", "1", "6.00", "10.00")],
+            "6.00",
+        ),
+    )
+    .await;
+    assert_eq!(receipt.fiscal_state(), pb::FiscalState::Pending);
+    for _ in 0..100 {
+        if fixture
+            .count("SELECT COUNT(*) FROM outbox WHERE in_doubt")
+            .await
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sandbox.signed(), 1, "signed, its answer lost");
+    fixture.process.kill_hard();
+    // The upgrade: another POS system id, so the same receipt makes another request.
+    let (_upgraded, mut upgraded_client) = fixture
+        .second_replica_configured(|config| {
+            config.replace(
+                "5f3b2c1e-7a4d-4e6b-9c8d-0a1b2c3d4e5f",
+                "0c0ffee0-7a4d-4e6b-9c8d-0a1b2c3d4e5f",
+            )
+        })
+        .await;
+    upgraded_client
+        .resend_pending(pb::ResendPendingRequest {
+            operation_id: op(),
+            terminal: Some(terminal.clone()),
+            receipt_ids: vec![receipt.id.clone()],
+        })
+        .await
+        .expect("resent");
+    settle(
+        &mut upgraded_client,
+        &[receipt.id.clone()],
+        pb::FiscalState::Accepted,
+    )
+    .await;
+    assert_eq!(
+        sandbox.conflicts(),
+        1,
+        "the middleware saw the changed replay"
+    );
+    assert_eq!(sandbox.signed(), 1, "and signed nothing twice");
+    let signed = self::receipt(&mut upgraded_client, &receipt.id).await;
+    assert_eq!(
+        signed.ft_receipt_identification,
+        sandbox.receipts()[0].response.receipt_identification
+    );
+}

@@ -136,10 +136,16 @@ impl Fixture {
 
     /// Another receipts process on the same database and Redis, and a client of it (Postgres).
     pub(crate) async fn second_replica(&self) -> (Process, ReceiptServiceClient<Authed>) {
-        let (schema, args, peer) = self.replica.as_ref().expect("a Postgres fixture");
+        let (_, args, _) = self.replica.as_ref().expect("a Postgres fixture");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.replica_with(&args).await
+    }
+
+    /// A receipts process on this one's database and Redis, started with `args`.
+    async fn replica_with(&self, args: &[&str]) -> (Process, ReceiptServiceClient<Authed>) {
+        let (schema, _, peer) = self.replica.as_ref().expect("a Postgres fixture");
         let process =
-            Process::service_in("receipts", schema, &args, &[("FISCUS_PEERS__TOKENS", peer)])
+            Process::service_in("receipts", schema, args, &[("FISCUS_PEERS__TOKENS", peer)])
                 .await
                 .expect("a second fiscus-receipts starts");
         let client = ReceiptServiceClient::with_interceptor(
@@ -147,6 +153,20 @@ impl Fixture {
             Bearer::new(&self.token),
         );
         (process, client)
+    }
+
+    /// Another receipts process on the same database and Redis whose configuration file is
+    /// this one's as `edit` changes it (an upgrade, a changed setting), and a client of it.
+    pub(crate) async fn second_replica_configured(
+        &self,
+        edit: impl FnOnce(String) -> String,
+    ) -> (Process, ReceiptServiceClient<Authed>) {
+        let (_, args, _) = self.replica.as_ref().expect("a Postgres fixture");
+        let original = std::fs::read_to_string(&args[1]).expect("the configuration");
+        let edited = self._dir.path().join("fiscus-edited.toml");
+        std::fs::write(&edited, edit(original)).expect("the edited configuration");
+        self.replica_with(&["--config", edited.to_str().expect("utf-8")])
+            .await
     }
 
     /// Drops the cached answer of an operation, so that only the database can give it again.

@@ -266,6 +266,17 @@ impl Process {
         self.child.id()
     }
 
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would: nothing of it runs
+    /// after this, no shutdown, no last write.
+    pub fn kill_hard(&self) {
+        let pid = self.pid().expect("running");
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "SIGKILL {pid}");
+    }
+
     /// Sends SIGTERM and waits for the exit; answers the status and everything printed (stdout,
     /// then stderr).
     pub async fn terminate(mut self) -> anyhow::Result<(ExitStatus, Vec<String>)> {

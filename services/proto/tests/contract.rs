@@ -89,9 +89,10 @@ const CONTRACT: [(&str, &[&str]); 4] = [
     ),
 ];
 
-const STREAMING: [&str; 5] = [
+const STREAMING: [&str; 6] = [
     "WatchReceipt",
     "ExportJournal",
+    "ExportProviderJournal",
     "ListShiftReceipts",
     "WatchPayment",
     "ListShiftPayments",
