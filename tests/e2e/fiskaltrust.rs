@@ -834,7 +834,7 @@ async fn a_replay_the_middleware_finds_changed_is_settled_by_the_receipt_request
         .expect("resent");
     settle(
         &mut upgraded_client,
-        &[receipt.id.clone()],
+        std::slice::from_ref(&receipt.id),
         pb::FiscalState::Accepted,
     )
     .await;
