@@ -199,6 +199,7 @@ async fn zero_receipts(
 on_both_backends!(
     the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures,
     receipts_made_while_the_middleware_is_unreachable_are_late_signed_in_order_and_closed,
+    receipts_made_at_once_on_one_terminal_are_late_signed_in_their_journal_order,
     a_failed_signing_unit_marks_every_receipt_until_an_operators_zero_receipt,
     answers_lost_after_signing_never_sign_a_receipt_twice,
     an_operation_id_sent_again_with_another_body_is_refused_and_signs_nothing_twice,
@@ -411,6 +412,25 @@ async fn receipts_made_while_the_middleware_is_unreachable_are_late_signed_in_or
             pb::FiscalState::Pending,
             "answered at once"
         );
+        if n == 0 {
+            // The copy the till prints meanwhile says so, as fiskaltrust's failure scenario asks.
+            let printed = client
+                .render_receipt(pb::RenderReceiptRequest {
+                    receipt_id: receipt.id.clone(),
+                    format: pb::DocumentFormat::Txt.into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("rendered")
+                .into_inner()
+                .document
+                .map(|d| d.text_lines.join("\n"))
+                .unwrap_or_default();
+            assert!(
+                printed.contains("ELECTRONIC RECORDING SYSTEM FAILED"),
+                "{printed}"
+            );
+        }
         ids.entry(terminal.pos_no.clone())
             .or_default()
             .push(receipt.receipt_reference.clone());
@@ -849,4 +869,71 @@ async fn a_replay_the_middleware_finds_changed_is_settled_by_the_receipt_request
         signed.ft_receipt_identification,
         sandbox.receipts()[0].response.receipt_identification
     );
+}
+
+/// While the middleware is out of reach, a terminal's receipts come with moments that go back
+/// (a till whose clock was set back, or two clients of one terminal signing at once): once it
+/// is back, every one is signed late, none refused, in the terminal's journal order, with the
+/// moments sent ascending as fiskaltrust's late signing requires.
+async fn receipts_made_at_once_on_one_terminal_are_late_signed_in_their_journal_order(
+    backend: Backend,
+) {
+    let (sandbox, fixture) = start(backend, "", "").await;
+    let terminal = unique_terminal(TIN);
+    sandbox.set_down(true).await.expect("down");
+    let now = chrono::Utc::now();
+    let signer = |mut client: ReceiptServiceClient<Authed>, terminal: pb::Terminal, back: bool| async move {
+        let mut ids = Vec::new();
+        for n in 0..20i64 {
+            let mut request = sale_of(
+                &terminal,
+                vec![goods("Panino", "1", "4.50", "10.00")],
+                "4.50",
+            );
+            if back {
+                // Each a second before the one before it.
+                let moment = now - chrono::Duration::seconds(n + 1);
+                request.receipt_moment = Some(prost_types::Timestamp {
+                    seconds: moment.timestamp(),
+                    nanos: 0,
+                });
+            }
+            ids.push(sign(&mut client, request).await.id);
+        }
+        ids
+    };
+    let (a, b) = tokio::join!(
+        signer(fixture.client(), terminal.clone(), false),
+        signer(fixture.client(), terminal.clone(), true)
+    );
+    let all: Vec<String> = a.into_iter().chain(b).collect();
+    sandbox.set_down(false).await.expect("up");
+    let mut client = fixture.client();
+    settle(&mut client, &all, pb::FiscalState::Accepted).await;
+    let mut journal: Vec<pb::Receipt> = Vec::new();
+    for id in &all {
+        journal.push(receipt(&mut client, id).await);
+    }
+    journal.sort_by_key(|r| r.receipt_number);
+    let sent: Vec<_> = sandbox
+        .receipts()
+        .into_iter()
+        .filter(|r| r.request.receipt_case.0 & 0xFFFF != 0x2000)
+        .collect();
+    assert_eq!(
+        sent.iter()
+            .map(|r| r.request.receipt_reference.clone())
+            .collect::<Vec<_>>(),
+        journal
+            .iter()
+            .map(|r| r.receipt_reference.clone())
+            .collect::<Vec<_>>(),
+        "each once, in the journal's order"
+    );
+    assert!(
+        sent.windows(2)
+            .all(|w| w[0].request.receipt_moment <= w[1].request.receipt_moment),
+        "the moments sent ascend"
+    );
+    assert_eq!(sandbox.refusals(), 0);
 }

@@ -169,14 +169,16 @@ async fn sign_count(
     Ok(())
 }
 
-/// Receipts the outbox still holds.
-async fn queued(db: &Database) -> anyhow::Result<i64> {
+/// Receipts the outbox still holds: live ones, and dead letters.
+async fn queued(db: &Database) -> anyhow::Result<(i64, i64)> {
     let Database::Postgres(pool) = db else {
         anyhow::bail!("the fiskaltrust benchmark runs on Postgres");
     };
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-        .fetch_one(pool)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE NOT dead), COUNT(*) FILTER (WHERE dead) FROM outbox",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// The zero receipts journaled (late signing's closings).
@@ -198,7 +200,9 @@ async fn drained(db: &Database, at_most: Duration) -> anyhow::Result<Instant> {
     let began = Instant::now();
     let mut empty_since: Option<Instant> = None;
     loop {
-        if queued(db).await? == 0 {
+        let (live, dead) = queued(db).await?;
+        anyhow::ensure!(dead == 0, "{dead} receipts became dead letters");
+        if live == 0 {
             let since = *empty_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= Duration::from_millis(300) {
                 return Ok(since);

@@ -10,11 +10,16 @@
 //!   market's law (22 % in Italy is "normal"); a supply of goods unless the client names a case.
 //! - **ftPayItemCase** by payment method; change is cash with the change flag, negative.
 //! - Amounts are the journal's exact decimals, negated for refunds and voids.
+//! - `cbReceiptMoment` is the receipt's moment, or the one its terminal's previous receipt was
+//!   sent with when that is later: the moments a terminal sends ascend with its journal, as
+//!   late signing requires ("in the order they were created"), even when two receipts of one
+//!   terminal were made at once or the till's clock went back.
 //!
 //! A case the client gave is kept, once checked to be a v2 case of the cash box's market that
 //! fits what the receipt is. Every refusal names the field of the SignReceipt request at fault,
 //! so a receipt that cannot be signed upstream is refused when it is made, never parked later.
 
+use chrono::{DateTime, Utc};
 use fiscus_domain::receipt::{
     Item, Payment, PaymentMethod, Receipt, ReceiptKind, ReceiptType, TaxType,
 };
@@ -47,6 +52,9 @@ pub struct Context<'a> {
     pub voided: Option<&'a Receipt>,
     /// Made while the middleware could not be reached: sent with the late-signing flag.
     pub late_signing: bool,
+    /// The `cbReceiptMoment` the terminal's previous receipt was signed with: this one is sent
+    /// with its own moment or that one, whichever is later.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// Why a receipt cannot be written as a fiskaltrust request: the SignReceipt field at fault.
@@ -130,7 +138,9 @@ pub fn receipt_request(
         pos_system_id: cash_box.pos_system_id.map(str::to_owned),
         terminal_id: terminal_id(receipt),
         receipt_reference: receipt.reference.clone(),
-        receipt_moment: receipt.moment,
+        receipt_moment: context
+            .not_before
+            .map_or(receipt.moment, |previous| previous.max(receipt.moment)),
         charge_items,
         pay_items,
         receipt_case: CaseValue(receipt_case),
@@ -139,6 +149,23 @@ pub fn receipt_request(
         customer: customer(lines, market),
         previous_receipt_reference,
     })
+}
+
+/// Whether `receipt` can be signed in a cash box of `market`: `Err` names the SignReceipt field
+/// whose value the middleware would refuse. (What a refund or cancellation refers to is not
+/// looked at: its lines are its original's.)
+pub fn check(receipt: &Receipt, market: Market) -> Result<(), MappingError> {
+    let cash_box = CashBox {
+        cashbox_id: "",
+        pos_system_id: None,
+        market,
+    };
+    let context = Context {
+        previous_reference: Some(""),
+        voided: Some(receipt),
+        ..Context::default()
+    };
+    receipt_request(receipt, &cash_box, &context).map(drop)
 }
 
 /// The `ftReceiptCase` of `receipt`: the one it names, checked, or the one its kind and type

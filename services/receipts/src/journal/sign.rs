@@ -41,27 +41,14 @@ impl Journal {
             .signers
             .for_merchant(&draft.receipt.merchant_tin)
             .await?;
+        // What fiskaltrust would refuse is refused now, naming the field (a refund's lines are
+        // its original's, checked when it was signed).
         let market = self.outbox.fiskaltrust().market(&merchant);
-        if let Some(market) = market {
-            // What fiskaltrust would refuse is refused now, naming the field.
-            fiskaltrust::mapping::receipt_case(&draft.receipt, market, &Default::default())
-                .map_err(invalid)?;
-        }
         let signed = match draft.refund.take() {
             None => {
                 draft.total_up()?;
                 if let Some(market) = market {
-                    let cash_box = fiskaltrust::CashBox {
-                        cashbox_id: "",
-                        pos_system_id: None,
-                        market,
-                    };
-                    fiskaltrust::mapping::receipt_request(
-                        &draft.receipt,
-                        &cash_box,
-                        &Default::default(),
-                    )
-                    .map_err(invalid)?;
+                    fiskaltrust::mapping::check(&draft.receipt, market).map_err(invalid)?;
                 }
                 let mut receipt = draft.receipt;
                 receipt.id = uuid::Uuid::now_v7().to_string();
@@ -71,8 +58,14 @@ impl Journal {
                     .append_alone(receipt, terms, &signer, now, operation)
                     .await?
             }
-            // Boxed, so that a sale's future does not carry a refund's.
-            Some(refund) => Box::pin(self.refund(draft, &refund, &signer, operation, now)).await?,
+            Some(refund) => {
+                if let Some(market) = market {
+                    fiskaltrust::mapping::receipt_case(&draft.receipt, market, &Default::default())
+                        .map_err(invalid)?;
+                }
+                // Boxed, so that a sale's future does not carry a refund's.
+                Box::pin(self.refund(draft, &refund, &signer, operation, now)).await?
+            }
         };
         match signed {
             Signed::New(receipt) => {

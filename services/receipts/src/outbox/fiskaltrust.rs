@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use fiscus_domain::TerminalId;
 use fiscus_domain::receipt::{Receipt, ReceiptKind};
 use fiscus_kit::db::Database;
@@ -37,7 +38,7 @@ use secrecy::SecretString;
 use tokio::sync::mpsc;
 
 use super::Outcome;
-use super::store::{Acceptance, Claimed, FtAcceptance};
+use super::store::{self, Acceptance, Claimed, FtAcceptance};
 use crate::config::{OutboxConfig, Policy};
 use crate::store::{self as journal, Lookup};
 use crate::tokens::UpstreamTokens;
@@ -156,19 +157,20 @@ impl Fiskaltrust {
             }
             ReceiptKind::Sale | ReceiptKind::Zero => None,
         };
+        let number = i64::try_from(receipt.number).unwrap_or(i64::MAX);
+        let not_before = store::last_ft_moment(db, &receipt.terminal(), number)
+            .await?
+            .and_then(DateTime::<Utc>::from_timestamp_micros);
         let context = Context {
             previous_reference: original.as_ref().map(|o| o.reference.as_str()),
             voided: original
                 .as_ref()
                 .filter(|_| receipt.kind == ReceiptKind::Cancellation),
             late_signing: row.late_signing,
+            not_before,
         };
-        let cash_box_id;
         let credentials = match self.credentials_of(&row.merchant_tin, merchant).await {
-            Ok(credentials) => {
-                cash_box_id = credentials.cashbox_id.clone();
-                credentials
-            }
+            Ok(credentials) => credentials,
             Err(error) => {
                 return Ok(Outcome::Failed {
                     error,
@@ -177,7 +179,7 @@ impl Fiskaltrust {
             }
         };
         let cash_box = CashBox {
-            cashbox_id: &cash_box_id,
+            cashbox_id: &credentials.cashbox_id,
             pos_system_id: merchant.pos_system_id.as_deref(),
             market: merchant.market,
         };
@@ -189,6 +191,7 @@ impl Fiskaltrust {
                 )));
             }
         };
+        let moment = request.receipt_moment;
         let terminal_id = mapping::terminal_id(&receipt);
         let operation = Operation {
             id: operation_id(row),
@@ -218,7 +221,7 @@ impl Fiskaltrust {
             other => other,
         };
         Ok(match signed {
-            Ok(Signed::Done(response)) => Self::signed(&receipt, response),
+            Ok(Signed::Done(response)) => Self::signed(&receipt, moment, response),
             Ok(Signed::Refused(problem)) => Outcome::Refused(format!(
                 "fiskaltrust: {} ({})",
                 problem.detail, problem.title
@@ -254,7 +257,7 @@ impl Fiskaltrust {
     }
 
     /// What an answer of the middleware makes of the receipt.
-    fn signed(receipt: &Receipt, response: ReceiptResponse) -> Outcome {
+    fn signed(receipt: &Receipt, moment: DateTime<Utc>, response: ReceiptResponse) -> Outcome {
         let state = State(response.state.0);
         let flags = match state.outcome() {
             StateOutcome::Success(flags) => flags,
@@ -288,6 +291,7 @@ impl Fiskaltrust {
                 cashbox_identification: response.cash_box_identification,
                 state: state.0,
                 signatures,
+                moment_us: moment.timestamp_micros(),
                 closing,
             })),
             ..Acceptance::default()

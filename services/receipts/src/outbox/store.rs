@@ -163,6 +163,8 @@ pub struct FtAcceptance {
     pub state: u64,
     /// `ftSignatures`, as JSON.
     pub signatures: String,
+    /// The `cbReceiptMoment` it was signed with.
+    pub moment_us: i64,
     /// The middleware is still in late-signing mode after this receipt: once its terminal has
     /// nothing left to sign, a zero receipt is to end it.
     pub closing: Option<super::fiskaltrust::Closing>,
@@ -192,7 +194,7 @@ pub async fn accept(
             state_message = '', upstream_id = $2, upstream_date = $3, easy_registered = $4, \
             accepted_at_us = $5, lottery = $6, upstream_qr = $7, printed_until_us = $8, \
             ft_queue_id = $9, ft_queue_item_id = $10, ft_cashbox_identification = $11, \
-            ft_state = $12, ft_signatures = $13 \
+            ft_state = $12, ft_signatures = $13, ft_moment_us = $14 \
          WHERE id = $1"
     )
     .bind(&claimed.receipt_id)
@@ -208,6 +210,7 @@ pub async fn accept(
     .bind(ft.map(|f| f.cashbox_identification.as_str()))
     .bind(ft.map(|f| state_bits(f.state)))
     .bind(ft.map(|f| f.signatures.as_str()))
+    .bind(ft.map(|f| f.moment_us))
     .execute(conn)
     .await
     .map(|done| done.rows_affected())
@@ -491,6 +494,27 @@ pub async fn ft_standing(
     .fetch_one(pool)
     .await)?;
     Ok((standing.unwrap_or_default(), waiting))
+}
+
+/// The `cbReceiptMoment` fiskaltrust signed the terminal's last receipt before number
+/// `before_number` with, if any.
+pub async fn last_ft_moment(
+    db: &Database,
+    terminal: &TerminalId,
+    before_number: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_scalar(
+        "SELECT ft_moment_us FROM receipts \
+         WHERE merchant_tin = $1 AND branch_no = $2 AND pos_no = $3 AND number < $4 \
+           AND ft_moment_us IS NOT NULL \
+         ORDER BY number DESC LIMIT 1"
+    )
+    .bind(&terminal.merchant_tin)
+    .bind(&terminal.branch_no)
+    .bind(&terminal.pos_no)
+    .bind(before_number)
+    .fetch_optional(pool)
+    .await)
 }
 
 /// A 64-bit fiskaltrust state as the BIGINT that holds its bits.
