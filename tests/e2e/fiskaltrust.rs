@@ -200,6 +200,7 @@ on_both_backends!(
     the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures,
     receipts_made_while_the_middleware_is_unreachable_are_late_signed_in_order_and_closed,
     receipts_made_at_once_on_one_terminal_are_late_signed_in_their_journal_order,
+    a_receipt_the_middleware_is_still_processing_is_asked_again_and_signed_once,
     a_failed_signing_unit_marks_every_receipt_until_an_operators_zero_receipt,
     answers_lost_after_signing_never_sign_a_receipt_twice,
     an_operation_id_sent_again_with_another_body_is_refused_and_signs_nothing_twice,
@@ -936,4 +937,48 @@ async fn receipts_made_at_once_on_one_terminal_are_late_signed_in_their_journal_
         "the moments sent ascend"
     );
     assert_eq!(sandbox.refusals(), 0);
+}
+
+/// The middleware takes longer to sign than an attempt may wait: the attempt gives up not
+/// knowing, its repeat under the same operation id finds the first still being processed (422),
+/// and fiscus asks again until the first's answer is replayed: ACCEPTED, signed once.
+async fn a_receipt_the_middleware_is_still_processing_is_asked_again_and_signed_once(
+    backend: Backend,
+) {
+    let (sandbox, fixture) = start(
+        backend,
+        "attempt_timeout_ms = 400\nclaim_ms = 2000\nanswer_within_ms = 100",
+        "",
+    )
+    .await;
+    let mut client = fixture.client();
+    sandbox.set_processing_time(Duration::from_millis(1500));
+    let receipt = sign(
+        &mut client,
+        sale_of(
+            &unique_terminal(TIN),
+            vec![goods("Cannolo", "1", "3.00", "10.00")],
+            "3.00",
+        ),
+    )
+    .await;
+    assert_eq!(receipt.fiscal_state(), pb::FiscalState::Pending);
+    settle(
+        &mut client,
+        std::slice::from_ref(&receipt.id),
+        pb::FiscalState::Accepted,
+    )
+    .await;
+    sandbox.set_processing_time(Duration::ZERO);
+    assert!(
+        sandbox.in_flight_refusals() > 0,
+        "a repeat found it in progress"
+    );
+    assert_eq!(sandbox.signed(), 1, "signed once");
+    assert_eq!(
+        self::receipt(&mut client, &receipt.id)
+            .await
+            .ft_receipt_identification,
+        sandbox.receipts()[0].response.receipt_identification
+    );
 }

@@ -239,10 +239,10 @@ impl Fiskaltrust {
                     maybe_reached: false,
                 }
             }
-            Ok(Signed::InProgress(problem)) => Outcome::Failed {
-                error: format!("fiskaltrust is still processing it: {}", problem.detail),
-                maybe_reached: true,
-            },
+            Ok(Signed::InProgress(problem)) => Outcome::Busy(format!(
+                "fiskaltrust is still processing it: {}",
+                problem.detail
+            )),
             Ok(Signed::Conflict(problem)) => Outcome::Parked(format!(
                 "fiskaltrust knows its operation id with another request and answered the \
                  receipt request with a conflict too ({}): check the receipt in the fiskaltrust \

@@ -54,6 +54,9 @@ pub enum Outcome {
         error: String,
         maybe_reached: bool,
     },
+    /// The provider answered that it is still at this receipt (fiskaltrust's 422): retried like
+    /// a failure whose request reached it, but the provider is reachable.
+    Busy(String),
     /// Nothing can be sent without a person deciding (why): a dead letter, still PENDING.
     Parked(String),
 }
@@ -64,6 +67,7 @@ impl Outcome {
             Outcome::Accepted(_) => "accepted",
             Outcome::Refused(_) => "refused",
             Outcome::Failed { .. } => "failed",
+            Outcome::Busy(_) => "busy",
             Outcome::Parked(_) => "parked",
         }
     }
@@ -245,7 +249,9 @@ impl Outbox {
                     unreachable.insert(row.merchant_tin.clone());
                     false
                 }
-                Outcome::Accepted(_) | Outcome::Refused(_) => unreachable.remove(&row.merchant_tin),
+                Outcome::Accepted(_) | Outcome::Refused(_) | Outcome::Busy(_) => {
+                    unreachable.remove(&row.merchant_tin)
+                }
                 Outcome::Parked(_) => false,
             }
         };
@@ -276,7 +282,9 @@ impl Outbox {
         let (state, message) = match &outcome {
             Outcome::Accepted(_) => (FiscalState::Accepted, String::new()),
             Outcome::Refused(m) => (FiscalState::Rejected, m.clone()),
-            Outcome::Failed { error, .. } => (FiscalState::Pending, error.clone()),
+            Outcome::Failed { error, .. } | Outcome::Busy(error) => {
+                (FiscalState::Pending, error.clone())
+            }
             Outcome::Parked(m) => (FiscalState::Pending, m.clone()),
         };
         if let (Ok(true), Outcome::Accepted(acceptance)) = (&recorded, &outcome)
@@ -311,7 +319,8 @@ impl Outbox {
         for waiter in waiting.into_iter().flatten() {
             let _ = waiter.send(());
         }
-        matches!(recorded, Ok(true)) && !matches!(outcome, Outcome::Failed { .. })
+        matches!(recorded, Ok(true))
+            && !matches!(outcome, Outcome::Failed { .. } | Outcome::Busy(_))
     }
 
     async fn record(
@@ -343,22 +352,33 @@ impl Outbox {
             Outcome::Failed {
                 error,
                 maybe_reached,
-            } => {
-                let delay = self.backoff(row.attempts);
-                let dead_before = now.saturating_sub(secs_us(self.config.dead_letter_after_secs));
-                store::retry(
-                    &self.db,
-                    row,
-                    &self.claim,
-                    error,
-                    *maybe_reached,
-                    attempt_us,
-                    now.saturating_add(duration_us(delay)),
-                    dead_before,
-                )
-                .await
-            }
+            } => self.retry(row, error, *maybe_reached, attempt_us).await,
+            Outcome::Busy(message) => self.retry(row, message, true, attempt_us).await,
         }
+    }
+
+    /// Schedules another attempt of a receipt its attempt did not settle, after the backoff.
+    async fn retry(
+        &self,
+        row: &Claimed,
+        error: &str,
+        maybe_reached: bool,
+        attempt_us: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let now = now_us();
+        let delay = self.backoff(row.attempts);
+        let dead_before = now.saturating_sub(secs_us(self.config.dead_letter_after_secs));
+        store::retry(
+            &self.db,
+            row,
+            &self.claim,
+            error,
+            maybe_reached,
+            attempt_us,
+            now.saturating_add(duration_us(delay)),
+            dead_before,
+        )
+        .await
     }
 
     /// The delay before attempt `attempts + 1`: exponential from `retry_min_ms`, capped at

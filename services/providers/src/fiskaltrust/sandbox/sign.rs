@@ -77,14 +77,27 @@ pub(super) async fn sign(
         Ok(queue) => queue,
         Err(detail) => return problem(StatusCode::UNAUTHORIZED, detail),
     };
-    match sign_call(&state, queue, &headers, &body).await {
-        Ok(answer) => ([(header::CONTENT_TYPE, "application/json")], answer).into_response(),
-        Err(refusal) => refusal.answer(&state),
+    let at = state
+        .queues
+        .iter()
+        .position(|q| std::ptr::eq(q, queue))
+        .unwrap_or_default();
+    // The middleware goes on with an operation whoever waits for it: a caller that gives up
+    // finds it done when it asks again (a replay), or still being processed (422).
+    let call = tokio::spawn({
+        let state = Arc::clone(&state);
+        async move { sign_call(&state, &state.queues[at], &headers, &body).await }
+    });
+    match call.await {
+        Ok(Ok(answer)) => ([(header::CONTENT_TYPE, "application/json")], answer).into_response(),
+        Ok(Err(refusal)) => refusal.answer(&state),
+        Err(error) => sandbox::internal_error(error),
     }
 }
 
-/// Removes an operation's in-flight mark if its handler is dropped before it is answered (the
-/// caller went away), so that a retry is processed rather than told it is in progress forever.
+/// Removes an operation's in-flight mark if its processing is abandoned before it is answered
+/// (a panic, the sandbox stopping), so that a retry is processed rather than told it is in
+/// progress forever.
 struct InFlight<'q> {
     queue: &'q Queue,
     operation: Uuid,
