@@ -178,6 +178,22 @@ async fn service_info(
         .into_inner()
 }
 
+/// The receipt as RenderReceipt prints it in TXT.
+async fn printed(client: &mut ReceiptServiceClient<Authed>, id: &str) -> String {
+    client
+        .render_receipt(pb::RenderReceiptRequest {
+            receipt_id: id.to_owned(),
+            format: pb::DocumentFormat::Txt.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("rendered")
+        .into_inner()
+        .document
+        .map(|d| d.text_lines.join("\n"))
+        .unwrap_or_default()
+}
+
 /// The zero receipts of a terminal, newest first.
 async fn zero_receipts(
     client: &mut ReceiptServiceClient<Authed>,
@@ -324,20 +340,18 @@ async fn the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures
         };
         assert_eq!((charged, paid), (expected, expected), "{request:?}");
         // The printed receipt carries the signatures, as fiskaltrust asks.
-        let printed = client
-            .render_receipt(pb::RenderReceiptRequest {
-                receipt_id: receipt.id.clone(),
-                format: pb::DocumentFormat::Txt.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("rendered")
-            .into_inner();
-        let text = printed
-            .document
-            .map(|d| d.text_lines.join("\n"))
-            .unwrap_or_default();
+        let text = printed(&mut client, &receipt.id).await;
         assert!(text.contains(&stored.ft_receipt_identification), "{text}");
+        for signature in &stored.signatures {
+            assert!(text.contains(&signature.caption), "{text}");
+        }
+        // Its QR code is the middleware's QR-code signature.
+        let qr = stored
+            .signatures
+            .iter()
+            .find(|s| s.format & 0xFF == 0x03)
+            .expect("a QR-code signature");
+        assert_eq!(stored.qr_data, qr.data);
     }
     // The refund names its sale and undoes one product A.
     let refund_request = &sent[3].request;
@@ -415,21 +429,10 @@ async fn receipts_made_while_the_middleware_is_unreachable_are_late_signed_in_or
         );
         if n == 0 {
             // The copy the till prints meanwhile says so, as fiskaltrust's failure scenario asks.
-            let printed = client
-                .render_receipt(pb::RenderReceiptRequest {
-                    receipt_id: receipt.id.clone(),
-                    format: pb::DocumentFormat::Txt.into(),
-                    ..Default::default()
-                })
-                .await
-                .expect("rendered")
-                .into_inner()
-                .document
-                .map(|d| d.text_lines.join("\n"))
-                .unwrap_or_default();
+            let text = printed(&mut client, &receipt.id).await;
             assert!(
-                printed.contains("ELECTRONIC RECORDING SYSTEM FAILED"),
-                "{printed}"
+                text.contains("ELECTRONIC RECORDING SYSTEM FAILED"),
+                "{text}"
             );
         }
         ids.entry(terminal.pos_no.clone())
@@ -533,6 +536,11 @@ async fn a_failed_signing_unit_marks_every_receipt_until_an_operators_zero_recei
         assert!(
             !receipt.signatures.is_empty(),
             "the middleware's notice is kept"
+        );
+        let text = printed(&mut client, &receipt.id).await;
+        assert!(
+            text.contains("SCU communication failed"),
+            "the printed receipt carries the notice: {text}"
         );
     }
     assert!(service_info(&mut client, &terminal).await.failed_mode);
