@@ -307,6 +307,11 @@ async fn the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures
             at_sandbox.response.receipt_identification
         );
         assert_eq!(stored.ft_queue_item_id, at_sandbox.response.queue_item_id);
+        assert_eq!(stored.ft_queue_id, at_sandbox.response.queue_id);
+        assert_eq!(
+            stored.ft_cashbox_identification,
+            at_sandbox.response.cash_box_identification
+        );
         assert_eq!(stored.ft_state, READY);
         assert!(
             !stored.signatures.is_empty(),
@@ -342,6 +347,7 @@ async fn the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures
         // The printed receipt carries the signatures, as fiskaltrust asks.
         let text = printed(&mut client, &receipt.id).await;
         assert!(text.contains(&stored.ft_receipt_identification), "{text}");
+        assert!(text.contains(&stored.ft_cashbox_identification), "{text}");
         for signature in &stored.signatures {
             assert!(text.contains(&signature.caption), "{text}");
         }

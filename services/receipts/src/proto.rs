@@ -102,7 +102,9 @@ pub const SIGNATURE_FORMAT_QR: u64 = 0x03;
 /// [`Upstream::id`]).
 #[derive(Debug, Clone, Default)]
 pub struct FtAnswer {
+    pub queue_id: String,
     pub queue_item_id: String,
+    pub cashbox_identification: String,
     /// `ftState` as answered.
     pub state: u64,
     /// `ftSignatures`, in print order.
@@ -191,6 +193,10 @@ pub fn receipt(receipt: &d::Receipt, standing: &Standing, document: Document<'_>
         },
         ft_state: ft.map(|f| f.state).unwrap_or_default(),
         ft_queue_item_id: ft.map(|f| f.queue_item_id.clone()).unwrap_or_default(),
+        ft_queue_id: ft.map(|f| f.queue_id.clone()).unwrap_or_default(),
+        ft_cashbox_identification: ft
+            .map(|f| f.cashbox_identification.clone())
+            .unwrap_or_default(),
         signatures: ft
             .map(|f| {
                 f.signatures

@@ -49,7 +49,10 @@ pub fn view(receipt: &pb::Receipt, policy: &Policy, copy: bool) -> ReceiptView {
     }
     let fiskaltrust = receipt.provider() == pb::Provider::Fiskaltrust;
     if fiskaltrust && !receipt.ft_receipt_identification.is_empty() {
-        footer.push(format!("Receipt {}", receipt.ft_receipt_identification));
+        footer.push(format!(
+            "Receipt {} · cash box {}",
+            receipt.ft_receipt_identification, receipt.ft_cashbox_identification
+        ));
     }
     // fiskaltrust: the signatures and notices the middleware returned, as it asks them printed
     // (its QR code is the receipt's qr_data).

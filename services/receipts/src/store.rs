@@ -18,7 +18,8 @@ const RECEIPT_COLUMNS: &str = "id, merchant_tin, branch_no, pos_no, number, kind
      state_message, shift_id, cancelled_by, cancelled_at_us, cancellation_reason, document, \
      previous_hash, hash, signature, key_id, total_minor, vat_minor, city_tax_minor, \
      created_at_us, provider, upstream_id, easy_registered, accepted_at_us, lottery, upstream_qr, \
-     printed_until_us, ft_queue_item_id, ft_state, ft_signatures";
+     printed_until_us, ft_queue_id, ft_queue_item_id, ft_cashbox_identification, ft_state, \
+     ft_signatures";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredReceipt {
@@ -50,7 +51,9 @@ pub struct StoredReceipt {
     pub lottery: Option<String>,
     pub upstream_qr: Option<String>,
     pub printed_until_us: Option<i64>,
+    pub ft_queue_id: Option<String>,
     pub ft_queue_item_id: Option<String>,
+    pub ft_cashbox_identification: Option<String>,
     pub ft_state: Option<i64>,
     pub ft_signatures: Option<String>,
 }
@@ -97,7 +100,12 @@ impl StoredReceipt {
             fiskaltrust: match &self.ft_queue_item_id {
                 None => None,
                 Some(queue_item_id) => Some(FtAnswer {
+                    queue_id: self.ft_queue_id.clone().unwrap_or_default(),
                     queue_item_id: queue_item_id.clone(),
+                    cashbox_identification: self
+                        .ft_cashbox_identification
+                        .clone()
+                        .unwrap_or_default(),
                     state: self
                         .ft_state
                         .map(crate::outbox::store::state_of_bits)
