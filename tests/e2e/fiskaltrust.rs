@@ -217,6 +217,7 @@ on_both_backends!(
     receipts_made_while_the_middleware_is_unreachable_are_late_signed_in_order_and_closed,
     receipts_made_at_once_on_one_terminal_are_late_signed_in_their_journal_order,
     a_receipt_the_middleware_is_still_processing_is_asked_again_and_signed_once,
+    a_cancellation_is_signed_as_a_void_of_its_receipt,
     a_failed_signing_unit_marks_every_receipt_until_an_operators_zero_receipt,
     answers_lost_after_signing_never_sign_a_receipt_twice,
     an_operation_id_sent_again_with_another_body_is_refused_and_signs_nothing_twice,
@@ -995,4 +996,49 @@ async fn a_receipt_the_middleware_is_still_processing_is_asked_again_and_signed_
             .ft_receipt_identification,
         sandbox.receipts()[0].response.receipt_identification
     );
+}
+
+/// CancelReceipt of a signed sale: the cancellation is signed as the sale's case with the void
+/// flag, naming the sale, its lines and payments negated.
+async fn a_cancellation_is_signed_as_a_void_of_its_receipt(backend: Backend) {
+    let (sandbox, fixture) = start(backend, "", "").await;
+    let mut client = fixture.client();
+    let terminal = unique_terminal(TIN);
+    let sold = sign(
+        &mut client,
+        sale_of(
+            &terminal,
+            vec![goods("Lasagne", "2", "9.50", "10.00")],
+            "19.00",
+        ),
+    )
+    .await;
+    let cancelled = client
+        .cancel_receipt(fiscus_e2e::cancellation(&terminal, &sold.id, "wrong table"))
+        .await
+        .expect("cancelled")
+        .into_inner();
+    let cancellation = cancelled.cancellation.expect("the cancellation");
+    settle(
+        &mut client,
+        std::slice::from_ref(&cancellation.id),
+        pb::FiscalState::Accepted,
+    )
+    .await;
+    let sent = sandbox.receipts();
+    assert_eq!(sent.len(), 2);
+    let void = &sent[1].request;
+    assert_eq!(
+        void.receipt_case.0, 0x4954_2000_0004_0001,
+        "{:#x}",
+        void.receipt_case.0
+    );
+    assert_eq!(
+        void.previous_receipt_reference.as_deref(),
+        Some(sold.receipt_reference.as_str())
+    );
+    assert_eq!(void.charge_items[0].amount.0.to_string(), "-19.00");
+    assert_eq!(void.charge_items[0].quantity.0.to_string(), "-2.000");
+    assert_eq!(void.pay_items[0].amount.0.to_string(), "-19.00");
+    assert_eq!(sandbox.signed(), 2);
 }
