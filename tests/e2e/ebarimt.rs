@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use fiscus_e2e::{Authed, cancellation, cash, item, op, refund, unique_terminal};
+use fiscus_e2e::{Authed, cancellation, cash, item, op, receipt, refund, settle, unique_terminal};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use fiscus_providers::ebarimt::{EbarimtMerchant, EbarimtSandbox, EbarimtSandboxConfig};
@@ -122,42 +122,6 @@ async fn sign(
         .into_inner()
         .receipt
         .expect("a receipt")
-}
-
-async fn receipt(client: &mut ReceiptServiceClient<Authed>, id: &str) -> pb::Receipt {
-    client
-        .get_receipt(pb::GetReceiptRequest {
-            lookup: Some(pb::get_receipt_request::Lookup::ReceiptId(id.into())),
-            ..Default::default()
-        })
-        .await
-        .expect("found")
-        .into_inner()
-        .receipt
-        .expect("a receipt")
-}
-
-/// Waits until every receipt of `ids` is in `state` (60 s at most: a test that waits longer
-/// has found a defect).
-async fn settle(client: &mut ReceiptServiceClient<Authed>, ids: &[String], state: pb::FiscalState) {
-    let mut waiting: HashSet<&String> = ids.iter().collect();
-    for _ in 0..600 {
-        let mut still = HashSet::new();
-        for id in waiting {
-            if receipt(client, id).await.fiscal_state() != state {
-                still.insert(id);
-            }
-        }
-        if still.is_empty() {
-            return;
-        }
-        waiting = still;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{} receipts never reached {state:?}: {waiting:?}",
-        waiting.len()
-    );
 }
 
 fn is_ddtd(id: &str) -> bool {

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use fiscus_e2e::{Authed, cash, item, op, unique_terminal};
+use fiscus_e2e::{Authed, item, op, receipt, sale, settle, unique_terminal};
 use fiscus_proto::v1 as pb;
 use fiscus_proto::v1::receipt_service_client::ReceiptServiceClient;
 use fiscus_providers::ebarimt::{EbarimtMerchant, EbarimtSandbox, EbarimtSandboxConfig};
@@ -89,23 +89,6 @@ fn goods(name: &str, quantity: &str, price: &str, rate: &str) -> pb::ChargeItem 
     item
 }
 
-fn sale_of(
-    terminal: &pb::Terminal,
-    items: Vec<pb::ChargeItem>,
-    paid: &str,
-) -> pb::SignReceiptRequest {
-    pb::SignReceiptRequest {
-        operation_id: op(),
-        terminal: Some(terminal.clone()),
-        r#type: pb::ReceiptType::B2cReceipt.into(),
-        kind: pb::ReceiptKind::Sale.into(),
-        receipt_reference: format!("SALE-{}", uuid::Uuid::new_v4().simple()),
-        items,
-        payments: vec![cash(paid)],
-        ..Default::default()
-    }
-}
-
 fn zero(terminal: &pb::Terminal) -> pb::SignReceiptRequest {
     pb::SignReceiptRequest {
         operation_id: op(),
@@ -127,42 +110,6 @@ async fn sign(
         .into_inner()
         .receipt
         .expect("a receipt")
-}
-
-async fn receipt(client: &mut ReceiptServiceClient<Authed>, id: &str) -> pb::Receipt {
-    client
-        .get_receipt(pb::GetReceiptRequest {
-            lookup: Some(pb::get_receipt_request::Lookup::ReceiptId(id.into())),
-            ..Default::default()
-        })
-        .await
-        .expect("found")
-        .into_inner()
-        .receipt
-        .expect("a receipt")
-}
-
-/// Waits until every receipt of `ids` is in `state` (90 s at most: a test that waits longer has
-/// found a defect).
-async fn settle(client: &mut ReceiptServiceClient<Authed>, ids: &[String], state: pb::FiscalState) {
-    let mut waiting: HashSet<&String> = ids.iter().collect();
-    for _ in 0..900 {
-        let mut still = HashSet::new();
-        for id in waiting {
-            if receipt(client, id).await.fiscal_state() != state {
-                still.insert(id);
-            }
-        }
-        if still.is_empty() {
-            return;
-        }
-        waiting = still;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{} receipts never reached {state:?}: {waiting:?}",
-        waiting.len()
-    );
 }
 
 async fn service_info(
@@ -235,7 +182,7 @@ async fn the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures
     let terminal = unique_terminal(TIN);
 
     // 1. Standard sale: two products at 22 % and a service at 10 %.
-    let mut standard = sale_of(
+    let mut standard = sale(
         &terminal,
         vec![
             goods("Product A", "2", "61.00", "22.00"),
@@ -245,7 +192,7 @@ async fn the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures
     );
     standard.items[0].product_number = "SKU123".into();
     // 2. Mixed payments: cash and a card with its terminal's data.
-    let mut mixed = sale_of(
+    let mut mixed = sale(
         &terminal,
         vec![goods("High-value Item", "1", "1000.00", "22.00")],
         "500.00",
@@ -258,7 +205,7 @@ async fn the_seeds_use_cases_are_signed_with_matching_totals_and_kept_signatures
         ..Default::default()
     });
     // 3. B2B invoice with the customer.
-    let mut invoice = sale_of(
+    let mut invoice = sale(
         &terminal,
         vec![goods("Enterprise License", "10", "100.00", "22.00")],
         "1000.00",
@@ -406,7 +353,7 @@ async fn receipts_made_while_the_middleware_is_unreachable_are_late_signed_in_or
     // One receipt signed normally first: the queue is ready.
     let first = sign(
         &mut client,
-        sale_of(
+        sale(
             &terminals[0],
             vec![goods("Espresso", "1", "1.20", "10.00")],
             "1.20",
@@ -422,7 +369,7 @@ async fn receipts_made_while_the_middleware_is_unreachable_are_late_signed_in_or
         let price = format!("{}.{:02}", 1 + n % 7, n % 100);
         let receipt = sign(
             &mut client,
-            sale_of(
+            sale(
                 terminal,
                 vec![goods("Cornetto", "1", &price, "10.00")],
                 &price,
@@ -525,7 +472,7 @@ async fn a_failed_signing_unit_marks_every_receipt_until_an_operators_zero_recei
     for _ in 0..3 {
         let receipt = sign(
             &mut client,
-            sale_of(
+            sale(
                 &terminal,
                 vec![goods("Pizza", "1", "8.50", "10.00")],
                 "8.50",
@@ -555,7 +502,7 @@ async fn a_failed_signing_unit_marks_every_receipt_until_an_operators_zero_recei
     sandbox.set_scu_failed(false);
     let still = sign(
         &mut client,
-        sale_of(
+        sale(
             &terminal,
             vec![goods("Pizza", "1", "8.50", "10.00")],
             "8.50",
@@ -575,7 +522,7 @@ async fn a_failed_signing_unit_marks_every_receipt_until_an_operators_zero_recei
     assert_eq!(closing.ft_state, READY, "{:#x}", closing.ft_state);
     let after = sign(
         &mut client,
-        sale_of(
+        sale(
             &terminal,
             vec![goods("Pizza", "1", "8.50", "10.00")],
             "8.50",
@@ -605,7 +552,7 @@ async fn answers_lost_after_signing_never_sign_a_receipt_twice(backend: Backend)
     for n in 0..45 {
         let receipt = sign(
             &mut client,
-            sale_of(
+            sale(
                 &terminals[n % 3],
                 vec![goods("Gelato", "2", "2.50", "10.00")],
                 "5.00",
@@ -620,7 +567,7 @@ async fn answers_lost_after_signing_never_sign_a_receipt_twice(backend: Backend)
         .receipts()
         .iter()
         .map(|r| r.request.receipt_reference.clone())
-        .filter(|r| r.starts_with("SALE-"))
+        .filter(|r| r.starts_with("order-"))
         .collect();
     let unique: HashSet<&String> = references.iter().collect();
     assert_eq!(unique.len(), references.len(), "no receipt signed twice");
@@ -642,7 +589,7 @@ async fn an_operation_id_sent_again_with_another_body_is_refused_and_signs_nothi
     let (sandbox, fixture) = start(backend, "", "").await;
     let mut client = fixture.client();
     let terminal = unique_terminal(TIN);
-    let first = sale_of(
+    let first = sale(
         &terminal,
         vec![goods("Vino", "1", "12.00", "22.00")],
         "12.00",
@@ -651,7 +598,7 @@ async fn an_operation_id_sent_again_with_another_body_is_refused_and_signs_nothi
     assert_eq!(signed.fiscal_state(), pb::FiscalState::Accepted);
     let again = sign(&mut client, first.clone()).await;
     assert_eq!(again.id, signed.id, "a retry answers the same receipt");
-    let mut other = sale_of(
+    let mut other = sale(
         &terminal,
         vec![goods("Birra", "1", "4.00", "22.00")],
         "4.00",
@@ -674,12 +621,12 @@ async fn what_fiskaltrust_would_refuse_is_refused_at_once_naming_the_field(backe
     let (sandbox, fixture) = start(backend, "", "").await;
     let mut client = fixture.client();
     let terminal = unique_terminal(TIN);
-    let bad_rate = sale_of(&terminal, vec![goods("Pane", "1", "3.00", "7.00")], "3.00");
-    let mut german_case = sale_of(&terminal, vec![goods("Pane", "1", "3.00", "10.00")], "3.00");
+    let bad_rate = sale(&terminal, vec![goods("Pane", "1", "3.00", "7.00")], "3.00");
+    let mut german_case = sale(&terminal, vec![goods("Pane", "1", "3.00", "10.00")], "3.00");
     german_case.items[0].charge_item_case = 0x4445_2000_0000_0013;
-    let mut closing_sale = sale_of(&terminal, vec![goods("Pane", "1", "3.00", "10.00")], "3.00");
+    let mut closing_sale = sale(&terminal, vec![goods("Pane", "1", "3.00", "10.00")], "3.00");
     closing_sale.receipt_case = 0x4954_2000_0000_2011;
-    let mut lira = sale_of(&terminal, vec![goods("Pane", "1", "3.00", "10.00")], "3.00");
+    let mut lira = sale(&terminal, vec![goods("Pane", "1", "3.00", "10.00")], "3.00");
     lira.currency = "MNT".into();
     for (request, field) in [
         (bad_rate, "items[0].vat_rate"),
@@ -724,7 +671,7 @@ async fn the_queues_journal_is_streamed_to_auditors(backend: Backend) {
     for _ in 0..3 {
         sign(
             &mut client,
-            sale_of(
+            sale(
                 &terminal,
                 vec![goods("Acqua", "1", "0.80", "10.00")],
                 "0.80",
@@ -793,7 +740,7 @@ district_code = "2501"
         let (a, b) = tokio::join!(
             sign(
                 &mut one,
-                sale_of(&italy, vec![goods("Caffè", "1", "1.10", "10.00")], "1.10"),
+                sale(&italy, vec![goods("Caffè", "1", "1.10", "10.00")], "1.10"),
             ),
             sign(&mut other, fiscus_e2e::bread_sale(&mongolia)),
         );
@@ -831,7 +778,7 @@ async fn a_replay_the_middleware_finds_changed_is_settled_by_the_receipt_request
     sandbox.drop_next(1);
     let receipt = sign(
         &mut client,
-        sale_of(
+        sale(
             &terminal,
             vec![goods("Tiramisù", "1", "6.00", "10.00")],
             "6.00",
@@ -901,7 +848,7 @@ async fn receipts_made_at_once_on_one_terminal_are_late_signed_in_their_journal_
     let signer = |mut client: ReceiptServiceClient<Authed>, terminal: pb::Terminal, back: bool| async move {
         let mut ids = Vec::new();
         for n in 0..20i64 {
-            let mut request = sale_of(
+            let mut request = sale(
                 &terminal,
                 vec![goods("Panino", "1", "4.50", "10.00")],
                 "4.50",
@@ -970,7 +917,7 @@ async fn a_receipt_the_middleware_is_still_processing_is_asked_again_and_signed_
     sandbox.set_processing_time(Duration::from_millis(1500));
     let receipt = sign(
         &mut client,
-        sale_of(
+        sale(
             &unique_terminal(TIN),
             vec![goods("Cannolo", "1", "3.00", "10.00")],
             "3.00",
@@ -1006,7 +953,7 @@ async fn a_cancellation_is_signed_as_a_void_of_its_receipt(backend: Backend) {
     let terminal = unique_terminal(TIN);
     let sold = sign(
         &mut client,
-        sale_of(
+        sale(
             &terminal,
             vec![goods("Lasagne", "2", "9.50", "10.00")],
             "19.00",

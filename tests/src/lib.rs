@@ -716,6 +716,50 @@ pub fn refund(
     }
 }
 
+/// The receipt `id`, as GetReceipt answers it.
+pub async fn receipt(
+    client: &mut pb::receipt_service_client::ReceiptServiceClient<Authed>,
+    id: &str,
+) -> pb::Receipt {
+    client
+        .get_receipt(pb::GetReceiptRequest {
+            lookup: Some(pb::get_receipt_request::Lookup::ReceiptId(id.into())),
+            ..Default::default()
+        })
+        .await
+        .expect("found")
+        .into_inner()
+        .receipt
+        .expect("a receipt")
+}
+
+/// Waits until every receipt of `ids` is in `state` (90 s at most: a test that waits longer
+/// has found a defect).
+pub async fn settle(
+    client: &mut pb::receipt_service_client::ReceiptServiceClient<Authed>,
+    ids: &[String],
+    state: pb::FiscalState,
+) {
+    let mut waiting: std::collections::HashSet<&String> = ids.iter().collect();
+    for _ in 0..900 {
+        let mut still = std::collections::HashSet::new();
+        for id in waiting {
+            if receipt(client, id).await.fiscal_state() != state {
+                still.insert(id);
+            }
+        }
+        if still.is_empty() {
+            return;
+        }
+        waiting = still;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{} receipts never reached {state:?}: {waiting:?}",
+        waiting.len()
+    );
+}
+
 /// The cancellation of receipt `id` on `terminal`, for `reason`.
 pub fn cancellation(terminal: &pb::Terminal, id: &str, reason: &str) -> pb::CancelReceiptRequest {
     pb::CancelReceiptRequest {

@@ -11,14 +11,15 @@ mod verify;
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use fiscus_domain::receipt::{FiscalState, ReceiptKind};
-use fiscus_domain::{Money, Receipt};
+use fiscus_domain::{Money, Receipt, TerminalId};
 use fiscus_kit::ApiError;
 use fiscus_kit::cache::SharedCache;
 use fiscus_kit::config::MasterKey;
 use fiscus_kit::db::{Database, DatabaseStatus};
 use fiscus_kit::health::ServiceHealth;
+use fiscus_kit::idempotency::Operation;
 use fiscus_proto::v1 as pb;
 use prost::Message;
 
@@ -28,6 +29,7 @@ use crate::outbox::Outbox;
 use crate::proto::{self, ToPb};
 use crate::signers::Signers;
 use crate::store::{self, StoredReceipt};
+use crate::validate::Draft;
 use crate::watch::Watchers;
 
 pub struct Journal {
@@ -51,6 +53,48 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, ApiError> {
 /// A stored receipt that is not what fiscus writes: its document or a column does not read.
 fn corrupt(id: &str, what: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(anyhow::anyhow!("stored receipt {id} is corrupt: {what}"))
+}
+
+impl Journal {
+    /// A zero receipt fiscus makes itself on `terminal` (the end of late signing, a shift's
+    /// closing), validated as SignReceipt validates a client's, with `reference` and
+    /// `receipt_case`; its operation id is made of `occasion`, so one occasion journals one
+    /// however often it comes up, in however many replicas.
+    fn own_zero_receipt(
+        &self,
+        terminal: &TerminalId,
+        occasion: &str,
+        reference: String,
+        receipt_case: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(Draft, Operation), ApiError> {
+        const NAMESPACE: uuid::Uuid =
+            uuid::Uuid::from_u128(0x6669_7363_7573_2d7a_6572_6f2d_6f77_6e01);
+        let operation_id = uuid::Uuid::new_v5(&NAMESPACE, occasion.as_bytes()).to_string();
+        let mut request = pb::SignReceiptRequest {
+            operation_id: operation_id.clone(),
+            terminal: Some(pb::Terminal {
+                merchant_tin: terminal.merchant_tin.clone(),
+                branch_no: terminal.branch_no.clone(),
+                pos_no: terminal.pos_no.clone(),
+            }),
+            kind: pb::ReceiptKind::Zero.into(),
+            receipt_reference: reference,
+            receipt_case,
+            ..Default::default()
+        };
+        let mut v = crate::validate::Violations::default();
+        let draft = crate::validate::sign_request(&request, &self.policy, now, &mut v);
+        v.into_result()?;
+        let draft = draft.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        let operation = Operation::new(
+            &terminal.merchant_tin,
+            &operation_id,
+            "SignReceipt",
+            &mut request,
+        );
+        Ok((draft, operation))
+    }
 }
 
 impl StoredReceipt {

@@ -69,38 +69,19 @@ impl Journal {
         shift_id: &str,
         market: Market,
     ) -> Result<Option<(Operation, pb::Receipt, Vec<u8>)>, ApiError> {
-        const NAMESPACE: uuid::Uuid =
-            uuid::Uuid::from_u128(0x6669_7363_7573_2d73_6869_6674_2d65_6e64);
-        let operation_id =
-            uuid::Uuid::new_v5(&NAMESPACE, format!("{terminal}/{shift_id}").as_bytes()).to_string();
-        let mut request = pb::SignReceiptRequest {
-            operation_id: operation_id.clone(),
-            terminal: Some(pb::Terminal {
-                merchant_tin: terminal.merchant_tin.clone(),
-                branch_no: terminal.branch_no.clone(),
-                pos_no: terminal.pos_no.clone(),
-            }),
-            kind: pb::ReceiptKind::Zero.into(),
-            receipt_reference: format!("shift-closing-{shift_id}"),
-            receipt_case: ReceiptCase::ShiftClosing.value(market, ReceiptFlags::NONE),
-            ..Default::default()
-        };
         let now = chrono::Utc::now().trunc_subsecs(6);
-        let mut v = crate::validate::Violations::default();
-        let draft = crate::validate::sign_request(&request, &self.policy, now, &mut v);
-        v.into_result()?;
-        let mut draft = draft.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
+        let (mut draft, operation) = self.own_zero_receipt(
+            terminal,
+            &format!("shift-closing/{terminal}/{shift_id}"),
+            format!("shift-closing-{shift_id}"),
+            ReceiptCase::ShiftClosing.value(market, ReceiptFlags::NONE),
+            now,
+        )?;
         draft.total_up()?;
         let signer = self.signers.for_merchant(&terminal.merchant_tin).await?;
         let mut receipt = draft.receipt;
         receipt.id = uuid::Uuid::now_v7().to_string();
         sign_with(&mut receipt, &signer);
-        let operation = Operation::new(
-            &terminal.merchant_tin,
-            &operation_id,
-            "SignReceipt",
-            &mut request,
-        );
         let terms = Terms {
             shift: ShiftRule::Optional,
             ..self.policy.terms(&terminal.merchant_tin)

@@ -120,36 +120,15 @@ pub async fn close_late_signing(
 
 impl Journal {
     async fn close(&self, closing: &crate::outbox::Closing) -> Result<(), ApiError> {
-        const NAMESPACE: uuid::Uuid =
-            uuid::Uuid::from_u128(0x6669_7363_7573_2d6c_6174_652d_656e_6401);
         let terminal = &closing.terminal;
-        let operation_id = uuid::Uuid::new_v5(
-            &NAMESPACE,
-            format!("{terminal}/{}", closing.after_number).as_bytes(),
-        )
-        .to_string();
-        let mut request = pb::SignReceiptRequest {
-            operation_id: operation_id.clone(),
-            terminal: Some(pb::Terminal {
-                merchant_tin: terminal.merchant_tin.clone(),
-                branch_no: terminal.branch_no.clone(),
-                pos_no: terminal.pos_no.clone(),
-            }),
-            kind: pb::ReceiptKind::Zero.into(),
-            receipt_reference: format!("late-signing-end-{}", closing.after_number),
-            ..Default::default()
-        };
         let now = Utc::now().trunc_subsecs(6);
-        let mut v = crate::validate::Violations::default();
-        let draft = crate::validate::sign_request(&request, &self.policy, now, &mut v);
-        v.into_result()?;
-        let draft = draft.ok_or_else(|| ApiError::invalid("terminal", "is required"))?;
-        let operation = Operation::new(
-            &terminal.merchant_tin,
-            &operation_id,
-            "SignReceipt",
-            &mut request,
-        );
+        let (draft, operation) = self.own_zero_receipt(
+            terminal,
+            &format!("late-signing-end/{terminal}/{}", closing.after_number),
+            format!("late-signing-end-{}", closing.after_number),
+            0,
+            now,
+        )?;
         let zero = self.sign(draft, &operation, now).await?;
         tracing::info!(%terminal, receipt = %zero.id, "late signing closed with a zero receipt");
         Ok(())
